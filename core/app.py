@@ -1,0 +1,128 @@
+"""Wiring: one `App` object holding settings, database, routing, prices and the LLM provider.
+
+The console, the CLI and workers all start from `open_app()`, which applies migrations and (for the
+embedded default) loads the demo data on first start. The LLM client is created per event loop
+(`async with app.gateway()`), because an httpx connection pool belongs to the loop that opened it.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from datetime import date
+from decimal import Decimal, InvalidOperation
+
+from sqlalchemy.engine import Engine
+from sqlmodel import select
+
+from core import budget
+from core.config import Settings, load_settings
+from core.db import get_engine, session_scope
+from core.gateway import Gateway
+from core.llm.client import LLMClient, RetryPolicy
+from core.llm.simulator import Faults, Simulator
+from core.migrations import migrate
+from core.models import PriceOverride, Setting, utcnow
+from core.prices import Price, PriceBook, current_book, retirement_warnings
+from core.routing import RoutingTable, load_routing
+
+BUDGET_KEY = "monthly_budget_usd"
+
+
+@dataclass
+class App:
+    settings: Settings
+    engine: Engine
+    routing: RoutingTable
+    simulator: Simulator | None = None
+    _book: PriceBook | None = field(default=None, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    # ---- prices ----
+    def price_book(self) -> PriceBook:
+        with self._lock:
+            if self._book is None:
+                self._book = current_book(self.settings.data_dir, self.refreshed_prices())
+            return self._book
+
+    def refreshed_prices(self) -> dict[str, Price]:
+        with session_scope(self.engine) as s:
+            rows = s.exec(select(PriceOverride)).all()
+        return {
+            r.model: Price(r.model, Decimal(r.input_per_mtok), Decimal(r.output_per_mtok),
+                           f"{r.source} {r.fetched_at.date().isoformat()}")
+            for r in rows
+        }
+
+    def invalidate_prices(self) -> None:
+        with self._lock:
+            self._book = None
+        if self.simulator is not None:
+            self.simulator.price_book = self.price_book()
+
+    # ---- budget ----
+    def budget_cap(self) -> Decimal:
+        with session_scope(self.engine) as s:
+            row = s.get(Setting, BUDGET_KEY)
+        if row is not None:
+            try:
+                return Decimal(str(row.value["usd"]))
+            except (KeyError, TypeError, InvalidOperation):
+                pass
+        return self.settings.monthly_budget_usd
+
+    def set_budget_cap(self, amount: Decimal) -> None:
+        if not amount.is_finite() or amount < 0:
+            raise ValueError("the monthly budget must be a non-negative amount of USD")
+        with session_scope(self.engine) as s:
+            row = s.get(Setting, BUDGET_KEY) or Setting(key=BUDGET_KEY)
+            row.value = {"usd": str(amount)}
+            row.updated_at = utcnow()
+            s.add(row)
+        budget.set_cap(self.engine, amount)
+
+    def budget_state(self, month: str | None = None) -> budget.BudgetState:
+        return budget.budget_state(self.engine, self.budget_cap(), self.settings.throttle_at, month)
+
+    # ---- warnings shown on every page ----
+    def warnings(self, today: date | None = None) -> list[str]:
+        today = today or utcnow().date()
+        routed = [self.routing.entries[t]["model"] for t in self.routing.entries]
+        return retirement_warnings(routed, today, self.settings.data_dir) + self.budget_state().alerts
+
+    # ---- the LLM ----
+    def client(self, policy: RetryPolicy | None = None) -> LLMClient:
+        s = self.settings
+        if s.is_simulated:
+            assert self.simulator is not None
+            return LLMClient(s.base_url, transport=self.simulator.transport(), policy=policy,
+                             price_book=self.price_book(), provider_name="simulator")
+        return LLMClient(s.base_url, s.api_key, policy=policy, price_book=self.price_book(),
+                         provider_name=s.llm_provider)
+
+    @asynccontextmanager
+    async def gateway(self, policy: RetryPolicy | None = None) -> AsyncIterator[Gateway]:
+        client = self.client(policy)
+        try:
+            yield Gateway(self.engine, client, self.routing, self.price_book(), cap=self.budget_cap,
+                          provider=self.settings.llm_provider)
+        finally:
+            await client.aclose()
+
+
+def open_app(settings: Settings | None = None, *, load_demo: bool = True) -> App:
+    """Start the engine: settings, migrations, price book, provider, and demo data on first start."""
+    settings = settings or load_settings()
+    engine = get_engine(settings.database_url)
+    migrate(engine)
+    app = App(settings=settings, engine=engine, routing=load_routing(settings.data_dir))
+    if settings.is_simulated:
+        app.simulator = Simulator(app.price_book(), Faults(latency_ms=settings.simulator_latency_ms))
+    budget.set_cap(engine, app.budget_cap())
+    if load_demo:
+        from core.demo import load_demo_data
+
+        load_demo_data(app)
+    return app

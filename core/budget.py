@@ -1,0 +1,202 @@
+"""Budget enforcement by reservation, and the throttle ladder.
+
+Before a call, its worst-case cost is reserved in one conditional UPDATE that fails when the month's cap
+would be crossed, so any number of concurrent callers can never overspend. After the call the reservation
+is settled to the real cost in the same transaction that writes the ledger row; a reservation left by a
+crashed worker is swept once its lease expires. Months are calendar months in UTC.
+
+`budget_months` holds running totals (cap, spent, reserved) only so that the check is one statement; the
+usage ledger remains the record that spend figures and charts are computed from.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from decimal import Decimal
+
+from sqlalchemy import text
+from sqlalchemy.engine import Connection, Engine
+
+from core.db import immediate
+from core.llm.errors import BudgetExceededError
+from core.models import Reservation, UsageEntry, from_nanos, month_of, to_nanos, utcnow
+
+RESERVATION_LEASE = timedelta(minutes=10)
+ALERT_LEVELS = (Decimal("0.8"), Decimal("0.9"), Decimal("1.0"))
+
+# Throttle ladder, by the share of the month's budget still free (spent + reserved counted as used).
+LEVEL_NORMAL = "normal"
+LEVEL_REVIEW_TOP = "review_top_only"  # <= THROTTLE_AT left: premium review only for the highest-value
+LEVEL_TEMPLATE_ONLY = "template_only"  # <= 5% left: no model writing, plain templates
+LEVEL_STOPPED = "stopped"  # nothing left: no model calls; batches pause
+TEMPLATE_ONLY_AT = Decimal("0.05")
+
+
+def ensure_month(conn: Connection, month: str, cap: Decimal) -> None:
+    conn.execute(
+        text(
+            "INSERT INTO budget_months (month, cap_usd, spent_usd, reserved_usd) VALUES (:m, :c, 0, 0) "
+            "ON CONFLICT (month) DO NOTHING"
+        ),
+        {"m": month, "c": to_nanos(cap)},
+    )
+
+
+def set_cap(engine: Engine, cap: Decimal, month: str | None = None) -> None:
+    """Set the month's cap (a raised cap lets paused batches resume)."""
+    month = month or month_of(utcnow())
+    with immediate(engine) as conn:
+        ensure_month(conn, month, cap)
+        conn.execute(text("UPDATE budget_months SET cap_usd = :c WHERE month = :m"), {"c": to_nanos(cap), "m": month})
+
+
+def reserve(engine: Engine, amount: Decimal, *, cap: Decimal, task: str = "", now: datetime | None = None) -> int:
+    """Hold `amount` against this month's cap; raises BudgetExceededError when it does not fit."""
+    now = now or utcnow()
+    month = month_of(now)
+    nanos = to_nanos(amount)
+    with immediate(engine) as conn:
+        ensure_month(conn, month, cap)
+        updated = conn.execute(
+            text(
+                "UPDATE budget_months SET reserved_usd = reserved_usd + :a "
+                "WHERE month = :m AND spent_usd + reserved_usd + :a <= cap_usd"
+            ),
+            {"a": nanos, "m": month},
+        ).rowcount
+        if updated != 1:
+            row = conn.execute(
+                text("SELECT cap_usd, spent_usd, reserved_usd FROM budget_months WHERE month = :m"), {"m": month}
+            ).one()
+            left = from_nanos(row[0] - row[1] - row[2])
+            raise BudgetExceededError(
+                f"the {month} budget cannot cover this call: it needs up to ${amount:.6f}, "
+                f"${max(left, Decimal(0)):.6f} of ${from_nanos(row[0]):.2f} is left. "
+                "Raise the budget on the Spend page or wait for the month to roll."
+            )
+        result = conn.execute(
+            Reservation.__table__.insert().values(  # type: ignore[attr-defined]
+                month=month, amount_usd=amount, task=task, state="held", created_at=now,
+                expires_at=now + RESERVATION_LEASE,
+            )
+        )
+        return int(result.inserted_primary_key[0])
+
+
+def settle(engine: Engine, reservation_id: int | None, entry: UsageEntry, *, cap: Decimal) -> None:
+    """Write the ledger row, add its cost to spend and release the reservation, all in one transaction."""
+    with immediate(engine) as conn:
+        ensure_month(conn, entry.month, cap)
+        values = entry.model_dump(exclude={"id"})
+        conn.execute(UsageEntry.__table__.insert().values(**values))  # type: ignore[attr-defined]
+        conn.execute(
+            text("UPDATE budget_months SET spent_usd = spent_usd + :c WHERE month = :m"),
+            {"c": to_nanos(entry.cost_usd), "m": entry.month},
+        )
+        if reservation_id is not None:
+            _release(conn, reservation_id, "settled")
+
+
+def release(engine: Engine, reservation_id: int) -> None:
+    with immediate(engine) as conn:
+        _release(conn, reservation_id, "settled")
+
+
+def _release(conn: Connection, reservation_id: int, state: str) -> None:
+    row = conn.execute(
+        text("SELECT month, amount_usd FROM reservations WHERE id = :i AND state = 'held'"), {"i": reservation_id}
+    ).first()
+    if row is None:  # already swept: its hold was returned then
+        return
+    conn.execute(text("UPDATE reservations SET state = :s WHERE id = :i"), {"s": state, "i": reservation_id})
+    conn.execute(
+        text("UPDATE budget_months SET reserved_usd = reserved_usd - :a WHERE month = :m"),
+        {"a": row[1], "m": row[0]},
+    )
+
+
+def sweep(engine: Engine, now: datetime | None = None) -> int:
+    """Return the holds of reservations whose lease expired (their worker died); returns how many."""
+    now = now or utcnow()
+    with immediate(engine) as conn:
+        rows = conn.execute(
+            text("SELECT id FROM reservations WHERE state = 'held' AND expires_at < :now"),
+            {"now": now.replace(tzinfo=None)},
+        ).all()
+        for (rid,) in rows:
+            _release(conn, rid, "swept")
+    return len(rows)
+
+
+@dataclass(frozen=True)
+class BudgetState:
+    month: str
+    cap_usd: Decimal
+    spent_usd: Decimal
+    reserved_usd: Decimal
+    throttle_at: Decimal
+
+    @property
+    def remaining_usd(self) -> Decimal:
+        return self.cap_usd - self.spent_usd - self.reserved_usd
+
+    @property
+    def used_fraction(self) -> Decimal:
+        if self.cap_usd <= 0:
+            return Decimal(1)
+        return (self.spent_usd + self.reserved_usd) / self.cap_usd
+
+    @property
+    def remaining_fraction(self) -> Decimal:
+        return max(Decimal(0), 1 - self.used_fraction)
+
+    @property
+    def level(self) -> str:
+        left = self.remaining_fraction
+        if self.remaining_usd <= 0:
+            return LEVEL_STOPPED
+        if left <= TEMPLATE_ONLY_AT:
+            return LEVEL_TEMPLATE_ONLY
+        if left <= self.throttle_at:
+            return LEVEL_REVIEW_TOP
+        return LEVEL_NORMAL
+
+    @property
+    def throttled(self) -> bool:
+        return self.level != LEVEL_NORMAL
+
+    @property
+    def alerts(self) -> list[str]:
+        used = self.used_fraction
+        crossed = [lvl for lvl in ALERT_LEVELS if used >= lvl]
+        if not crossed:
+            return []
+        top = crossed[-1]
+        pct = int(top * 100)
+        msg = {
+            100: f"Budget exhausted for {self.month}: no model calls until it is raised or the month rolls.",
+            90: f"{pct}% of the {self.month} budget used: premium review is limited to the highest-value prospects.",
+            80: f"{pct}% of the {self.month} budget used.",
+        }[pct]
+        return [msg]
+
+    def describe_level(self) -> str:
+        return {
+            LEVEL_NORMAL: "Normal: every step of the ladder is available.",
+            LEVEL_REVIEW_TOP: f"Throttled ({int(self.throttle_at * 100)}% or less left): premium review only "
+            "for the highest-value prospects.",
+            LEVEL_TEMPLATE_ONLY: "Template-only (5% or less left): no model writing, plain templates only.",
+            LEVEL_STOPPED: "Stopped: the budget is used up; no model calls, running batches pause.",
+        }[self.level]
+
+
+def budget_state(engine: Engine, cap: Decimal, throttle_at: Decimal, month: str | None = None) -> BudgetState:
+    month = month or month_of(utcnow())
+    with engine.connect() as conn:
+        row = conn.execute(
+            text("SELECT cap_usd, spent_usd, reserved_usd FROM budget_months WHERE month = :m"), {"m": month}
+        ).first()
+    if row is None:
+        return BudgetState(month, cap, Decimal(0), Decimal(0), throttle_at)
+    return BudgetState(month, from_nanos(row[0]), from_nanos(row[1]), from_nanos(row[2]), throttle_at)

@@ -1,0 +1,145 @@
+"""Every model call the product makes goes through here: route, reserve, call, record, settle.
+
+The gateway turns a task ("personalize", "review", ...) into a request using the routing table, reserves
+the call's worst-case cost before each attempt (so retries reserve again), and writes one ledger row per
+attempt, failures included, in the same transaction that settles the reservation. If the ledger cannot be
+written, the reservation fails first and nothing is sent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import date
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy.engine import Engine
+
+from core import budget
+from core.llm.client import Attempt, ChatRequest, ChatResult, LLMClient
+from core.llm.tokens import count_messages
+from core.models import UsageEntry, month_of, utcnow
+from core.prices import PriceBook, UnknownModelPrice
+from core.routing import Route, RoutingTable
+
+
+@dataclass
+class CallContext:
+    batch_id: int | None = None
+    prospect_id: int | None = None
+
+
+class Gateway:
+    def __init__(
+        self,
+        engine: Engine,
+        client: LLMClient,
+        routing: RoutingTable,
+        price_book: PriceBook,
+        *,
+        cap: Callable[[], Decimal],
+        provider: str,
+        today: Callable[[], date] | None = None,
+    ) -> None:
+        self.engine = engine
+        self.client = client
+        self.routing = routing
+        self.price_book = price_book
+        self.cap = cap
+        self.provider = provider
+        self._today = today or (lambda: utcnow().date())
+
+    def route(self, task: str) -> Route:
+        return self.routing.route(task, self._today())
+
+    def worst_case(self, route: Route, prompt_tokens: int, max_tokens: int | None = None) -> Decimal:
+        """The most this call can cost: prompt at input price plus every allowed output token."""
+        out = max_tokens or route.max_tokens
+        costs = []
+        for model in route.models:
+            try:
+                costs.append(self.price_book.cost(model, prompt_tokens, out))
+            except UnknownModelPrice:
+                continue
+        if not costs:
+            raise UnknownModelPrice(f"no price for any model routed for {route.task}: {', '.join(route.models)}")
+        return max(costs)
+
+    def build_request(
+        self,
+        task: str,
+        messages: list[dict[str, str]],
+        *,
+        response_format: dict[str, Any] | None = None,
+        max_tokens: int | None = None,
+    ) -> tuple[Route, ChatRequest]:
+        route = self.route(task)
+        provider = {"require_parameters": True} if response_format else None
+        request = ChatRequest(
+            model=route.model,
+            messages=messages,
+            max_tokens=max_tokens or route.max_tokens,
+            temperature=route.temperature,
+            models=route.models if len(route.models) > 1 else None,
+            response_format=response_format,
+            provider=provider,
+        )
+        return route, request
+
+    async def call(
+        self,
+        task: str,
+        messages: list[dict[str, str]],
+        *,
+        response_format: dict[str, Any] | None = None,
+        max_tokens: int | None = None,
+        context: CallContext | None = None,
+    ) -> ChatResult:
+        route, request = self.build_request(task, messages, response_format=response_format, max_tokens=max_tokens)
+        hooks = _LedgerHooks(self, task, route, context or CallContext(), count_messages(messages))
+        return await self.client.chat(request, hooks)
+
+
+class _LedgerHooks:
+    def __init__(self, gateway: Gateway, task: str, route: Route, context: CallContext, prompt_tokens: int) -> None:
+        self.gateway = gateway
+        self.task = task
+        self.route = route
+        self.context = context
+        self.prompt_tokens = prompt_tokens
+        self.holds: dict[int, int] = {}
+
+    async def before(self, number: int, request: ChatRequest) -> None:
+        amount = self.gateway.worst_case(self.route, self.prompt_tokens, request.max_tokens)
+        rid = await asyncio.to_thread(
+            budget.reserve, self.gateway.engine, amount, cap=self.gateway.cap(), task=self.task
+        )
+        self.holds[number] = rid
+
+    async def after(self, attempt: Attempt) -> None:
+        result = attempt.result
+        now = utcnow()
+        entry = UsageEntry(
+            created_at=now,
+            month=month_of(now),
+            task=self.task,
+            model_requested=attempt.request.model,
+            model_answered=result.model if result else "",
+            input_tokens=result.prompt_tokens if result else 0,
+            output_tokens=result.completion_tokens if result else 0,
+            cost_usd=result.cost_usd if result else Decimal(0),
+            cost_source=result.cost_source if result else "none",
+            status=attempt.status,
+            error=attempt.error[:500],
+            latency_ms=attempt.latency_ms,
+            attempt=attempt.number,
+            batch_id=self.context.batch_id,
+            prospect_id=self.context.prospect_id,
+            request_id=result.request_id if result else "",
+            provider=self.gateway.provider,
+        )
+        await asyncio.to_thread(
+            budget.settle, self.gateway.engine, self.holds.pop(attempt.number, None), entry, cap=self.gateway.cap()
+        )

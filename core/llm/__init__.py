@@ -1,0 +1,1 @@
+"""LLM access: the OpenRouter-format client, the offline simulator, token counting and prompts."""

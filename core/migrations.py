@@ -1,0 +1,79 @@
+"""Versioned schema migrations, applied in order at start-up and recorded in `schema_migrations`.
+
+The list is append-only: a released migration is never edited, a schema change is a new entry. Each entry
+runs in its own transaction, so a failed migration leaves the database at the previous version.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from sqlalchemy import inspect, text
+from sqlalchemy.engine import Connection, Engine
+from sqlmodel import SQLModel
+
+from core import models
+from core.db import is_sqlite
+
+INITIAL_TABLES = [
+    models.Setting,
+    models.Prospect,
+    models.Suppression,
+    models.Template,
+    models.Experiment,
+    models.ExperimentArm,
+    models.Assignment,
+    models.Outcome,
+    models.Batch,
+    models.BatchItem,
+    models.Message,
+    models.UsageEntry,
+    models.BudgetMonth,
+    models.Reservation,
+    models.Reply,
+    models.PriceOverride,
+    models.Scenario,
+]
+
+
+def _m001_initial(conn: Connection) -> None:
+    SQLModel.metadata.create_all(conn, tables=[m.__table__ for m in INITIAL_TABLES])  # type: ignore[attr-defined]
+
+
+MIGRATIONS: list[tuple[str, Callable[[Connection], None]]] = [
+    ("001_initial", _m001_initial),
+]
+
+
+def applied(engine: Engine) -> list[str]:
+    if not inspect(engine).has_table("schema_migrations"):
+        return []
+    with engine.connect() as conn:
+        return [row[0] for row in conn.execute(text("SELECT name FROM schema_migrations ORDER BY name"))]
+
+
+def migrate(engine: Engine) -> list[str]:
+    """Apply pending migrations; returns the names applied now. Safe to call from several processes."""
+    models.SchemaMigration.__table__.create(engine, checkfirst=True)  # type: ignore[attr-defined]
+    done_now: list[str] = []
+    for name, step in MIGRATIONS:
+        with engine.connect() as conn:
+            if is_sqlite(engine):
+                conn.info["sqlite_begin"] = "BEGIN IMMEDIATE"
+            with conn.begin():
+                if not is_sqlite(engine):
+                    # Serialise concurrent start-ups (console + workers) on PostgreSQL.
+                    conn.execute(text("SELECT pg_advisory_xact_lock(720001)"))
+                seen = conn.execute(
+                    text("SELECT 1 FROM schema_migrations WHERE name = :n"), {"n": name}
+                ).first()
+                if seen:
+                    continue
+                step(conn)
+                conn.execute(
+                    models.SchemaMigration.__table__.insert().values(  # type: ignore[attr-defined]
+                        name=name, applied_at=models.utcnow()
+                    )
+                )
+                done_now.append(name)
+    return done_now

@@ -1,0 +1,53 @@
+"""Shared fixtures: every test gets its own database (SQLite file, or a fresh PostgreSQL schema when
+TEST_DATABASE_URL is set) and an App wired to the offline simulator."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, text
+
+from core.app import App, open_app
+from core.config import DATA_DIR, Settings
+from core.db import dispose_engine
+
+PG_URL = os.environ.get("TEST_DATABASE_URL", "")
+
+
+@pytest.fixture
+def db_url(tmp_path: Path) -> Iterator[str]:
+    if not PG_URL:
+        url = f"sqlite:///{tmp_path / 'test.db'}"
+        yield url
+        dispose_engine(url)
+        return
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(PG_URL)
+    with admin.begin() as conn:
+        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+    sep = "&" if "?" in PG_URL else "?"
+    url = f"{PG_URL}{sep}options=-csearch_path%3D{schema}"
+    yield url
+    dispose_engine(url)
+    with admin.begin() as conn:
+        conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+    admin.dispose()
+
+
+@pytest.fixture
+def settings(db_url: str) -> Settings:
+    return Settings(database_url=db_url, llm_provider="simulator", data_dir=DATA_DIR)
+
+
+@pytest.fixture
+def app(settings: Settings) -> App:
+    return open_app(settings, load_demo=False)
+
+
+@pytest.fixture
+def demo_app(settings: Settings) -> App:
+    return open_app(settings, load_demo=True)
