@@ -52,7 +52,10 @@ def set_cap(engine: Engine, cap: Decimal, month: str | None = None) -> None:
 
 
 def reserve(engine: Engine, amount: Decimal, *, cap: Decimal, task: str = "", now: datetime | None = None) -> int:
-    """Hold `amount` against this month's cap; raises BudgetExceededError when it does not fit."""
+    """Hold `amount` against this month's cap; raises BudgetExceededError when it does not fit.
+
+    `cap` only seeds a month seen for the first time; an existing month keeps its stored cap (see `set_cap`).
+    """
     now = now or utcnow()
     month = month_of(now)
     nanos = to_nanos(amount)

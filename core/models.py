@@ -29,6 +29,12 @@ def from_nanos(value: int | None) -> Decimal:
     return (Decimal(int(value or 0)) * NANO).quantize(NANO)
 
 
+def money_str(value: Decimal) -> str:
+    """Plain decimal text for JSON and CSV: no exponent, no trailing zeros ("0", "12000", "0.0000388")."""
+    text = format(value.normalize(), "f")
+    return "0" if text in ("-0", "0") else text
+
+
 class Money(TypeDecorator[Decimal]):
     """USD as nano-dollars in a BIGINT column."""
 

@@ -193,7 +193,9 @@ def test_cost_is_estimated_when_server_sends_none() -> None:
     assert result.cost_usd == Decimal("0.028") * 1000 / 10**6 + Decimal("0.054") * 100 / 10**6
 
 
-@pytest.mark.parametrize("body", [b"not json", b"[]", b'{"choices": []}', b'{"choices": [{"message": {"content": 5}}]}'])
+@pytest.mark.parametrize(
+    "body", [b"not json", b"[]", b'{"choices": []}', b'{"choices": [{"message": {"content": 5}}]}']
+)
 def test_bodies_that_are_not_completions(body: bytes) -> None:
     transport = httpx.MockTransport(lambda r: httpx.Response(200, content=body))
 

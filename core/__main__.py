@@ -1,0 +1,109 @@
+"""The command line: `python -m core --help`. Thin over the engine modules; errors are one line on stderr."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import time
+from collections.abc import Callable, Sequence
+
+from core import cli
+from core.cli import CLIError, emit, fail
+
+
+def cmd_spend(args: argparse.Namespace) -> None:
+    from core.spend import summary
+
+    emit(summary(cli.app()), args.json)
+
+
+def cmd_simulator(args: argparse.Namespace) -> None:
+    from core.llm.simulator import Faults, Simulator
+    from core.prices import current_book
+
+    rates: dict[int, float] = {}
+    for spec in args.fault or []:
+        try:
+            status, rate = spec.split("=", 1)
+            rates[int(status)] = float(rate)
+        except ValueError:
+            raise CLIError(f"--fault takes STATUS=RATE, e.g. 429=0.1; got {spec!r}") from None
+    faults = Faults(latency_ms=args.latency_ms, jitter_ms=args.jitter_ms, error_rates=rates,
+                    retry_after=args.retry_after, malformed_rate=args.malformed_rate, seed=args.seed)
+    server = Simulator(current_book(), faults).serve(args.host, args.port)
+    print(f"simulator listening on {server.url} (chat completions, GET /models, GET /key); Ctrl-C to stop",
+          file=sys.stderr, flush=True)
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        server.close()
+
+
+def cmd_prices_list(args: argparse.Namespace) -> None:
+    a = cli.app()
+    emit({"book": "current", "prices": a.price_book().rows(a.routing.models())}, args.json)
+
+
+def cmd_prices_refresh(args: argparse.Namespace) -> None:
+    from core.pricing_refresh import refresh_prices
+
+    a = cli.app()
+    result = asyncio.run(refresh_prices(a))
+    emit(result, args.json)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m core", description="Sam Funnel cost console engine.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def add(name: str, func: Callable[[argparse.Namespace], None], help_: str,
+            parent: argparse._SubParsersAction | None = None) -> argparse.ArgumentParser:
+        p = (parent or sub).add_parser(name, help=help_, description=help_)
+        p.set_defaults(func=func)
+        p.add_argument("--json", action="store_true", help="print one JSON object")
+        return p
+
+    add("spend", cmd_spend, "this month's spend against budget, with projections")
+
+    sim = add("simulator", cmd_simulator, "serve the offline simulator on a loopback port")
+    sim.add_argument("--host", default="127.0.0.1")
+    sim.add_argument("--port", type=int, default=8765)
+    sim.add_argument("--latency-ms", type=float, default=0.0)
+    sim.add_argument("--jitter-ms", type=float, default=0.0)
+    sim.add_argument("--fault", action="append", metavar="STATUS=RATE", help="inject errors, e.g. 429=0.1")
+    sim.add_argument("--retry-after", type=float, default=None, help="Retry-After seconds on injected 429/503")
+    sim.add_argument("--malformed-rate", type=float, default=0.0)
+    sim.add_argument("--seed", type=int, default=0)
+
+    prices = sub.add_parser("prices", help="the price book").add_subparsers(dest="prices_cmd", required=True)
+    add("list", cmd_prices_list, "prices of every routed model and their sources", prices)
+    add("refresh", cmd_prices_refresh, "read the provider's /models prices into overrides", prices)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        args.func(args)
+    except CLIError as exc:
+        fail(str(exc))
+    except KeyboardInterrupt:
+        fail("interrupted", 130)
+    except Exception as exc:  # one line, never a traceback, for anything the user can act on
+        from core.config import ConfigError
+        from core.llm.errors import LLMError
+        from core.tabular import UnreadableFile
+        from core.templates import TemplateError
+
+        if isinstance(exc, ConfigError | LLMError | UnreadableFile | TemplateError | ValueError | LookupError
+                      | FileNotFoundError | PermissionError):
+            fail(str(exc))
+        raise
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

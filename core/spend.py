@@ -1,0 +1,130 @@
+"""Spend figures, all computed from the usage ledger with aggregation in SQL.
+
+The Spend page, the home page and `python -m core spend` read these functions; nothing loads the ledger
+into memory to add it up, so the figures stay fast at millions of rows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import text
+
+from core.app import App
+from core.forecast import Projection, project
+from core.models import from_nanos, money_str, month_of, utcnow
+
+
+@dataclass(frozen=True)
+class Breakdown:
+    key: str
+    calls: int
+    input_tokens: int
+    output_tokens: int
+    cost_usd: Decimal
+
+
+def _group(app: App, column: str, month: str) -> list[Breakdown]:
+    assert column in {"model_answered", "task", "batch_id", "model_requested", "status"}
+    sql = (
+        f"SELECT COALESCE(CAST({column} AS VARCHAR(200)), ''), COUNT(*), COALESCE(SUM(input_tokens), 0), "
+        f"COALESCE(SUM(output_tokens), 0), COALESCE(SUM(cost_usd), 0) FROM usage_ledger WHERE month = :m "
+        f"GROUP BY {column} ORDER BY SUM(cost_usd) DESC"
+    )
+    with app.engine.connect() as conn:
+        rows = conn.execute(text(sql), {"m": month}).all()
+    return [Breakdown(str(r[0] or ""), int(r[1]), int(r[2]), int(r[3]), from_nanos(r[4])) for r in rows]
+
+
+def by_model(app: App, month: str) -> list[Breakdown]:
+    return [b for b in _group(app, "model_answered", month)]
+
+
+def by_task(app: App, month: str) -> list[Breakdown]:
+    return _group(app, "task", month)
+
+
+def by_batch(app: App, month: str) -> list[Breakdown]:
+    return _group(app, "batch_id", month)
+
+
+def month_totals(app: App, month: str) -> tuple[Decimal, int, int, int]:
+    """(spent, calls, input tokens, output tokens) for the month."""
+    with app.engine.connect() as conn:
+        row = conn.execute(
+            text("SELECT COALESCE(SUM(cost_usd), 0), COUNT(*), COALESCE(SUM(input_tokens), 0), "
+                 "COALESCE(SUM(output_tokens), 0) FROM usage_ledger WHERE month = :m"),
+            {"m": month},
+        ).one()
+    return from_nanos(row[0]), int(row[1]), int(row[2]), int(row[3])
+
+
+def _day_range(start: date, end: date) -> Iterator[date]:
+    day = start
+    while day <= end:
+        yield day
+        day += timedelta(days=1)
+
+
+def daily_spend(app: App, start: date, end: date) -> list[tuple[date, Decimal]]:
+    """Spend per UTC day from start to end inclusive, zero-filled."""
+    lo = datetime.combine(start, datetime.min.time())
+    hi = datetime.combine(end + timedelta(days=1), datetime.min.time())
+    day_expr = "CAST(created_at AS DATE)" if app.engine.dialect.name != "sqlite" else "date(created_at)"
+    with app.engine.connect() as conn:
+        rows = conn.execute(
+            text(f"SELECT {day_expr} AS d, SUM(cost_usd) FROM usage_ledger "
+                 "WHERE created_at >= :lo AND created_at < :hi GROUP BY d"),
+            {"lo": lo, "hi": hi},
+        ).all()
+    found = {(r[0] if isinstance(r[0], date) else date.fromisoformat(str(r[0]))): from_nanos(r[1]) for r in rows}
+    return [(d, found.get(d, Decimal(0))) for d in _day_range(start, end)]
+
+
+def first_day(app: App) -> date | None:
+    with app.engine.connect() as conn:
+        value = conn.execute(text("SELECT MIN(created_at) FROM usage_ledger")).scalar()
+    if value is None:
+        return None
+    return value.date() if isinstance(value, datetime) else date.fromisoformat(str(value)[:10])
+
+
+def projection(app: App, today: date, spent_this_month: Decimal) -> Projection:
+    first = first_day(app)
+    if first is None:
+        return project([], spent_this_month, today)
+    start = max(first, today - timedelta(days=29))
+    return project([v for _, v in daily_spend(app, start, today)], spent_this_month, today)
+
+
+def summary(app: App, now: datetime | None = None) -> dict[str, Any]:
+    """The month's figures as plain JSON-able values (what `python -m core spend --json` prints)."""
+    now = now or utcnow()
+    month = month_of(now)
+    spent, calls, tokens_in, tokens_out = month_totals(app, month)
+    state = app.budget_state(month)
+    proj = projection(app, now.astimezone(UTC).date(), spent)
+    remaining = state.cap_usd - spent - state.reserved_usd
+    return {
+        "month": month,
+        "budget_usd": money_str(state.cap_usd),
+        "spent_usd": money_str(spent),
+        "reserved_usd": money_str(state.reserved_usd),
+        "remaining_usd": money_str(remaining),
+        "throttled": state.throttled,
+        "level": state.level,
+        "calls": calls,
+        "input_tokens": tokens_in,
+        "output_tokens": tokens_out,
+        "projected_month_usd": money_str(proj.month_end_usd),
+        "projected_month_low_usd": money_str(proj.month_end_low_usd),
+        "projected_month_high_usd": money_str(proj.month_end_high_usd),
+        "projected_annual_usd": money_str(proj.annual_usd),
+        "by_model": {b.key or "(none)": money_str(b.cost_usd) for b in by_model(app, month)},
+        "by_task": {b.key: money_str(b.cost_usd) for b in by_task(app, month)},
+        "alerts": state.alerts,
+    }

@@ -1,0 +1,50 @@
+"""Home: which provider and database are in use, this month's spend against budget, and warnings."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from console import get_app, sidebar, usd
+from core.config import redact_url
+from core.prospects import count_prospects
+from core.spend import summary
+
+app = get_app()
+sidebar(app)
+
+st.title("Sam Funnel cost console")
+st.caption("Personalize LinkedIn outreach with cheap models, review the valuable ones, and keep the bill in view.")
+
+if app.settings.is_simulated:
+    st.info("Simulator: no model is called. Answers are generated offline and priced with the price book.", icon="🧪")
+
+figures = summary(app)
+cols = st.columns(4)
+cols[0].metric("Spent this month", usd(figures["spent_usd"], 4), help="From the usage ledger")
+cols[1].metric("Monthly budget", usd(figures["budget_usd"]))
+cols[2].metric("Remaining", usd(figures["remaining_usd"], 4),
+               help=f"Reserved in flight: {usd(figures['reserved_usd'], 4)}")
+cols[3].metric("Model calls", f"{figures['calls']:,}")
+
+state = app.budget_state()
+st.progress(min(1.0, float(state.used_fraction)), text=f"{float(state.used_fraction):.1%} of the budget used — "
+            f"{state.describe_level()}")
+
+warnings = app.warnings()
+if warnings:
+    st.subheader("Warnings")
+    for w in warnings:
+        st.warning(w, icon="⚠️")
+
+st.subheader("This console")
+st.dataframe(
+    [
+        {"what": "Provider", "value": app.settings.llm_provider},
+        {"what": "Database", "value": redact_url(app.settings.database_url)},
+        {"what": "Prospects stored", "value": f"{count_prospects(app):,}"},
+        {"what": "Projected month-end", "value": usd(figures["projected_month_usd"])},
+        {"what": "Projected year at this rate", "value": usd(figures["projected_annual_usd"])},
+    ],
+    hide_index=True,
+    width="stretch",
+)

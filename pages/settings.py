@@ -1,0 +1,35 @@
+"""Settings: configuration (key presence only), the routing table, and the price book with sources."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from console import get_app, sidebar
+from core.models import utcnow
+from core.prices import retirement_warnings
+
+app = get_app()
+sidebar(app)
+today = utcnow().date()
+
+st.title("Settings")
+
+st.subheader("Configuration")
+st.caption("From the environment or .streamlit/secrets.toml. Keys are shown as set / not set, never their value.")
+st.dataframe(app.settings.describe(), hide_index=True, width="stretch")
+
+st.subheader("Routing table")
+st.caption("data/routing.json: which model serves each task. Retired models are skipped for their fallbacks.")
+st.dataframe(app.routing.rows(today), hide_index=True, width="stretch")
+
+st.subheader("Price book")
+st.caption("USD per million tokens. Provider-reported usage.cost is what the ledger records; these prices are "
+           "for estimates, reservations and forecasts.")
+models = app.routing.models()
+rows = app.price_book().rows(models)
+warnings = {w.split(" ", 1)[0]: w for w in retirement_warnings(models, today, app.settings.data_dir)}
+for row in rows:
+    row["retirement"] = warnings.get(row["model"], "")
+st.dataframe(rows, hide_index=True, width="stretch")
+for w in warnings.values():
+    st.warning(w, icon="⚠️")

@@ -1,0 +1,76 @@
+"""Every attempt through the gateway lands in the ledger, failures included, with spend settled."""
+
+from __future__ import annotations
+
+import asyncio
+from decimal import Decimal
+
+import pytest
+from sqlmodel import select
+
+from core.app import App
+from core.db import session_scope
+from core.llm.client import RetryPolicy
+from core.llm.errors import BadRequestError, BudgetExceededError
+from core.llm.simulator import Scripted
+from core.models import UsageEntry
+
+FAST = RetryPolicy(backoff_base_s=0.001, backoff_cap_s=0.002)
+
+
+def _ledger(app: App) -> list[UsageEntry]:
+    with session_scope(app.engine) as s:
+        return list(s.exec(select(UsageEntry).order_by(UsageEntry.id)).all())
+
+
+def _call(app: App, task: str = "personalize", **kw):  # type: ignore[no-untyped-def]
+    async def go():  # type: ignore[no-untyped-def]
+        async with app.gateway(FAST) as gw:
+            return await gw.call(task, [{"role": "user", "content": "hello"}], **kw)
+
+    return asyncio.run(go())
+
+
+def test_success_is_recorded_with_provider_cost(app: App) -> None:
+    result = _call(app)
+    [row] = _ledger(app)
+    assert row.status == "ok" and row.task == "personalize"
+    assert row.model_requested == row.model_answered == "mistralai/mistral-7b-instruct"
+    assert row.cost_usd == result.cost_usd and row.cost_source == "provider"
+    assert row.input_tokens == result.prompt_tokens and row.provider == "simulator"
+    state = app.budget_state()
+    assert state.spent_usd == result.cost_usd and state.reserved_usd == 0
+
+
+def test_failed_attempts_are_recorded_too(app: App) -> None:
+    assert app.simulator is not None
+    app.simulator.script(Scripted(503), Scripted(429, retry_after=0))
+    _call(app)
+    assert [r.status for r in _ledger(app)] == ["http_503", "http_429", "ok"]
+    assert [r.attempt for r in _ledger(app)] == [1, 2, 3]
+    assert app.budget_state().reserved_usd == 0
+
+
+def test_rejected_request_is_recorded_and_not_retried(app: App) -> None:
+    assert app.simulator is not None
+    app.simulator.script(Scripted(400, message="bad"))
+    with pytest.raises(BadRequestError):
+        _call(app)
+    assert [r.status for r in _ledger(app)] == ["http_400"]
+
+
+def test_no_call_is_sent_when_the_budget_cannot_cover_it(app: App) -> None:
+    assert app.simulator is not None
+    app.set_budget_cap(Decimal("0.000001"))
+    with pytest.raises(BudgetExceededError):
+        _call(app, "review")
+    assert app.simulator.requests["POST completions"] == 0
+    assert _ledger(app) == []
+
+
+def test_batch_and_prospect_references(app: App) -> None:
+    from core.gateway import CallContext
+
+    _call(app, context=CallContext(batch_id=7, prospect_id=3))
+    [row] = _ledger(app)
+    assert (row.batch_id, row.prospect_id) == (7, 3)
