@@ -513,7 +513,7 @@ def read_table(data: bytes, *, max_bytes: int = 50 * 1024 * 1024, max_cell_chars
         if record.error is not None:
             errors.append(RowError(record.line, record.error))
             continue
-        cells = [c.strip() for c in record.cells]
+        cells = list(map(str.strip, record.cells))
         if not any(cells):
             continue
         if len(cells) != width:
@@ -525,8 +525,8 @@ def read_table(data: bytes, *, max_bytes: int = 50 * 1024 * 1024, max_cell_chars
                     reason += f"; a value that contains {_delimiter_name(delimiter)} must be in double quotes"
                 errors.append(RowError(record.line, reason))
                 continue
-        too_long = next((i for i, c in enumerate(cells) if len(c) > max_cell_chars), None)
-        if too_long is not None:
+        if max(map(len, cells)) > max_cell_chars:
+            too_long = next(i for i, c in enumerate(cells) if len(c) > max_cell_chars)
             errors.append(
                 RowError(
                     record.line,
@@ -689,6 +689,10 @@ def suggest_mapping(headers: Sequence[str]) -> dict[str, str]:
     return mapping
 
 
+_SIMPLE_PROFILE_RE = re.compile(r"(?:https?://)?(?:[a-z]{2,3}\.)?linkedin\.com/in/([A-Za-z0-9_-]+)/?", re.ASCII)
+_BAD_SLUG_RE = re.compile(r"[\s<>\"']")
+
+
 def normalize_linkedin_url(url: str) -> str | None:
     """The canonical ``https://www.linkedin.com/in/<slug>`` for a profile URL, else None.
 
@@ -699,6 +703,9 @@ def normalize_linkedin_url(url: str) -> str | None:
     text = url.strip()
     if not text:
         return None
+    simple = _SIMPLE_PROFILE_RE.fullmatch(text)
+    if simple:  # the usual spelling, without the cost of urlsplit
+        return "https://www.linkedin.com/in/" + simple.group(1).lower()
     if "://" not in text:
         text = "https:" + text if text.startswith("//") else "https://" + text
     try:
@@ -714,7 +721,7 @@ def normalize_linkedin_url(url: str) -> str | None:
     if len(segments) < 2 or segments[0].lower() != "in":
         return None
     slug = unquote(segments[1]).strip().lower()
-    if not slug or any(ch.isspace() or ch in "<>\"'" for ch in slug):
+    if not slug or _BAD_SLUG_RE.search(slug):
         return None
     return "https://www.linkedin.com/in/" + quote(slug, safe="-_.~")
 

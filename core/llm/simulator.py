@@ -226,7 +226,8 @@ class Simulator:
         if method == "GET" and route.endswith("/models"):
             return self._json(200, self.models())
         if method == "GET" and route.endswith("/key"):
-            return self._json(200, {"data": {"label": "simulator", "usage": float(self.billed_usd),
+            billed = float(self.billed_usd)
+            return self._json(200, {"data": {"label": "simulator", "usage": billed, "usage_monthly": billed,
                                              "limit": None, "is_free_tier": False}})
         if method == "POST" and route.endswith("/chat/completions"):
             return self._chat(body)
