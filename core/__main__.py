@@ -54,6 +54,31 @@ def cmd_prices_refresh(args: argparse.Namespace) -> None:
     emit(result, args.json)
 
 
+def cmd_personalize(args: argparse.Namespace) -> None:
+    from core.personalize import options_for, parse_prospect_json, personalize_one
+
+    fields = parse_prospect_json(args.prospect)
+    a = cli.app()
+    options = options_for(a, step=args.step, template_name=args.template, free_account=args.free_account or None)
+    result = asyncio.run(personalize_one(a, fields, options))
+    emit(result.as_json(), args.json)
+
+
+def cmd_templates_list(args: argparse.Namespace) -> None:
+    from core.library import list_templates
+
+    rows = [{"name": t.name, "step": t.step, "industry": t.industry, "size_band": t.size_band,
+             "is_default": t.is_default, "text": t.text} for t in list_templates(cli.app(), args.step)]
+    emit({"templates": rows}, args.json)
+
+
+def cmd_templates_add(args: argparse.Namespace) -> None:
+    from core.library import add_template
+
+    t = add_template(cli.app(), args.name, args.step, args.text, industry=args.industry, size_band=args.size_band)
+    emit({"added": {"name": t.name, "step": t.step, "industry": t.industry, "size_band": t.size_band}}, args.json)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m core", description="Sam Funnel cost console engine.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -80,6 +105,21 @@ def build_parser() -> argparse.ArgumentParser:
     prices = sub.add_parser("prices", help="the price book").add_subparsers(dest="prices_cmd", required=True)
     add("list", cmd_prices_list, "prices of every routed model and their sources", prices)
     add("refresh", cmd_prices_refresh, "read the provider's /models prices into overrides", prices)
+    pers = add("personalize", cmd_personalize, "one prospect through the pipeline")
+    pers.add_argument("--prospect", required=True, help="the prospect as a JSON object")
+    pers.add_argument("--template", help="template name (default: chosen by rule)")
+    pers.add_argument("--step", default="connection_request")
+    pers.add_argument("--free-account", action="store_true", help="LinkedIn free account (200-character notes)")
+
+    templates = sub.add_parser("templates", help="the template library").add_subparsers(dest="t_cmd", required=True)
+    tl = add("list", cmd_templates_list, "list templates", templates)
+    tl.add_argument("--step")
+    ta = add("add", cmd_templates_add, "add a template (refused if its syntax or names are wrong)", templates)
+    ta.add_argument("--name", required=True)
+    ta.add_argument("--step", required=True)
+    ta.add_argument("--text", required=True)
+    ta.add_argument("--industry")
+    ta.add_argument("--size-band")
     return parser
 
 

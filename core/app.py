@@ -27,6 +27,7 @@ from core.migrations import migrate
 from core.models import PriceOverride, Setting, utcnow
 from core.prices import Price, PriceBook, current_book, retirement_warnings
 from core.routing import RoutingTable, load_routing
+from core.summaries import SummaryCache
 
 BUDGET_KEY = "monthly_budget_usd"
 
@@ -37,6 +38,7 @@ class App:
     engine: Engine
     routing: RoutingTable
     simulator: Simulator | None = None
+    summaries: SummaryCache = field(default_factory=lambda: SummaryCache())
     _book: PriceBook | None = field(default=None, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 

@@ -51,3 +51,21 @@ def app(settings: Settings) -> App:
 @pytest.fixture
 def demo_app(settings: Settings) -> App:
     return open_app(settings, load_demo=True)
+
+
+@pytest.fixture
+def console_env(monkeypatch: pytest.MonkeyPatch, settings: Settings) -> Settings:
+    """Environment for AppTest runs: this test's database, the simulator, no key."""
+    monkeypatch.setenv("DATABASE_URL", settings.database_url)
+    monkeypatch.setenv("LLM_PROVIDER", "simulator")
+    monkeypatch.delenv("OPENROUTER_API_KEY", raising=False)
+    return settings
+
+
+def page_test(path: str, timeout: float = 60):  # type: ignore[no-untyped-def]
+    """An AppTest of one page file (run directly, without the navigation shell)."""
+    from streamlit.testing.v1 import AppTest
+
+    from core.config import PROJECT_ROOT
+
+    return AppTest.from_file(str(PROJECT_ROOT / path), default_timeout=timeout)

@@ -9,14 +9,6 @@ from core.config import PROJECT_ROOT as ROOT
 from core.config import Settings
 
 
-@pytest.fixture
-def console_env(monkeypatch: pytest.MonkeyPatch, settings: Settings) -> Settings:
-    monkeypatch.setenv("DATABASE_URL", settings.database_url)
-    monkeypatch.setenv("LLM_PROVIDER", "simulator")
-    monkeypatch.delenv("OPENROUTER_API_KEY", raising=False)
-    return settings
-
-
 def _run(page: str | None = None) -> AppTest:
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60)
     at.run()

@@ -23,8 +23,8 @@ def test_answers_are_deterministic_and_priced() -> None:
     assert status == 200
     content = json.loads(first["choices"][0]["message"]["content"])
     assert content == json.loads(second["choices"][0]["message"]["content"])
-    assert content["recent_achievement"].startswith("congrats on nimbus raised a Series B")
-    assert content["industry_trend"] == "the shift to usage-based pricing"
+    assert content["recent_achievement"] == "Congrats on the recent news: Nimbus raised a Series B."
+    assert content["industry_trend"] == "The shift to usage-based pricing is reshaping SaaS."
     usage = first["usage"]
     assert usage["cost"] > 0 and usage["prompt_tokens"] > 20
 

@@ -86,26 +86,29 @@ def _first_sentence(text: str, limit: int) -> str:
     return prompts.cap(first.rstrip("."), limit)
 
 
-def _lower_first(text: str) -> str:
-    return text[:1].lower() + text[1:] if text else text
-
-
-def write_marker(marker: str, fields: Mapping[str, Any], limit: int = 90) -> str:
-    """A deterministic snippet for a writing marker, built from the prospect's own fields."""
+def write_marker(marker: str, fields: Mapping[str, Any], limit: int = 110) -> str:
+    """A deterministic one-sentence snippet for a writing marker, built from the prospect's own fields."""
     company = str(fields.get("company_name") or "your team")
     industry = str(fields.get("industry") or "your market")
     news = str(fields.get("recent_news") or "")
     title = str(fields.get("job_title") or "")
     if marker == "recent_achievement":
-        text = (f"congrats on {_lower_first(_first_sentence(news, limit - 13))}" if news
-                else f"your work as {title} at {company}" if title else f"what you are building at {company}")
+        first = _first_sentence(news, 10_000)
+        if news and len(first) <= limit - 30:
+            text = f"Congrats on the recent news: {first}."
+        elif news:
+            text = f"Congrats on the recent news at {company}."
+        elif title:
+            text = f"Your work as {title} at {company} caught my eye."
+        else:
+            text = f"What you are building at {company} caught my eye."
     elif marker == "company_insight":
-        text = (f"{company} is clearly moving fast in {industry}" if news
-                else f"{company} stands out in {industry}")
+        text = f"{company} is clearly moving fast in {industry}." if news else f"{company} stands out in {industry}."
     elif marker == "industry_trend":
-        text = INDUSTRY_TRENDS.get(industry.strip().lower(), f"how quickly {industry} is changing")
+        trend = INDUSTRY_TRENDS.get(industry.strip().lower(), "automation")
+        text = f"{trend[:1].upper()}{trend[1:]} is reshaping {industry}."
     else:
-        text = f"{company} and {industry}"
+        text = f"{company} keeps coming up in {industry} conversations."
     return prompts.cap(text, limit)
 
 
