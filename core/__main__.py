@@ -79,6 +79,16 @@ def cmd_templates_add(args: argparse.Namespace) -> None:
     emit({"added": {"name": t.name, "step": t.step, "industry": t.industry, "size_band": t.size_band}}, args.json)
 
 
+def cmd_scenario(args: argparse.Namespace) -> None:
+    from core.scenarios import all_premium_comparison, book_for, hybrid_table
+
+    a = cli.app()
+    book = book_for(a, args.book)
+    table = hybrid_table(book)
+    table["all_premium"] = all_premium_comparison(book)
+    emit(table, args.json)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m core", description="Sam Funnel cost console engine.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -105,6 +115,9 @@ def build_parser() -> argparse.ArgumentParser:
     prices = sub.add_parser("prices", help="the price book").add_subparsers(dest="prices_cmd", required=True)
     add("list", cmd_prices_list, "prices of every routed model and their sources", prices)
     add("refresh", cmd_prices_refresh, "read the provider's /models prices into overrides", prices)
+    scen = add("scenario", cmd_scenario, "the seed's hybrid cost table recomputed from its volumes")
+    scen.add_argument("--book", choices=("seed", "current"), default="current", help="price book")
+
     pers = add("personalize", cmd_personalize, "one prospect through the pipeline")
     pers.add_argument("--prospect", required=True, help="the prospect as a JSON object")
     pers.add_argument("--template", help="template name (default: chosen by rule)")

@@ -11,6 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from core import tabular
 from core.tabular import (
     CANONICAL_FIELDS,
     REQUIRED_FIELDS,
@@ -368,6 +369,31 @@ def test_bomless_utf16_big_endian_is_detected() -> None:
 )
 def test_delimiter_sniffing(text: str, delimiter: str) -> None:
     assert read_table(text.encode()).delimiter == delimiter
+
+
+def test_bulk_line_splitting_agrees_with_line_by_line_reading(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Quote-free runs of lines are split in chunks of _BULK_CHARS; tiny chunks put chunk edges
+    # everywhere, including between the \r and \n of a line break.
+    names = [
+        "crlf.csv",
+        "cr_only.csv",
+        "blank_lines.csv",
+        "quoted_newlines.csv",
+        "ragged_rows.csv",
+        "unclosed_quote.csv",
+        "excel_sep_hint.csv",
+        "utf16le_bom_tab.csv",
+        "semicolon.csv",
+    ]
+    extra = b"a,b\r\n1,2\r\n\r\n3,4\r\r\n5,6"
+    expected = {name: load(name) for name in names}
+    expected_extra = read_table(extra)
+    assert [line for line, _ in expected_extra.rows] == [2, 4, 6]
+    for size in (1, 2, 3, 4, 5, 8, 13):
+        monkeypatch.setattr(tabular, "_BULK_CHARS", size)
+        for name in names:
+            assert load(name) == expected[name], (name, size)
+        assert read_table(extra) == expected_extra, size
 
 
 def test_vertical_tab_and_unicode_line_separator_stay_inside_cells() -> None:

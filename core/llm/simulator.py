@@ -353,7 +353,7 @@ class Simulator:
         data = prompts.read_data(user)
         if task == "personalize":
             asked = user.split("\n", 1)[0].removeprefix("Snippets: ")
-            names = [part.split(":", 1)[0].strip() for part in asked.split(";") if part.strip()]
+            names = [part.split("(", 1)[0].strip() for part in asked.split(";") if part.strip()]
             return json.dumps({name: write_marker(name, data) for name in names}, ensure_ascii=False)
         if task == "seed":
             return seed_fill(user)
