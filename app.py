@@ -9,6 +9,8 @@ st.set_page_config(page_title="Sam Funnel cost console", page_icon="💸", layou
 PAGES = [
     st.Page("pages/home.py", title="Home", icon="🏠", default=True),
     st.Page("pages/preview.py", title="Preview", icon="🔍", url_path="preview"),
+    st.Page("pages/batches.py", title="Batches", icon="📦", url_path="batches"),
+    st.Page("pages/review.py", title="Review", icon="✅", url_path="review"),
     st.Page("pages/spend.py", title="Spend", icon="📈", url_path="spend"),
     st.Page("pages/scenarios.py", title="Scenarios", icon="🧮", url_path="scenarios"),
     st.Page("pages/settings.py", title="Settings", icon="⚙️", url_path="settings"),

@@ -6,6 +6,7 @@ Layout only: every figure and decision comes from `core`. Prospect data and mode
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from typing import Any
 
@@ -13,6 +14,7 @@ import streamlit as st
 
 from core.app import App, open_app
 from core.config import ConfigError, Settings, load_settings
+from core.worker import WorkerSupervisor
 
 
 def _secrets() -> dict[str, Any]:
@@ -26,7 +28,16 @@ def _secrets() -> dict[str, Any]:
 
 @st.cache_resource(show_spinner="Starting the engine…")
 def _open(key: str, _settings: Settings) -> App:
-    return open_app(_settings)
+    app = open_app(_settings)
+    if os.environ.get("SAM_INPROCESS_WORKER", "1") != "0":
+        _worker(key, app).start()
+    return app
+
+
+@st.cache_resource
+def _worker(key: str, _app: App) -> WorkerSupervisor:
+    """The in-process batch worker (one per console process); it never calls st.*."""
+    return WorkerSupervisor(_app)
 
 
 def get_app() -> App:

@@ -133,6 +133,10 @@ def build_parser() -> argparse.ArgumentParser:
     ta.add_argument("--text", required=True)
     ta.add_argument("--industry")
     ta.add_argument("--size-band")
+
+    from core.batches_cli import register as register_batches
+
+    register_batches(sub, add)
     return parser
 
 
@@ -145,6 +149,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         fail(str(exc))
     except KeyboardInterrupt:
         fail("interrupted", 130)
+    except BrokenPipeError:  # output piped into `head` and the like
+        return 0
     except Exception as exc:  # one line, never a traceback, for anything the user can act on
         from core.config import ConfigError
         from core.llm.errors import LLMError
@@ -152,7 +158,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         from core.templates import TemplateError
 
         if isinstance(exc, ConfigError | LLMError | UnreadableFile | TemplateError | ValueError | LookupError
-                      | FileNotFoundError | PermissionError):
+                      | OSError):
             fail(str(exc))
         raise
     return 0

@@ -20,7 +20,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from core.db import immediate
 from core.llm.errors import BudgetExceededError
-from core.models import Reservation, UsageEntry, from_nanos, month_of, to_nanos, utcnow
+from core.models import Reservation, StageResult, UsageEntry, from_nanos, month_of, to_nanos, utcnow
 
 RESERVATION_LEASE = timedelta(minutes=10)
 ALERT_LEVELS = (Decimal("0.8"), Decimal("0.9"), Decimal("1.0"))
@@ -87,12 +87,27 @@ def reserve(engine: Engine, amount: Decimal, *, cap: Decimal, task: str = "", no
         return int(result.inserted_primary_key[0])
 
 
-def settle(engine: Engine, reservation_id: int | None, entry: UsageEntry, *, cap: Decimal) -> None:
-    """Write the ledger row, add its cost to spend and release the reservation, all in one transaction."""
+def settle(
+    engine: Engine, reservation_id: int | None, entry: UsageEntry, *, cap: Decimal,
+    stage: StageResult | None = None,
+) -> None:
+    """Write the ledger row (and the stage's answer, if any), add its cost to spend and release the
+    reservation, all in one transaction."""
     with immediate(engine) as conn:
         ensure_month(conn, entry.month, cap)
         values = entry.model_dump(exclude={"id"})
         conn.execute(UsageEntry.__table__.insert().values(**values))  # type: ignore[attr-defined]
+        if stage is not None:
+            conn.execute(
+                text(
+                    "INSERT INTO stage_results (batch_item_id, stage, content, model, input_tokens, output_tokens, "
+                    "cost_usd, created_at) VALUES (:i, :s, :c, :m, :it, :ot, :cost, :at) "
+                    "ON CONFLICT (batch_item_id, stage) DO NOTHING"
+                ),
+                {"i": stage.batch_item_id, "s": stage.stage, "c": stage.content, "m": stage.model,
+                 "it": stage.input_tokens, "ot": stage.output_tokens, "cost": to_nanos(stage.cost_usd),
+                 "at": stage.created_at.replace(tzinfo=None)},
+            )
         conn.execute(
             text("UPDATE budget_months SET spent_usd = spent_usd + :c WHERE month = :m"),
             {"c": to_nanos(entry.cost_usd), "m": entry.month},

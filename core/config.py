@@ -37,6 +37,7 @@ class Settings:
     high_value_company_size: int = 1000
     worker_concurrency: int = 16
     simulator_latency_ms: int = 0
+    batch_lease_s: int = 120
     data_dir: Path = DATA_DIR
     openrouter_api_key: str | None = field(default=None, repr=False)
     llm_api_key: str | None = field(default=None, repr=False)
@@ -76,6 +77,7 @@ class Settings:
             {"variable": "HIGH_VALUE_COMPANY_SIZE", "value": str(self.high_value_company_size)},
             {"variable": "WORKER_CONCURRENCY", "value": str(self.worker_concurrency)},
             {"variable": "SIMULATOR_LATENCY_MS", "value": str(self.simulator_latency_ms)},
+            {"variable": "BATCH_LEASE_SECONDS", "value": str(self.batch_lease_s)},
         ]
 
 
@@ -170,6 +172,7 @@ def load_settings(
         simulator_latency_ms=_int(
             "SIMULATOR_LATENCY_MS", source.get("SIMULATOR_LATENCY_MS", "0"), minimum=0, maximum=60_000
         ),
+        batch_lease_s=_int("BATCH_LEASE_SECONDS", source.get("BATCH_LEASE_SECONDS", "120"), minimum=1, maximum=86_400),
         data_dir=data_dir,
         openrouter_api_key=key,
         llm_api_key=source.get("LLM_API_KEY"),

@@ -16,11 +16,13 @@ from decimal import Decimal
 from typing import Any
 
 from sqlalchemy.engine import Engine
+from sqlmodel import select
 
 from core import budget
+from core.db import session_scope
 from core.llm.client import Attempt, ChatRequest, ChatResult, LLMClient
 from core.llm.tokens import count_messages
-from core.models import UsageEntry, month_of, utcnow
+from core.models import StageResult, UsageEntry, month_of, utcnow
 from core.prices import PriceBook, UnknownModelPrice
 from core.routing import Route, RoutingTable
 
@@ -29,6 +31,7 @@ from core.routing import Route, RoutingTable
 class CallContext:
     batch_id: int | None = None
     prospect_id: int | None = None
+    item_id: int | None = None  # a batch item: answers are stored per stage and replayed after a crash
 
 
 class Gateway:
@@ -96,15 +99,36 @@ class Gateway:
         response_format: dict[str, Any] | None = None,
         max_tokens: int | None = None,
         context: CallContext | None = None,
+        stage: str | None = None,
     ) -> ChatResult:
+        """Call the model for `task`. With a batch item in `context` and a `stage` name, an answer already
+        recorded for that stage is replayed instead (no second payment) and a new one is stored with its cost."""
+        context = context or CallContext()
+        key = (context.item_id, stage) if context.item_id is not None and stage else None
+        if key is not None:
+            replay = await asyncio.to_thread(self._stored, *key)
+            if replay is not None:
+                return replay
         route, request = self.build_request(task, messages, response_format=response_format, max_tokens=max_tokens)
-        hooks = _LedgerHooks(self, task, route, context or CallContext(), count_messages(messages))
+        hooks = _LedgerHooks(self, task, route, context, count_messages(messages), stage)
         return await self.client.chat(request, hooks)
+
+    def _stored(self, item_id: int, stage: str) -> ChatResult | None:
+        with session_scope(self.engine) as s:
+            row = s.exec(select(StageResult).where(StageResult.batch_item_id == item_id,
+                                                   StageResult.stage == stage)).first()
+        if row is None:
+            return None
+        return ChatResult(content=row.content, finish_reason="stop", model=row.model, prompt_tokens=row.input_tokens,
+                          completion_tokens=row.output_tokens, cost_usd=row.cost_usd, cost_source="replayed",
+                          latency_ms=0, request_id="", attempts=0)
 
 
 class _LedgerHooks:
-    def __init__(self, gateway: Gateway, task: str, route: Route, context: CallContext, prompt_tokens: int) -> None:
+    def __init__(self, gateway: Gateway, task: str, route: Route, context: CallContext, prompt_tokens: int,
+                 stage: str | None) -> None:
         self.gateway = gateway
+        self.stage = stage
         self.task = task
         self.route = route
         self.context = context
@@ -140,6 +164,12 @@ class _LedgerHooks:
             request_id=result.request_id if result else "",
             provider=self.gateway.provider,
         )
+        stage = None
+        if result is not None and self.stage and self.context.item_id is not None:
+            stage = StageResult(batch_item_id=self.context.item_id, stage=self.stage, content=result.content,
+                                model=result.model, input_tokens=result.prompt_tokens,
+                                output_tokens=result.completion_tokens, cost_usd=result.cost_usd, created_at=now)
         await asyncio.to_thread(
-            budget.settle, self.gateway.engine, self.holds.pop(attempt.number, None), entry, cap=self.gateway.cap()
+            budget.settle, self.gateway.engine, self.holds.pop(attempt.number, None), entry, cap=self.gateway.cap(),
+            stage=stage,
         )

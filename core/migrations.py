@@ -40,8 +40,13 @@ def _m001_initial(conn: Connection) -> None:
     SQLModel.metadata.create_all(conn, tables=[m.__table__ for m in INITIAL_TABLES])  # type: ignore[attr-defined]
 
 
+def _m002_stage_results(conn: Connection) -> None:
+    models.StageResult.__table__.create(conn, checkfirst=True)  # type: ignore[attr-defined]
+
+
 MIGRATIONS: list[tuple[str, Callable[[Connection], None]]] = [
     ("001_initial", _m001_initial),
+    ("002_stage_results", _m002_stage_results),
 ]
 
 

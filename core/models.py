@@ -306,6 +306,26 @@ class Reservation(SQLModel, table=True):
     expires_at: datetime = time_field()
 
 
+class StageResult(SQLModel, table=True):
+    """A model answer for one batch item and stage, written in the transaction that records its cost.
+
+    A reclaimed item (its worker died) replays these instead of calling the model again, so a crash never pays
+    twice for the same stage; the unique key means a stage's result is written once.
+    """
+
+    __tablename__ = "stage_results"
+    __table_args__ = (UniqueConstraint("batch_item_id", "stage"),)
+    id: int | None = Field(default=None, primary_key=True)
+    batch_item_id: int = Field(foreign_key="batch_items.id", index=True)
+    stage: str
+    content: str
+    model: str = ""
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cost_usd: Decimal = money_field()
+    created_at: datetime = time_field()
+
+
 class Reply(SQLModel, table=True):
     __tablename__ = "replies"
     id: int | None = Field(default=None, primary_key=True)

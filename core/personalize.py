@@ -79,6 +79,7 @@ class Result:
     flags: list[dict[str, str]] = field(default_factory=list)
     trace: list[TraceStep] = field(default_factory=list)
     template_text: str = ""
+    variant: str = ""
 
     def add_call(self, name: str, result: ChatResult, text: str) -> None:
         self.input_tokens += result.prompt_tokens
@@ -267,7 +268,7 @@ class Pipeline:
             result.note("context summary (cached)", cached)
             fields["recent_news"] = cached
             return
-        call = await self.gw.call("context", prompts.context_messages(company, news), context=context,
+        call = await self.gw.call("context", prompts.context_messages(company, news), context=context, stage="context",
                                   response_format=prompts.response_format("summary", {
                                       "type": "object", "properties": {"summary": {"type": "string"}},
                                       "required": ["summary"], "additionalProperties": False}))
@@ -294,7 +295,8 @@ class Pipeline:
                     f"route {route.model}, max_tokens {route.max_tokens}]")
         problem = ""
         for attempt in range(2):
-            call = await self.gw.call("personalize", messages, response_format=fmt, context=context)
+            call = await self.gw.call("personalize", messages, response_format=fmt, context=context,
+                                      stage=f"personalize#{attempt + 1}")
             result.add_call("model output" if attempt == 0 else "model output (re-ask)", call, call.content)
             result.model = call.model
             try:

@@ -42,6 +42,7 @@ class ImportReport:
     flagged: list[dict[str, Any]] = field(default_factory=list)
     warnings: list[dict[str, Any]] = field(default_factory=list)
     prospect_ids: list[int] = field(default_factory=list)
+    existing_ids: list[int] = field(default_factory=list)  # rows that matched a prospect already stored
     encoding: str = ""
     delimiter: str = ""
 
@@ -92,17 +93,36 @@ def build_prospect(row_fields: Mapping[str, str], custom: Mapping[str, str], ide
     )
 
 
-def _existing(app: App, identities: Sequence[str]) -> tuple[set[str], set[str]]:
-    stored: set[str] = set()
-    suppressed: set[str] = set()
+def _existing(app: App, rows: Sequence[ProspectRow]) -> tuple[dict[int, int], set[int]]:
+    """For each parsed row (by index): the id of a stored prospect that is the same person (same identity,
+    LinkedIn profile or e-mail), and the rows whose identity is on the do-not-contact list."""
+    from sqlalchemy import func
+
+    match: dict[int, int] = {}
+    suppressed: set[int] = set()
     with session_scope(app.engine) as s:
-        for i in range(0, len(identities), CHUNK):
-            chunk = list(identities[i:i + CHUNK])
-            stored.update(s.exec(select(Prospect.identity).where(Prospect.identity.in_(chunk))).all())  # type: ignore[attr-defined]
-            suppressed.update(
-                s.exec(select(Suppression.identity).where(Suppression.identity.in_(chunk))).all()  # type: ignore[attr-defined]
-            )
-    return stored, suppressed
+        for start in range(0, len(rows), CHUNK):
+            chunk = list(enumerate(rows[start:start + CHUNK], start))
+            identities = [r.identity for _, r in chunk]
+            urls = [r.fields["linkedin_url"] for _, r in chunk if r.fields.get("linkedin_url")]
+            emails = [r.fields["email"].lower() for _, r in chunk if r.fields.get("email")]
+            by_identity = dict(s.exec(select(Prospect.identity, Prospect.id).where(  # type: ignore[arg-type]
+                Prospect.identity.in_(identities))).all())  # type: ignore[attr-defined]
+            by_url = dict(s.exec(select(Prospect.linkedin_url, Prospect.id).where(  # type: ignore[arg-type]
+                Prospect.linkedin_url.in_(urls))).all()) if urls else {}  # type: ignore[attr-defined]
+            by_email = dict(s.exec(select(func.lower(Prospect.email), Prospect.id).where(  # type: ignore[arg-type]
+                func.lower(Prospect.email).in_(emails))).all()) if emails else {}
+            blocked = set(s.exec(select(Suppression.identity).where(
+                Suppression.identity.in_(identities))).all())  # type: ignore[attr-defined]
+            for index, row in chunk:
+                if row.identity in blocked:
+                    suppressed.add(index)
+                    continue
+                found = (by_identity.get(row.identity) or by_url.get(row.fields.get("linkedin_url", ""))
+                         or by_email.get(row.fields.get("email", "").lower()))
+                if found is not None:
+                    match[index] = int(found)
+    return match, suppressed
 
 
 def import_prospects(
@@ -115,13 +135,14 @@ def import_prospects(
     report.rejected = [_err(e) for e in sorted(parsed.errors, key=lambda e: e.line)]
     report.duplicate_lines = [_err(e) for e in parsed.duplicates_in_file]
     report.duplicates = len(parsed.duplicates_in_file)
-    stored, suppressed = _existing(app, [r.identity for r in parsed.rows])
+    stored, suppressed = _existing(app, parsed.rows)
     new_rows: list[ProspectRow] = []
-    for row in parsed.rows:
-        if row.identity in suppressed:
+    for index, row in enumerate(parsed.rows):
+        if index in suppressed:
             report.suppressed += 1
-        elif row.identity in stored:
+        elif index in stored:
             report.duplicates += 1
+            report.existing_ids.append(stored[index])
             report.duplicate_lines.append({"line": row.line, "reason": "already stored"})
         else:
             new_rows.append(row)

@@ -116,7 +116,7 @@ async def review_message(
     fmt = prompts.response_format("review", prompts.REVIEW_SCHEMA)
     outcome = ReviewOutcome(status="failed", approved=False, score=None, issues=[], suggestions=[])
     for attempt in range(2):
-        result = await gw.call("review", messages, response_format=fmt, context=context)
+        result = await gw.call("review", messages, response_format=fmt, context=context, stage=f"review#{attempt + 1}")
         outcome.calls.append(result)
         outcome.raw.append(result.content)
         outcome.model = result.model

@@ -219,9 +219,11 @@ def _check_text(text: str) -> str:
     if not text.strip():
         raise UnreadableFile("the file contains only blank lines or spaces; it has no header and no rows")
     sample = text[:_CONTROL_SAMPLE_CHARS]
-    if len(_CONTROL_RE.findall(sample)) >= _CONTROL_SHARE_LIMIT * len(sample):
+    control = len(_CONTROL_RE.findall(sample))
+    if control >= _CONTROL_SHARE_LIMIT * len(sample):
         raise UnreadableFile(
-            "the file is mostly control characters or undecodable bytes, so it is not a text CSV; " + _EXPORT_HINT
+            f"{control / len(sample):.0%} of the start of the file is control characters or undecodable bytes, "
+            "so it is not a text CSV; " + _EXPORT_HINT
         )
     head = sample[:512].lstrip().lower()
     if head.startswith(("<!doctype html", "<html")):

@@ -59,6 +59,7 @@ def console_env(monkeypatch: pytest.MonkeyPatch, settings: Settings) -> Settings
     monkeypatch.setenv("DATABASE_URL", settings.database_url)
     monkeypatch.setenv("LLM_PROVIDER", "simulator")
     monkeypatch.delenv("OPENROUTER_API_KEY", raising=False)
+    monkeypatch.setenv("SAM_INPROCESS_WORKER", "0")  # tests drive the worker loop themselves
     return settings
 
 

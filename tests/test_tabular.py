@@ -93,6 +93,7 @@ def test_corpus_file(name: str) -> None:
     counts = (parsed.total_records, len(parsed.rows), len(parsed.errors), len(parsed.duplicates_in_file))
     assert ("ok", *counts) == expected
     assert table.total_records == len(table.rows) + len(table.errors) == parsed.total_records
+    assert all(row.identity == identity_for(row.fields) for row in parsed.rows)
 
 
 def test_corpus_is_complete_large_enough_and_small() -> None:
@@ -328,7 +329,7 @@ def test_many_stray_quotes_are_each_reported_and_nothing_is_swallowed() -> None:
     [
         (b"\xff\xfe\x00\x00a\x00\x00\x00", "UTF-32"),
         (b"\xff\xfea\x00,\x00b", "not valid UTF-16"),
-        (b"a,b\n" + b"\x01\x02\x03\x04" * 30, "mostly control characters"),
+        (b"a,b\n" + b"\x01\x02\x03\x04" * 30, "of the start of the file is control characters"),
         (b'<?xml version="1.0"?><Workbook/>', "XML file"),
         (b"%PDF-1.7\n", "a PDF document"),
         (b"GIF89a....", "an image file (GIF)"),
@@ -453,6 +454,26 @@ def test_round_trip_with_the_standard_csv_writer(rows: list[list[str]], delimite
     assert [cells for _, cells in table.rows] == expected
     lines = [line for line, _ in table.rows]
     assert lines == sorted(lines)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    data=st.one_of(
+        st.binary(max_size=300),
+        st.text(st.sampled_from('ab,;\t|"\r\n é€'), max_size=300).map(str.encode),
+        st.text(st.sampled_from('ab,;\t|"\r\n é€'), max_size=300).map(lambda t: t.encode("utf-16")),
+    )
+)
+def test_any_bytes_give_a_table_or_a_refusal(data: bytes) -> None:
+    try:
+        table = read_table(data)
+    except UnreadableFile as exc:
+        assert str(exc)
+        return
+    assert table.total_records == len(table.rows) + len(table.errors)
+    assert all(len(cells) == len(table.headers) for _, cells in table.rows)
+    lines = [line for line, _ in table.rows] + [e.line for e in table.errors]
+    assert len(lines) == len(set(lines)) and all(line >= 2 for line in lines)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -1,0 +1,462 @@
+"""Batches that outlive the browser: rows in the database, claimed with a lease, finished exactly once.
+
+Lifecycle of a batch: draft (created, estimate shown) -> queued (Run pressed; pressing again changes nothing)
+-> running -> done, or paused_budget (the budget ran out: not an error; resumes when the budget is raised or
+the month rolls), or cancelled. Items move pending -> claimed (lease) -> one final state: ready, fallback,
+needs_data, review_failed or failed.
+
+A worker claims a chunk of items in one statement (SQLite: inside BEGIN IMMEDIATE; PostgreSQL:
+`FOR UPDATE SKIP LOCKED`, so several workers share a batch), runs the personalization ladder at the batch's
+concurrency, and writes the message and the item's final state in one transaction fenced on its lease. Model
+answers are stored per item and stage with their ledger row (see `Gateway.call`), so an item reclaimed after
+its worker died replays what was already paid for. The same loop runs in the console's worker thread and in
+`python -m core worker`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import threading
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import text
+from sqlmodel import select
+
+from core import budget
+from core.app import App
+from core.db import immediate, is_sqlite, session_scope
+from core.gateway import CallContext
+from core.library import specs as library_specs
+from core.llm.errors import BudgetExceededError, LLMError
+from core.models import Batch, BatchItem, Message, Prospect, utcnow
+from core.personalize import Pipeline, Result, options_for
+from core.prospects import prospect_fields
+
+FINAL_STATES = ("ready", "fallback", "needs_data", "review_failed", "failed")
+ACTIVE = ("queued", "running")
+
+
+class BatchError(ValueError):
+    """A batch request that cannot be carried out (unknown id, wrong state); the message says why."""
+
+
+def new_worker_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Creating and steering batches
+# ---------------------------------------------------------------------------------------------------------
+
+def create_batch(
+    app: App,
+    prospect_ids: Sequence[int],
+    *,
+    step: str = "connection_request",
+    template_name: str | None = None,
+    concurrency: int | None = None,
+    name: str = "",
+    kind: str = "personalize",
+    reply_ids: Sequence[int] = (),
+) -> Batch:
+    """A draft batch with one pending item per prospect (or per reply, for kind='classify')."""
+    concurrency = concurrency or app.settings.worker_concurrency
+    if not 1 <= concurrency <= 256:
+        raise BatchError("concurrency must be between 1 and 256")
+    ids = list(dict.fromkeys(reply_ids if kind == "classify" else prospect_ids))
+    if not ids:
+        raise BatchError("nothing to run: the batch would have no items")
+    now = utcnow()
+    with session_scope(app.engine) as s:
+        batch = Batch(name=name or f"{kind} {now:%Y-%m-%d %H:%M}", status="draft", kind=kind, step=step,
+                      template_name=template_name, concurrency=concurrency, items_total=len(ids), created_at=now)
+        s.add(batch)
+        s.flush()
+        assert batch.id is not None
+        rows = [{"batch_id": batch.id, "prospect_id": None if kind == "classify" else i,
+                 "reply_id": i if kind == "classify" else None, "step": step, "state": "pending", "attempts": 0,
+                 "error": "", "updated_at": now} for i in ids]
+        for start in range(0, len(rows), 1000):
+            s.execute(BatchItem.__table__.insert(), rows[start:start + 1000])  # type: ignore[attr-defined]
+        return batch
+
+
+def unsent_prospects(app: App, prospect_ids: Sequence[int], step: str) -> list[int]:
+    """The prospects among `prospect_ids` that have no message for this step yet (so a re-uploaded file never
+    pays twice for the same person and step)."""
+    if not prospect_ids:
+        return []
+    done: set[int] = set()
+    with session_scope(app.engine) as s:
+        for start in range(0, len(prospect_ids), 500):
+            chunk = list(prospect_ids[start:start + 500])
+            done.update(s.exec(select(Message.prospect_id).where(  # type: ignore[arg-type]
+                Message.prospect_id.in_(chunk), Message.step == step)).all())  # type: ignore[union-attr]
+    return [p for p in prospect_ids if p not in done]
+
+
+def _set_status(app: App, batch_id: int, new: str, allowed_from: Sequence[str], **extra: Any) -> bool:
+    sets = ", ".join(["status = :new", *[f"{k} = :{k}" for k in extra]])
+    params: dict[str, Any] = {"new": new, "id": batch_id, **{k: (v.replace(tzinfo=None) if isinstance(v, datetime)
+                                                                else v) for k, v in extra.items()}}
+    marks = ", ".join(f":f{i}" for i in range(len(allowed_from)))
+    params.update({f"f{i}": v for i, v in enumerate(allowed_from)})
+    with immediate(app.engine) as conn:
+        return conn.execute(text(f"UPDATE batches SET {sets} WHERE id = :id AND status IN ({marks})"),
+                            params).rowcount == 1
+
+
+def get_batch(app: App, batch_id: int) -> Batch:
+    with session_scope(app.engine) as s:
+        batch = s.get(Batch, batch_id)
+    if batch is None:
+        raise BatchError(f"no batch with id {batch_id}")
+    return batch
+
+
+def start_batch(app: App, batch_id: int) -> bool:
+    """Queue a draft batch for the workers. Returns False (and changes nothing) if it was already started."""
+    get_batch(app, batch_id)
+    return _set_status(app, batch_id, "queued", ("draft",), started_at=utcnow())
+
+
+def cancel_batch(app: App, batch_id: int) -> bool:
+    """Stop claiming new items; items in flight finish. Pending items stay pending (resumable)."""
+    get_batch(app, batch_id)
+    return _set_status(app, batch_id, "cancelled", ("draft", "queued", "running", "paused_budget"))
+
+
+def resume_batch(app: App, batch_id: int) -> bool:
+    """Queue a paused, cancelled or interrupted batch again; items already final are never redone."""
+    batch = get_batch(app, batch_id)
+    if batch.status == "done":
+        raise BatchError(f"batch {batch_id} is already done")
+    if batch.status in ACTIVE:
+        return False
+    return _set_status(app, batch_id, "queued", ("draft", "paused_budget", "cancelled", "failed"), error="")
+
+
+def list_batches(app: App, limit: int = 100) -> list[Batch]:
+    with session_scope(app.engine) as s:
+        return list(s.exec(select(Batch).order_by(Batch.id.desc()).limit(limit)).all())  # type: ignore[union-attr]
+
+
+def counts(app: App, batch_id: int) -> dict[str, int]:
+    with app.engine.connect() as conn:
+        rows = conn.execute(text("SELECT state, COUNT(*) FROM batch_items WHERE batch_id = :b GROUP BY state"),
+                            {"b": batch_id}).all()
+    return {str(r[0]): int(r[1]) for r in rows}
+
+
+def status(app: App, batch_id: int) -> dict[str, Any]:
+    """Progress from the database alone, so it is right after a reload or from another tab or process."""
+    batch = get_batch(app, batch_id)
+    by_state = counts(app, batch_id)
+    done = sum(by_state.get(s, 0) for s in FINAL_STATES)
+    with app.engine.connect() as conn:
+        row = conn.execute(text(
+            "SELECT COALESCE(SUM(cost_usd), 0), COALESCE(SUM(input_tokens), 0), COALESCE(SUM(output_tokens), 0), "
+            "COUNT(*) FROM usage_ledger WHERE batch_id = :b"), {"b": batch_id}).one()
+        first_last = conn.execute(text(
+            "SELECT MIN(updated_at), MAX(updated_at) FROM batch_items WHERE batch_id = :b AND state IN "
+            "('ready', 'fallback', 'needs_data', 'review_failed', 'failed')"), {"b": batch_id}).one()
+    from core.models import from_nanos, money_str
+
+    rate = eta = None
+    if done >= 2 and first_last[0] is not None and first_last[1] is not None:
+        start, end = (v if isinstance(v, datetime) else datetime.fromisoformat(str(v)) for v in first_last)
+        seconds = (end - start).total_seconds()
+        if seconds > 0:
+            rate = round((done - 1) / seconds, 2)
+            left = batch.items_total - done
+            eta = round(left / rate) if rate and batch.status in ACTIVE else None
+    return {
+        "batch_id": batch.id,
+        "name": batch.name,
+        "status": batch.status,
+        "kind": batch.kind,
+        "step": batch.step,
+        "items": batch.items_total,
+        "done": done,
+        "counts": {s: by_state.get(s, 0) for s in ("pending", "claimed", *FINAL_STATES)},
+        "cost_usd": money_str(from_nanos(row[0])),
+        "input_tokens": int(row[1]),
+        "output_tokens": int(row[2]),
+        "calls": int(row[3]),
+        "rate_per_s": rate,
+        "eta_s": eta,
+        "error": batch.error,
+        "created_at": batch.created_at.isoformat(),
+    }
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Claiming and finishing items
+# ---------------------------------------------------------------------------------------------------------
+
+def claim(app: App, batch_id: int, worker_id: str, limit: int, now: datetime | None = None) -> list[int]:
+    """Claim up to `limit` pending (or lease-expired) items of a batch for this worker, atomically."""
+    now = now or utcnow()
+    lease = timedelta(seconds=app.settings.batch_lease_s)
+    params = {"b": batch_id, "w": worker_id, "exp": (now + lease).replace(tzinfo=None),
+              "now": now.replace(tzinfo=None), "n": limit}
+    # An expired lease of this same worker is not taken back: the item is still queued or in flight here.
+    pick = ("SELECT id FROM batch_items WHERE batch_id = :b AND (state = 'pending' OR "
+            "(state = 'claimed' AND lease_expires_at < :now AND lease_owner <> :w)) ORDER BY id LIMIT :n")
+    if not is_sqlite(app.engine):
+        pick += " FOR UPDATE SKIP LOCKED"
+    sql = (f"UPDATE batch_items SET state = 'claimed', lease_owner = :w, lease_expires_at = :exp, "
+           f"attempts = attempts + 1, updated_at = :now WHERE id IN ({pick}) RETURNING id")
+    with immediate(app.engine) as conn:
+        return sorted(int(r[0]) for r in conn.execute(text(sql), params).all())
+
+
+def renew_lease(app: App, item_id: int, worker_id: str) -> bool:
+    """Extend this worker's lease as it starts on an item; False when the lease was lost (another worker took
+    the item over), in which case nothing is called or paid for."""
+    now = utcnow()
+    with immediate(app.engine) as conn:
+        return conn.execute(text(
+            "UPDATE batch_items SET lease_expires_at = :exp WHERE id = :i AND lease_owner = :w AND state = 'claimed'"),
+            {"exp": (now + timedelta(seconds=app.settings.batch_lease_s)).replace(tzinfo=None), "i": item_id,
+             "w": worker_id}).rowcount == 1
+
+
+def release_claims(app: App, item_ids: Sequence[int], worker_id: str) -> None:
+    """Give items back (budget pause, cancel, shutdown) without counting them as done."""
+    if not item_ids:
+        return
+    with immediate(app.engine) as conn:
+        for item_id in item_ids:
+            conn.execute(text("UPDATE batch_items SET state = 'pending', lease_owner = NULL, lease_expires_at = NULL "
+                              "WHERE id = :i AND lease_owner = :w AND state = 'claimed'"),
+                         {"i": item_id, "w": worker_id})
+
+
+def finish(app: App, item_id: int, worker_id: str, result: Result | None, error: str = "",
+           batch_id: int | None = None, prospect_id: int | None = None) -> bool:
+    """Write the message and the item's final state together; False if this worker lost the lease."""
+    now = utcnow()
+    state = result.state if result is not None else "failed"
+    with session_scope(app.engine) as s:
+        updated = s.execute(text(
+            "UPDATE batch_items SET state = :st, error = :e, lease_owner = NULL, lease_expires_at = NULL, "
+            "updated_at = :now WHERE id = :i AND lease_owner = :w AND state = 'claimed'"),
+            {"st": state, "e": (error or (result.reason if result else ""))[:1000], "now": now.replace(tzinfo=None),
+             "i": item_id, "w": worker_id}).rowcount  # type: ignore[attr-defined]
+        if updated != 1:
+            s.rollback()
+            return False
+        if result is not None:
+            s.add(Message(
+                prospect_id=prospect_id, batch_item_id=item_id, batch_id=batch_id, step=result.step,
+                template_name=result.template, variant=result.variant, text=result.message, state=state,
+                used_ai=result.used_ai, model=result.model, input_tokens=result.input_tokens,
+                output_tokens=result.output_tokens, cost_usd=result.cost_usd, guards=result.guards_json(),
+                review=result.review.as_json() if result.review else None, fallback=result.fallback,
+                reason=result.reason[:1000], created_at=now,
+            ))
+    return True
+
+
+def _finish_batch_if_complete(app: App, batch_id: int) -> None:
+    with app.engine.connect() as conn:
+        left = conn.execute(text("SELECT COUNT(*) FROM batch_items WHERE batch_id = :b AND state IN "
+                                 "('pending', 'claimed')"), {"b": batch_id}).scalar()
+    if not left:
+        _set_status(app, batch_id, "done", ("queued", "running"), finished_at=utcnow())
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The worker loop
+# ---------------------------------------------------------------------------------------------------------
+
+@dataclass
+class RunReport:
+    batch_id: int
+    processed: int
+    outcome: str  # done | paused_budget | cancelled | idle | stopped
+
+
+Progress = Callable[[int], None]
+
+
+async def work_batch(app: App, batch_id: int, worker_id: str, *, stop: threading.Event | None = None,
+                     progress: Progress | None = None) -> RunReport:
+    """Process a batch's items until none are left, the budget runs out, it is cancelled, or `stop` is set."""
+    batch = get_batch(app, batch_id)
+    if batch.status not in ACTIVE:
+        return RunReport(batch_id, 0, "idle")
+    _set_status(app, batch_id, "running", ("queued",))
+    processed = 0
+    budget_hit = asyncio.Event()
+    async with app.gateway() as gw:
+        pipeline = Pipeline(gw, library_specs(app), app.settings.data_dir, app.summaries)
+        queue: asyncio.Queue[int] = asyncio.Queue(maxsize=batch.concurrency * 2)
+        claimed: set[int] = set()
+
+        async def feeder() -> None:
+            while not budget_hit.is_set() and not (stop and stop.is_set()):
+                current = await asyncio.to_thread(get_batch, app, batch_id)
+                if current.status not in ACTIVE:
+                    break
+                room = queue.maxsize - queue.qsize()
+                if room <= 0:
+                    await asyncio.sleep(0.01)
+                    continue
+                ids = await asyncio.to_thread(claim, app, batch_id, worker_id, room)
+                if not ids:
+                    break
+                for item_id in ids:
+                    claimed.add(item_id)
+                    await queue.put(item_id)
+
+        async def runner() -> None:
+            nonlocal processed
+            while True:
+                item_id = await queue.get()
+                try:
+                    if budget_hit.is_set() or (stop and stop.is_set()):
+                        continue
+                    try:
+                        if await _process(app, pipeline, batch, item_id, worker_id):
+                            processed += 1
+                            if progress:
+                                progress(processed)
+                        claimed.discard(item_id)
+                    except BudgetExceededError:
+                        budget_hit.set()
+                finally:
+                    queue.task_done()
+
+        runners = [asyncio.create_task(runner()) for _ in range(batch.concurrency)]
+        try:
+            await feeder()
+            await queue.join()
+        finally:
+            for task in runners:
+                task.cancel()
+            await asyncio.gather(*runners, return_exceptions=True)
+            await asyncio.to_thread(release_claims, app, sorted(claimed), worker_id)
+    if budget_hit.is_set():
+        _pause_for_budget(app, batch_id)
+        return RunReport(batch_id, processed, "paused_budget")
+    if stop and stop.is_set():
+        return RunReport(batch_id, processed, "stopped")
+    current = get_batch(app, batch_id)
+    if current.status == "cancelled":
+        return RunReport(batch_id, processed, "cancelled")
+    _finish_batch_if_complete(app, batch_id)
+    return RunReport(batch_id, processed, get_batch(app, batch_id).status)
+
+
+async def _process(app: App, pipeline: Pipeline, batch: Batch, item_id: int, worker_id: str) -> bool:
+    if not await asyncio.to_thread(renew_lease, app, item_id, worker_id):
+        return False
+    with session_scope(app.engine) as s:
+        item = s.get(BatchItem, item_id)
+        prospect = s.get(Prospect, item.prospect_id) if item and item.prospect_id else None
+    if item is None:
+        return False
+    if batch.kind == "classify":
+        from core.replies import classify_and_route
+
+        try:
+            await classify_and_route(app, pipeline.gw, item.reply_id,  # type: ignore[arg-type]
+                                     CallContext(batch_id=batch.id, item_id=item_id))
+        except BudgetExceededError:
+            raise
+        except (LLMError, ValueError, LookupError) as exc:
+            return await asyncio.to_thread(finish, app, item_id, worker_id, None, f"classification failed: {exc}")
+        return await asyncio.to_thread(_finish_classified, app, item_id, worker_id)
+    if prospect is None:
+        return await asyncio.to_thread(finish, app, item_id, worker_id, None, "the prospect no longer exists")
+    context = CallContext(batch_id=batch.id, prospect_id=prospect.id, item_id=item_id)
+    try:
+        assigned = await asyncio.to_thread(_assignment, app, prospect.id, item.step)
+        options = await asyncio.to_thread(
+            options_for, app, step=item.step, template_name=None if assigned else batch.template_name,
+            assigned=assigned[0] if assigned else None)
+        result = await pipeline.run(prospect_fields(prospect), options, context)
+        if assigned:
+            result.variant = assigned[1]
+    except BudgetExceededError:
+        raise
+    except (LLMError, LookupError, ValueError) as exc:
+        return await asyncio.to_thread(finish, app, item_id, worker_id, None, f"{type(exc).__name__}: {exc}",
+                                       batch.id, prospect.id)
+    return await asyncio.to_thread(finish, app, item_id, worker_id, result, "", batch.id, prospect.id)
+
+
+def _assignment(app: App, prospect_id: int | None, step: str) -> tuple[str, str] | None:
+    """The experiment arm a prospect is assigned to for this step, when an experiment runs on it."""
+    if prospect_id is None:
+        return None
+    try:
+        from core.experiments import assigned_template
+    except ImportError:
+        return None
+    return assigned_template(app, prospect_id, step)
+
+
+def _finish_classified(app: App, item_id: int, worker_id: str) -> bool:
+    with immediate(app.engine) as conn:
+        return conn.execute(text(
+            "UPDATE batch_items SET state = 'ready', lease_owner = NULL, lease_expires_at = NULL, updated_at = :now "
+            "WHERE id = :i AND lease_owner = :w AND state = 'claimed'"),
+            {"now": utcnow().replace(tzinfo=None), "i": item_id, "w": worker_id}).rowcount == 1
+
+
+def _pause_for_budget(app: App, batch_id: int) -> None:
+    state = app.budget_state()
+    if _set_status(app, batch_id, "paused_budget", ACTIVE,
+                   error="paused: the monthly budget cannot cover the next call; raise it on the Spend page or "
+                         "wait for the month to roll"):
+        with session_scope(app.engine) as s:
+            batch = s.get(Batch, batch_id)
+            assert batch is not None
+            batch.options = {**batch.options, "paused_at": {"month": state.month, "cap_usd": str(state.cap_usd)}}
+            s.add(batch)
+
+
+def _budget_allows(app: App, batch: Batch) -> bool:
+    """A paused batch resumes once the month has rolled or the cap was raised since it paused."""
+    paused = batch.options.get("paused_at") or {}
+    state = app.budget_state()
+    if state.level == budget.LEVEL_STOPPED:
+        return False
+    try:
+        return paused.get("month") != state.month or state.cap_usd > Decimal(str(paused.get("cap_usd")))
+    except ArithmeticError:
+        return True
+
+
+def runnable_batches(app: App) -> list[int]:
+    """Batches with work to do, oldest first; paused ones come back when the budget allows again."""
+    with session_scope(app.engine) as s:
+        paused = list(s.exec(select(Batch).where(Batch.status == "paused_budget")).all())
+    for batch in paused:
+        if batch.id is not None and _budget_allows(app, batch):
+            _set_status(app, batch.id, "queued", ("paused_budget",), error="")
+    with app.engine.connect() as conn:
+        return [int(r[0]) for r in conn.execute(text(
+            "SELECT id FROM batches WHERE status IN ('queued', 'running') ORDER BY id"))]
+
+
+def run_pending(app: App, worker_id: str, *, stop: threading.Event | None = None,
+                progress: Progress | None = None) -> list[RunReport]:
+    """One pass of the worker: sweep expired reservations, then work every runnable batch."""
+    budget.sweep(app.engine)
+    reports = []
+    for batch_id in runnable_batches(app):
+        if stop and stop.is_set():
+            break
+        reports.append(asyncio.run(work_batch(app, batch_id, worker_id, stop=stop, progress=progress)))
+    return reports

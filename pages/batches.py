@@ -1,0 +1,167 @@
+"""Batches: upload a CSV, map its columns, see the pre-flight estimate, run, and watch progress.
+
+The run happens in the background worker (not in this script), so closing the tab does not stop it; progress
+is read from the database every two seconds and is right after a reload or from another tab.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+import streamlit as st
+
+from console import get_app, sidebar, usd
+from core.batches import (
+    BatchError,
+    cancel_batch,
+    create_batch,
+    list_batches,
+    resume_batch,
+    start_batch,
+    status,
+    unsent_prospects,
+)
+from core.estimate import estimate
+from core.library import list_templates
+from core.library import steps as step_specs
+from core.prospects import import_prospects
+from core.tabular import CANONICAL_FIELDS, REQUIRED_FIELDS, UnreadableFile, read_table, suggest_mapping
+
+app = get_app()
+sidebar(app)
+st.title("Batches")
+st.caption("Upload prospects, check what the run will cost, start it, and come back later: the run continues "
+           "in the background when you close this tab.")
+
+steps = step_specs(app.settings.data_dir)
+
+st.header("1. Upload prospects")
+upload = st.file_uploader("CSV of prospects", type=["csv", "txt", "tsv"],
+                          help="UTF-8, UTF-8 with BOM, Windows-1252 or UTF-16; comma, semicolon, tab or pipe")
+if upload is not None:
+    data = upload.getvalue()
+    digest = hashlib.sha256(data).hexdigest()[:16]
+    try:
+        table = read_table(data)
+    except UnreadableFile as exc:
+        st.error(f"This file cannot be imported: {exc}")
+        st.stop()
+    st.text(f"{table.total_records:,} records, {len(table.headers)} columns, encoding {table.encoding}, "
+            f"delimiter {table.delimiter!r}")
+    suggested = suggest_mapping(table.headers)
+    with st.expander("Column mapping", expanded=any(f not in suggested for f in REQUIRED_FIELDS)):
+        st.caption("Which column holds each field; unmapped columns stay available to templates as custom variables.")
+        mapping: dict[str, str] = {}
+        cols = st.columns(3)
+        for i, field in enumerate(CANONICAL_FIELDS):
+            options = ["(none)", *table.headers]
+            default = options.index(suggested[field]) if field in suggested else 0
+            label = f"{field}{' (required)' if field in REQUIRED_FIELDS else ''}"
+            choice = cols[i % 3].selectbox(label, options, index=default, key=f"map_{digest}_{field}")
+            if choice != "(none)":
+                mapping[field] = choice
+    if st.button("Import", type="primary", key=f"import_{digest}"):
+        try:
+            report = import_prospects(app, data, mapping)
+        except (UnreadableFile, ValueError) as exc:
+            st.error(f"Nothing was imported: {exc}")
+        else:
+            st.session_state["import"] = {"digest": digest, "report": report.as_json(),
+                                          "ids": report.prospect_ids + report.existing_ids,
+                                          "rejected": report.rejected, "duplicates": report.duplicate_lines,
+                                          "flagged": report.flagged, "name": upload.name}
+
+imported = st.session_state.get("import")
+if imported:
+    r = imported["report"]
+    st.subheader(f"Imported {imported['name']}")
+    c = st.columns(5)
+    c[0].metric("Rows", f"{r['rows']:,}")
+    c[1].metric("New", f"{r['accepted']:,}")
+    c[2].metric("Duplicates", f"{r['duplicates']:,}")
+    c[3].metric("Do-not-contact", f"{r['suppressed']:,}")
+    c[4].metric("Rejected", f"{len(r['rejected']):,}")
+    if imported["rejected"]:
+        st.caption("Rejected rows (fix them in the file and upload again; the rest were imported)")
+        st.dataframe(imported["rejected"], hide_index=True, width="stretch")
+    if imported["flagged"]:
+        st.warning(f"{len(imported['flagged'])} rows carry prompt-injection text; they get plain templates only and "
+                   "are never bulk-approved.", icon="🛡️")
+
+    st.header("2. Pre-flight estimate")
+    c1, c2, c3 = st.columns(3)
+    step = c1.selectbox("Sequence step", list(steps), format_func=lambda s: steps[s].label)
+    names = [t.name for t in list_templates(app, step)]
+    template = c2.selectbox("Template", ["(choose by rule)", *names])
+    concurrency = c3.number_input("Concurrency", 1, 64, app.settings.worker_concurrency)
+    template_name = None if template == "(choose by rule)" else template
+    ids = unsent_prospects(app, imported["ids"], step)
+    if len(ids) < len(imported["ids"]):
+        st.info(f"{len(imported['ids']) - len(ids):,} of these prospects already have a {steps[step].label.lower()} "
+                "message; they are left out so nobody is paid for twice.")
+    if ids:
+        est = estimate(app, ids, step=step, template_name=template_name)
+        e = st.columns(4)
+        e[0].metric("Template only", f"{est.template_only:,}")
+        e[1].metric("Model-written", f"{est.model_written:,}")
+        e[2].metric("Premium review", f"{est.reviewed:,}")
+        e[3].metric("Needs data", f"{est.needs_data:,}")
+        e = st.columns(3)
+        e[0].metric("Estimated cost", f"{usd(est.cost_low_usd, 4)} – {usd(est.cost_high_usd, 4)}")
+        e[1].metric("Input tokens", f"{est.input_tokens:,}")
+        e[2].metric("Budget left", usd(est.remaining_usd))
+        (st.success if est.fits else st.warning)(f"This batch {est.verdict}.")
+        if est.sampled:
+            st.caption(f"Estimated from an evenly spaced sample of {est.sampled:,} prospects.")
+
+        st.header("3. Run")
+        key = f"batch_for_{imported['digest']}_{step}_{template_name}"
+        if st.session_state.get(key):
+            st.info(f"Batch {st.session_state[key]} was created for this upload; follow it below.")
+        elif st.button("Run batch", type="primary"):
+            batch = create_batch(app, ids, step=step, template_name=template_name, concurrency=int(concurrency),
+                                 name=imported["name"])
+            start_batch(app, batch.id)  # type: ignore[arg-type]
+            st.session_state[key] = batch.id
+            st.session_state["follow"] = batch.id
+            st.rerun()
+
+st.header("Progress")
+batches = list_batches(app)
+if not batches:
+    st.info("No batch yet. Upload a CSV above to start one.")
+else:
+    labels = {b.id: f"#{b.id} {b.name} — {b.status}" for b in batches}
+    follow = st.session_state.get("follow")
+    chosen = st.selectbox("Batch", list(labels), format_func=lambda i: labels[i],
+                          index=list(labels).index(follow) if follow in labels else 0)
+
+    @st.fragment(run_every=2)
+    def progress(batch_id: int) -> None:
+        s = status(app, batch_id)
+        total = max(s["items"], 1)
+        st.progress(s["done"] / total, text=f"{s['done']:,} / {s['items']:,} done — {s['status']}")
+        m = st.columns(4)
+        m[0].metric("Cost so far", usd(s["cost_usd"], 4))
+        m[1].metric("Rate", f"{s['rate_per_s']}/s" if s["rate_per_s"] else "—")
+        m[2].metric("ETA", f"{s['eta_s']} s" if s["eta_s"] is not None else "—")
+        m[3].metric("Model calls", f"{s['calls']:,}")
+        st.dataframe([{"state": k, "items": v} for k, v in s["counts"].items()], hide_index=True, width="stretch")
+        if s["error"]:
+            st.warning(s["error"])
+
+    progress(chosen)
+    b1, b2 = st.columns(2)
+    if b1.button("Cancel batch"):
+        try:
+            cancel_batch(app, chosen)
+        except BatchError as exc:
+            st.error(str(exc))
+        st.rerun()
+    if b2.button("Resume batch"):
+        try:
+            resume_batch(app, chosen)
+        except BatchError as exc:
+            st.error(str(exc))
+        st.rerun()
+    st.page_link("pages/review.py", label="Review and export the messages", icon="✅")

@@ -1,0 +1,89 @@
+"""Review queue: filter a batch's messages, approve, reject or edit them, and export what was approved."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from console import get_app, sidebar
+from core.batches import list_batches
+from core.guards import GUARD_NAMES
+from core.review_queue import (
+    QueueFilter,
+    ReviewError,
+    approve,
+    approve_passed,
+    edit,
+    export,
+    queue,
+    reject,
+)
+
+app = get_app()
+sidebar(app)
+st.title("Review queue")
+
+batches = list_batches(app)
+if not batches:
+    st.info("No batch yet: start one on the Batches page.")
+    st.stop()
+
+labels = {b.id: f"#{b.id} {b.name} — {b.status}" for b in batches}
+batch_id = st.selectbox("Batch", list(labels), format_func=lambda i: labels[i])
+
+with st.expander("Filters", expanded=False):
+    c = st.columns(4)
+    states = c[0].multiselect("State", ["ready", "fallback", "needs_data", "review_failed", "failed"])
+    approval = c[1].multiselect("Approval", ["pending", "approved", "rejected"])
+    guard = c[2].selectbox("Failed guard", ["(any)", *GUARD_NAMES])
+    template = c[3].text_input("Template name")
+    c = st.columns(3)
+    min_score = c[0].number_input("Min review score", 0.0, 10.0, 0.0)
+    use_score = c[1].checkbox("Filter by review score")
+    flagged = c[2].checkbox("Only injection-flagged prospects")
+
+rows = queue(app, QueueFilter(batch_id=batch_id, states=tuple(states), approval=tuple(approval),
+                              guard_failed=None if guard == "(any)" else guard,
+                              min_score=min_score if use_score else None, template=template or None,
+                              flagged_only=flagged))
+st.caption(f"{len(rows):,} messages")
+if not rows:
+    st.info("No message matches these filters.")
+else:
+    st.dataframe(rows, hide_index=True, width="stretch",
+                 column_order=["id", "prospect", "company", "state", "approval", "message", "template",
+                               "template_text", "variant", "guards_failed", "review_score", "flagged", "reason",
+                               "cost_usd"])
+    ids = [r["id"] for r in rows]
+    picked = st.multiselect("Messages to act on", ids)
+    a, b, c2 = st.columns(3)
+    if a.button("Approve selected", disabled=not picked):
+        try:
+            st.success(f"Approved {approve(app, picked)} messages.")
+        except ReviewError as exc:
+            st.error(str(exc))
+    if b.button("Reject selected", disabled=not picked):
+        st.success(f"Rejected {reject(app, picked)} messages.")
+    if c2.button("Approve everything that passed", type="primary"):
+        st.success(f"Approved {approve_passed(app, batch_id)} messages (ready, all guards and review passed, "
+                   "prospect not flagged).")
+
+    st.subheader("Edit a message")
+    target = st.selectbox("Message", ids, key="edit_target")
+    current = next(r for r in rows if r["id"] == target)
+    st.caption("Template")
+    st.code(current["template_text"] or "(template not found)", language=None, wrap_lines=True)
+    new_text = st.text_area("Message text", value=current["message"], key=f"edit_{target}")
+    if st.button("Save edit and re-check"):
+        results = edit(app, target, new_text)
+        st.dataframe(results, hide_index=True, width="stretch")
+        if all(r["passed"] for r in results):
+            st.success("The edit passes every guard; approve it above.")
+        else:
+            st.warning("The edit fails a guard; it cannot be approved until it passes.")
+
+st.subheader("Export approved messages")
+e1, e2 = st.columns(2)
+e1.download_button("Download CSV", export(app, batch_id, "csv"), file_name=f"batch-{batch_id}-approved.csv",
+                   mime="text/csv")
+e2.download_button("Download JSON", export(app, batch_id, "json"), file_name=f"batch-{batch_id}-approved.json",
+                   mime="application/json")
