@@ -70,3 +70,15 @@ def page_test(path: str, timeout: float = 60):  # type: ignore[no-untyped-def]
     from core.config import PROJECT_ROOT
 
     return AppTest.from_file(str(PROJECT_ROOT / path), default_timeout=timeout)
+
+
+def console_page(path: str, timeout: float = 60):  # type: ignore[no-untyped-def]
+    """An AppTest of the whole console switched to one page (page links work this way)."""
+    from streamlit.testing.v1 import AppTest
+
+    from core.config import PROJECT_ROOT
+
+    at = AppTest.from_file(str(PROJECT_ROOT / "app.py"), default_timeout=timeout)
+    at.run()
+    at.switch_page(path)
+    return at
