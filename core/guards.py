@@ -13,6 +13,12 @@ Matching is done on a *folded* copy of the text (invisible characters removed, N
 Cyrillic/Greek look-alikes mapped to Latin), so fullwidth letters, zero-width joiners inside words and
 mixed case do not dodge the checks. The original text is never modified.
 
+Speed matters here: check_message runs on every rendered message (100,000 in a template-only batch) and
+screen_fields on every imported prospect. So each pattern carries the literals it cannot match without and
+is skipped when they are absent (see "Prefilters" below), and ASCII text skips Unicode normalisation. The
+straightforward versions are kept at the end of the module (``*_reference``); the tests check that both
+give identical results. A new pattern needs its needles, and the prefilter tests will exercise them.
+
 ``GuardResult.detail`` and ``InjectionFlag.detail`` are plain text meant for operators: quoted snippets
 are shortened, control characters are shown as ``\\uXXXX`` and angle brackets are replaced by ``‹ ›``, so
 a detail never carries live HTML. The UI should still render it as text, not Markdown.
@@ -100,12 +106,36 @@ def strip_invisible(value: str) -> str:
     tag characters are removed even though a few flag emoji use them: they are the classic way to smuggle
     invisible ASCII instructions.
     """
-    if value.isascii() and value.isprintable():
+    if value.isascii():
+        # In ASCII only the C0 controls and DEL are invisible (category Cc); \n and \t stay.
+        return value if value.isprintable() else _ASCII_INVISIBLE_RE.sub("", value)
+    if _surely_visible(value):
         return value
     return "".join(ch for i, ch in enumerate(value) if not _is_invisible(value, i))
 
 
+_ASCII_INVISIBLE_RE = re.compile("[\x00-\x08\x0b-\x1f\x7f]")
+_NEWLINE_TAB = str.maketrans("", "", "\n\t")
+
+
+def _surely_visible(value: str) -> bool:
+    """A quick test: True only when no character of ``value`` is invisible in the sense of ``_is_invisible``.
+
+    ``str.isprintable`` is False for every Cc and Cf character (the zero-width joiner included), so a
+    printable text without the blank-rendering letters has nothing to strip. False means "look closer".
+    """
+    if not value.isprintable():
+        value = value.translate(_NEWLINE_TAB)
+        if not value.isprintable():
+            return False
+    return value.isascii() or _BLANK_LETTERS.isdisjoint(value)
+
+
 def _invisible_chars(value: str) -> list[str]:
+    if value.isascii():
+        return _ASCII_INVISIBLE_RE.findall(value)
+    if _surely_visible(value):
+        return []
     return [ch for i, ch in enumerate(value) if _is_invisible(value, i)]
 
 
@@ -124,9 +154,74 @@ _HORIZONTAL_SPACE_RE = re.compile(r"[^\S\n]+")
 
 def _fold(value: str) -> str:
     """The matching form of a text: visible characters only, NFKC, casefolded, look-alikes mapped."""
-    text = unicodedata.normalize("NFKC", strip_invisible(value)).casefold()
+    text = strip_invisible(value)
+    if text.isascii():
+        # NFKC and both translation tables leave ASCII as it is, and casefold is lower; after
+        # strip_invisible the only horizontal spaces left in ASCII are " " and "\t".
+        text = text.lower()
+        return _HORIZONTAL_SPACE_RE.sub(" ", text) if "\t" in text or "  " in text else text
+    text = unicodedata.normalize("NFKC", text).casefold()
     text = text.translate(_CONFUSABLES).translate(_TYPOGRAPHY)
     return _HORIZONTAL_SPACE_RE.sub(" ", text)
+
+
+def _nfkc(value: str) -> str:
+    return value if value.isascii() else unicodedata.normalize("NFKC", value)
+
+
+# Prefilters. Searching a short text for a literal with ``in`` costs a fraction of one regex search, so each
+# pattern below comes with the literals it cannot match without: a tuple of groups, and the pattern can only
+# match when every needle of at least one group occurs in the text. A failed prefilter proves there is no
+# match, so skipping the regex changes nothing; a passed one just runs the regex as before. The needles are
+# written by reading each pattern; tests/test_guards.py checks them against strings generated from it.
+_Needles = tuple[tuple[str, ...], ...]
+
+
+def _any(*needles: str) -> _Needles:
+    return tuple((needle,) for needle in needles)
+
+
+def _may_match(text: str, groups: _Needles) -> bool:
+    for group in groups:
+        for needle in group:
+            if needle not in text:
+                break
+        else:
+            return True
+    return False
+
+
+_Gate = tuple[frozenset[str], tuple[frozenset[str], ...]]  # one-needle groups, then the longer groups
+
+
+def _gates(tables: Iterable[_Needles]) -> tuple[tuple[str, ...], tuple[_Gate, ...]]:
+    """For a whole table at once: every distinct needle, and each pattern's groups as a :data:`_Gate`.
+
+    Looking each needle up once (``present = {n for n in needles if n in text}``) and then testing each
+    pattern's gate with :func:`_open` is much cheaper than :func:`_may_match` per pattern when there are
+    many patterns.
+    """
+    gates = tuple(
+        (frozenset(group[0] for group in groups if len(group) == 1),
+         tuple(frozenset(group) for group in groups if len(group) > 1))
+        for groups in tables
+    )  # fmt: skip
+    needles = {needle for singles, groups in gates for needle in singles.union(*groups)}
+    return tuple(sorted(needles)), gates
+
+
+def _open(gate: _Gate, present: set[str]) -> bool:
+    singles, groups = gate
+    return not singles.isdisjoint(present) or (bool(groups) and any(group <= present for group in groups))
+
+
+# Under re.IGNORECASE an ASCII letter also matches these four characters, so a prefilter key for a
+# case-insensitive pattern maps them before lowering (a key may have false hits, never false misses).
+_IGNORECASE_ASCII = str.maketrans({"\u0130": "i", "\u0131": "i", "\u017f": "s", "\u212a": "k"})
+
+
+def _ignorecase_key(text: str) -> str:
+    return text.lower() if text.isascii() else text.translate(_IGNORECASE_ASCII).lower()
 
 
 _SNIPPET_LIMIT = 60
@@ -168,40 +263,55 @@ _HTML_TAG_NAMES = frozenset(
     )
 )
 
-_PLACEHOLDER_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = (
-    ("unfilled writing slot", re.compile(r"\x00[^\x00]{0,60}\x00?")),
-    ("template tag", re.compile(r"\{%.{0,80}?%\}|\{#.{0,80}?#\}", re.S)),
-    ("template variable", re.compile(r"\{\{.{0,80}?\}\}", re.S)),
-    ("template delimiter", re.compile(r"\{\{|\}\}|\{%|%\}|\$\{|<%|%>")),
-    ("braced placeholder", re.compile(r"\{\s*[A-Za-z_0-9][\w .:\-]{0,40}\}")),
-    ("double-bracket marker", re.compile(r"\[\[.{0,80}?\]\]", re.S)),
+_PLACEHOLDER_PATTERNS: tuple[tuple[str, re.Pattern[str], _Needles], ...] = (
+    ("unfilled writing slot", re.compile(r"\x00[^\x00]{0,60}\x00?"), _any("\x00")),
+    ("template tag", re.compile(r"\{%.{0,80}?%\}|\{#.{0,80}?#\}", re.S), _any("{%", "{#")),
+    ("template variable", re.compile(r"\{\{.{0,80}?\}\}", re.S), _any("{{")),
+    ("template delimiter", re.compile(r"\{\{|\}\}|\{%|%\}|\$\{|<%|%>"), _any("{{", "}}", "{%", "%}", "${", "<%", "%>")),
+    ("braced placeholder", re.compile(r"\{\s*[A-Za-z_0-9][\w .:\-]{0,40}\}"), (("{", "}"),)),
+    ("double-bracket marker", re.compile(r"\[\[.{0,80}?\]\]", re.S), (("[[", "]]"),)),
     # [Name], [Company name], [insert pain point] -- but not a Markdown link "[text](url)".
-    ("bracketed placeholder", re.compile(r"\[\s*[A-Za-z_][^\[\]\n]{0,60}\](?!\()")),
-    ("format placeholder", re.compile(r"%\(\w+\)[sdr]|(?<![\w%])%[sd](?!\w)")),
-    ("empty value after greeting",
-     re.compile(r"(?im)\b(?:hi|hello|hey|dear)[ \t]+(?:[,!.;:]|(?:none|null|nan|undefined)\b)")),
+    ("bracketed placeholder", re.compile(r"\[\s*[A-Za-z_][^\[\]\n]{0,60}\](?!\()"), (("[", "]"),)),
+    ("format placeholder", re.compile(r"%\(\w+\)[sdr]|(?<![\w%])%[sd](?!\w)"), _any("%")),
 )  # fmt: skip
+# Case-insensitive, so it gets its own prefilter in _check_placeholders.
+_GREETING_RE = re.compile(r"(?im)\b(?:hi|hello|hey|dear)[ \t]+(?:[,!.;:]|(?:none|null|nan|undefined)\b)")
+_GREETING_LABEL = "empty value after greeting"
+_GREETING_GAPS = _any(*(space + mark for space in " \t" for mark in ",!.;:"))
+_GREETING_EMPTIES = _any("none", "null", "nan", "undefined")
 _ANGLE_PLACEHOLDER_RE = re.compile(r"<\s*([A-Za-z_][\w \-]{0,40}?)\s*>")
+# Each needle group of the table and of the angle-bracket pattern has one of these characters.
+_PLACEHOLDER_CHARS_RE = re.compile(r"[\x00{}\[%$<]")
 
 
 _MAX_FINDINGS = 10  # a detail shows a few; stop looking after this many (bounds the work on hostile text)
 
 
 def _check_placeholders(text: str) -> str:
-    text = unicodedata.normalize("NFKC", text)  # fullwidth braces are still braces
+    text = _nfkc(text)  # fullwidth braces are still braces
     found: list[str] = []
     taken: list[tuple[int, int]] = []  # report "{{ name }}" once, not again as a stray "{{"
-    for label, pattern in _PLACEHOLDER_PATTERNS:
+
+    def collect(label: str, pattern: re.Pattern[str]) -> None:
         for match in pattern.finditer(text):
             if len(found) >= _MAX_FINDINGS:
                 break
             if all(match.end() <= a or match.start() >= b for a, b in taken):
                 taken.append(match.span())
                 found.append(f"{label} {_snip(match.group(0))}")
-    for match in _ANGLE_PLACEHOLDER_RE.finditer(text):
-        inner = match.group(1)
-        if inner.lower() not in _HTML_TAG_NAMES:  # real tags are the markup guard's business
-            found.append(f"angle-bracket placeholder {_snip(inner)}")
+
+    symbols = _PLACEHOLDER_CHARS_RE.search(text) is not None
+    if symbols:
+        for label, pattern, needles in _PLACEHOLDER_PATTERNS:
+            if _may_match(text, needles):
+                collect(label, pattern)
+    if _may_match(text, _GREETING_GAPS) or _may_match(_ignorecase_key(text), _GREETING_EMPTIES):
+        collect(_GREETING_LABEL, _GREETING_RE)
+    if symbols and "<" in text and ">" in text:
+        for match in _ANGLE_PLACEHOLDER_RE.finditer(text):
+            inner = match.group(1)
+            if inner.lower() not in _HTML_TAG_NAMES:  # real tags are the markup guard's business
+                found.append(f"angle-bracket placeholder {_snip(inner)}")
     if not found:
         return ""
     unique = list(dict.fromkeys(found))
@@ -227,9 +337,13 @@ def _check_length(text: str, max_chars: int) -> str:
 # --------------------------------------------------------------------------------------------------
 
 
+def _phrase_words(phrase: str) -> list[str]:
+    return [w for w in re.split(r"[\s\-]+", _fold(phrase)) if w]
+
+
 @lru_cache(maxsize=1024)
 def _phrase_pattern(phrase: str) -> re.Pattern[str] | None:
-    words = [w for w in re.split(r"[\s\-]+", _fold(phrase)) if w]
+    words = _phrase_words(phrase)
     if not words:
         return None
     body = r"[\s\-]+".join(re.escape(w) for w in words)
@@ -237,13 +351,37 @@ def _phrase_pattern(phrase: str) -> re.Pattern[str] | None:
     return re.compile(rf"(?<!\w){body}(?!\w)")
 
 
-def _check_banned(text: str, phrases: Sequence[str]) -> str:
-    folded = _fold(text)
-    hits = []
+_BannedPlan = tuple[tuple[str, str, re.Pattern[str]], ...]
+
+
+def _build_banned_plan(phrases: Sequence[str]) -> _BannedPlan:
+    """(phrase as reported, its longest folded word, pattern) per usable phrase, in the given order.
+
+    The pattern contains every folded word literally, so a text without the longest one cannot match.
+    """
+    plan = []
     for phrase in phrases:
         pattern = _phrase_pattern(phrase)
-        if pattern is not None and pattern.search(folded):
-            hits.append(phrase.strip())
+        if pattern is not None:
+            plan.append((phrase.strip(), max(_phrase_words(phrase), key=len), pattern))
+    return tuple(plan)
+
+
+_cached_banned_plan = lru_cache(maxsize=64)(_build_banned_plan)
+
+
+def _banned_plan(phrases: Sequence[str]) -> _BannedPlan:
+    key = phrases if type(phrases) is tuple else tuple(phrases)
+    try:
+        return _cached_banned_plan(key)
+    except TypeError:  # an unhashable item: build it uncached and let it fail (or not) as it would
+        return _build_banned_plan(key)
+
+
+def _check_banned(folded: str, phrases: Sequence[str]) -> str:
+    """``folded`` is ``_fold`` of the message (check_message folds once for this guard and the echo guard)."""
+    hits = [reported for reported, needle, pattern in _banned_plan(phrases)
+            if needle in folded and pattern.search(folded)]  # fmt: skip
     return f"spam phrase {_join_found(hits)}" if hits else ""
 
 
@@ -270,6 +408,12 @@ _THOUSANDS_RE = re.compile(r"\d{1,3}(?:[ .]\d{3})+")
 _YEAR_RANGE_RE = re.compile(r"(?:19|20)\d{2}\s*-\s*(?:19|20)\d{2}")
 _DATE_RE = re.compile(r"\d{4}[\-./]\d{1,2}[\-./]\d{1,2}|\d{1,2}[\-./]\d{1,2}[\-./]\d{2,4}")
 _LOCAL_PHONE_RE = re.compile(r"\d{3}[\- ]\d{4}")
+# Prefilters (see _may_match): the scheme form needs "://" or "www." (on _ignorecase_key), an e-mail an
+# "@"; the two below are the domain and phone patterns without their look-arounds, so a text they do not
+# find cannot hold a match of the full pattern. Every TLD starts with a letter.
+_SCHEME_NEEDLES = _any("://", "www.")
+_DOT_LETTER_RE = re.compile(r"\.[a-z]", re.I)
+_PHONE_DIGITS_RE = re.compile(r"[0-9][0-9 ().\-]{5,}[0-9]")
 _TRAILING_PUNCT = ".,;:!?'\")*"
 
 
@@ -314,20 +458,24 @@ def _find_contacts(text: str) -> list[tuple[str, str, str]]:
         taken.update(span)
         return True
 
-    for match in _SCHEME_URL_RE.finditer(text):
-        written = match.group(0).rstrip(_TRAILING_PUNCT)
-        claim(match)
-        found.append(("link", written, _canonical_link(written)))
-    for match in _EMAIL_RE.finditer(text):
-        if claim(match):
-            found.append(("e-mail", match.group(0), match.group(0).lower()))
-    for match in _BARE_DOMAIN_RE.finditer(text):
-        written = match.group(0).rstrip(_TRAILING_PUNCT)
-        if written.lower() not in _TECH_NAMES and claim(match):
+    if _may_match(_ignorecase_key(text), _SCHEME_NEEDLES):
+        for match in _SCHEME_URL_RE.finditer(text):
+            written = match.group(0).rstrip(_TRAILING_PUNCT)
+            claim(match)
             found.append(("link", written, _canonical_link(written)))
-    for match in _PHONE_CANDIDATE_RE.finditer(text):
-        if _looks_like_phone(match.group(0)) and claim(match):
-            found.append(("phone number", match.group(0), _digits(match.group(0))))
+    if "@" in text:
+        for match in _EMAIL_RE.finditer(text):
+            if claim(match):
+                found.append(("e-mail", match.group(0), match.group(0).lower()))
+    if _DOT_LETTER_RE.search(text):
+        for match in _BARE_DOMAIN_RE.finditer(text):
+            written = match.group(0).rstrip(_TRAILING_PUNCT)
+            if written.lower() not in _TECH_NAMES and claim(match):
+                found.append(("link", written, _canonical_link(written)))
+    if _PHONE_DIGITS_RE.search(text):
+        for match in _PHONE_CANDIDATE_RE.finditer(text):
+            if _looks_like_phone(match.group(0)) and claim(match):
+                found.append(("phone number", match.group(0), _digits(match.group(0))))
     return found
 
 
@@ -350,7 +498,7 @@ def _contact_in_inputs(kind: str, canonical: str, haystacks: Sequence[str], phon
 
 
 def _check_contacts(text: str, inputs: Mapping[str, str]) -> str:
-    contacts = _find_contacts(unicodedata.normalize("NFKC", strip_invisible(text)))
+    contacts = _find_contacts(_nfkc(strip_invisible(text)))
     if not contacts:
         return ""
     values = [v for v in inputs.values() if isinstance(v, str) and v]
@@ -377,31 +525,38 @@ def _check_contacts(text: str, inputs: Mapping[str, str]) -> str:
 # --------------------------------------------------------------------------------------------------
 
 _SIGN_OFF_RE = re.compile(r"[ \t]*-[ \t]*\w+(?:[ \t]+\w+)?[ \t]*")
-_MARKUP_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = (
-    ("Markdown code fence", re.compile(r"```|~~~")),
-    ("Markdown link", re.compile(r"!?\[[^\]\n]*\]\([^)\n]*\)")),
-    ("Markdown bold", re.compile(r"\*\*(?=\S)[^*\n]+?\*\*|__(?=\S)[^_\n]+?__")),
-    ("Markdown emphasis", re.compile(r"(?<![\w*])\*(?=[^\s*])[^*\n]*?[^\s*]\*(?![\w*])")),
-    ("inline code", re.compile(r"`[^`\n]+`")),
-    ("Markdown heading", re.compile(r"(?m)^[ \t]{0,3}#{1,6}[ \t]+\S.*$")),
-    ("Markdown quote", re.compile(r"(?m)^[ \t]{0,3}>.*$")),
-    ("Markdown rule", re.compile(r"(?m)^[ \t]*(?:-{3,}|\*{3,}|_{3,})[ \t]*$")),
-    ("HTML comment", re.compile(r"<!--")),
-    ("HTML tag", re.compile(r"</?[A-Za-z][A-Za-z0-9\-]*(?:\s[^<>]*)?/?>")),
-    ("HTML entity", re.compile(r"&(?:#\d{1,7}|#[xX][0-9a-fA-F]{1,6}|[A-Za-z][A-Za-z0-9]{1,31});")),
-)
+_MARKUP_PATTERNS: tuple[tuple[str, re.Pattern[str], _Needles], ...] = (
+    ("Markdown code fence", re.compile(r"```|~~~"), _any("```", "~~~")),
+    ("Markdown link", re.compile(r"!?\[[^\]\n]*\]\([^)\n]*\)"), _any("](")),
+    ("Markdown bold", re.compile(r"\*\*(?=\S)[^*\n]+?\*\*|__(?=\S)[^_\n]+?__"), _any("**", "__")),
+    ("Markdown emphasis", re.compile(r"(?<![\w*])\*(?=[^\s*])[^*\n]*?[^\s*]\*(?![\w*])"), _any("*")),
+    ("inline code", re.compile(r"`[^`\n]+`"), _any("`")),
+    ("Markdown heading", re.compile(r"(?m)^[ \t]{0,3}#{1,6}[ \t]+\S.*$"), _any("#")),
+    ("Markdown quote", re.compile(r"(?m)^[ \t]{0,3}>.*$"), _any(">")),
+    ("Markdown rule", re.compile(r"(?m)^[ \t]*(?:-{3,}|\*{3,}|_{3,})[ \t]*$"), _any("---", "***", "___")),
+    ("HTML comment", re.compile(r"<!--"), _any("<!--")),
+    ("HTML tag", re.compile(r"</?[A-Za-z][A-Za-z0-9\-]*(?:\s[^<>]*)?/?>"), (("<", ">"),)),
+    ("HTML entity", re.compile(r"&(?:#\d{1,7}|#[xX][0-9a-fA-F]{1,6}|[A-Za-z][A-Za-z0-9]{1,31});"), (("&", ";"),)),
+)  # fmt: skip
 _BULLET_RE = re.compile(r"(?m)^[ \t]*[-*+][ \t]+\S.*$")
+_BULLET_NEEDLES = _any(*(mark + space for mark in "-*+" for space in " \t"))
+# Each needle group of the markup table and of the bullets has one of these characters.
+_MARKUP_CHARS_RE = re.compile(r"[`~\]*_#>\-<&+]")
 
 
 def _check_markup(text: str) -> str:
-    found = [f"{label} {_snip(m.group(0))}" for label, p in _MARKUP_PATTERNS for m in p.finditer(text)]
-    lines = text.rstrip().split("\n")
-    for match in _BULLET_RE.finditer(text):
-        line = match.group(0)
-        # "- Sam" as the last line is a sign-off, not a list.
-        if line == lines[-1] and _SIGN_OFF_RE.fullmatch(line):
-            continue
-        found.append(f"list bullet {_snip(line)}")
+    if _MARKUP_CHARS_RE.search(text) is None:
+        return ""
+    found = [f"{label} {_snip(m.group(0))}" for label, p, needles in _MARKUP_PATTERNS
+             if _may_match(text, needles) for m in p.finditer(text)]  # fmt: skip
+    if _may_match(text, _BULLET_NEEDLES):
+        lines = text.rstrip().split("\n")
+        for match in _BULLET_RE.finditer(text):
+            line = match.group(0)
+            # "- Sam" as the last line is a sign-off, not a list.
+            if line == lines[-1] and _SIGN_OFF_RE.fullmatch(line):
+                continue
+            found.append(f"list bullet {_snip(line)}")
     if not found:
         return ""
     unique = list(dict.fromkeys(found))
@@ -413,50 +568,66 @@ def _check_markup(text: str) -> str:
 # Guard: instruction echo (run on folded text)
 # --------------------------------------------------------------------------------------------------
 
-_ECHO_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = (
+_ECHO_PATTERNS: tuple[tuple[str, re.Pattern[str], _Needles], ...] = (
     ("talks about being an AI", re.compile(
         r"\bas an? (?:ai|artificial intelligence|(?:large )?language model|llm|ai assistant|assistant)\b"
         r"|\bi(?:'m| am) (?:just )?an? (?:ai language model|(?:large )?language model|ai assistant|ai model"
-        r"|chatbot|llm)\b|\bi(?:'m| am) (?:just )?an ai(?=\s*(?:[,.!;]|$))")),
+        r"|chatbot|llm)\b|\bi(?:'m| am) (?:just )?an ai(?=\s*(?:[,.!;]|$))"),
+     tuple((lead, what) for lead in ("as a", "i'm ", "i am ")
+           for what in ("ai", "artificial intelligence", "language model", "llm", "assistant", "chatbot"))),
     ("echoes an instruction", re.compile(
         r"\b(?:ignore|disregard|forget)\s+(?:all\s+)?(?:the\s+|your\s+|my\s+|any\s+)?"
         r"(?:previous|prior|above|earlier|preceding)\b"
         r"|\b(?:system|initial|original|hidden) prompt\b"
-        r"|\b(?:my|these|the above|the following|the given|previous|your new|new) instructions\b")),
+        r"|\b(?:my|these|the above|the following|the given|previous|your new|new) instructions\b"),
+     _any("ignore", "disregard", "forget", " prompt", " instructions")),
     ("presents the message", re.compile(
         r"\bhere(?:'s| is) (?:the|a|your|my) (?:\w+ ){0,2}?(?:personali[sz]ed|revised|rewritten|updated|final"
         r"|shorter|customi[sz]ed|tailored|suggested|requested) (?:\w+ ){0,2}?(?:message|note|version|draft"
         r"|request|text|outreach|intro)\b"
-        r"|\bhere(?:'s| is) (?:the|your|a) (?:linkedin )?(?:message|note|draft|connection request)\s*[:\n]")),
+        r"|\bhere(?:'s| is) (?:the|your|a) (?:linkedin )?(?:message|note|draft|connection request)\s*[:\n]"),
+     _any("here's ", "here is ")),
     ("chat acknowledgement", re.compile(
         r"^\s*(?:sure|certainly|of course|absolutely|okay|ok|got it|great question)\s*[!,.:]"
-        r"|\b(?:sure|certainly|of course)!\s*here\b")),
+        r"|\b(?:sure|certainly|of course)!\s*here\b"),
+     _any("sure", "certainly", "of course", "absolutely", "ok", "got it", "great question")),
     ("refusal", re.compile(
         r"\bi(?: cannot| can ?not| can't| won't| am unable to|'m unable to| am not able to|'m not able to)\s+"
         r"(?:help(?!\s+(?:but|\w+ing)\b)|assist|comply|fulfil|fulfill|provide|create|write|generate|complete|do that"
-        r"|personali[sz]e)\b")),
+        r"|personali[sz]e)\b"),
+     _any("i can", "i won't", "i am ", "i'm ")),
     ("JSON", re.compile(
-        r"^\s*(?:\{|\[\s*[{\"])|\}\s*$|\{\s*\"|\"[\w ]{1,40}\"\s*:\s*(?:\"|\[|\{|-?\d|true\b|false\b|null\b)")),
+        r"^\s*(?:\{|\[\s*[{\"])|\}\s*$|\{\s*\"|\"[\w ]{1,40}\"\s*:\s*(?:\"|\[|\{|-?\d|true\b|false\b|null\b)"),
+     _any("{", "}", '"')),
     ("role tag", re.compile(
         r"(?m)^\s*(?:system|assistant|user|human|ai)\s*:|<\|[a-z_]+\|>|\[/?inst\]|<</?sys>>|</?s>"
-        r"|#{2,}\s*(?:system|assistant|user|instruction|response|human)\b")),
+        r"|#{2,}\s*(?:system|assistant|user|instruction|response|human)\b"),
+     _any(":", "<", "[", "#")),
     ("talks about the draft", re.compile(
         r"\bfeel free to (?:adjust|modify|tweak|edit|customi[sz]e|revise)\s+"
         r"(?:it|this|the (?:message|note|tone|wording|draft))\b"
         r"|\blet me know if you(?:'d| would)? (?:like|want|need) (?:any )?(?:changes|adjustments|revisions"
         r"|edits|another version|a different tone)\b"
         r"|\bcharacter (?:count|limit)\b|\bword count\b|\b(?:under|within|below) \d+ characters\b"
-        r"|\bend of (?:the )?message\b|\b(?:placeholder|template|personali[sz]ation) (?:marker|variable)s?\b")),
+        r"|\bend of (?:the )?message\b|\b(?:placeholder|template|personali[sz]ation) (?:marker|variable)s?\b"),
+     _any("feel free to ", "let me know if you", "character", "word count", "end of ", " marker", " variable")),
     ("output label", re.compile(
-        r"(?m)^\s*(?:subject|message|note|draft|connection (?:request|note)|output|response|answer)\s*:")),
+        r"(?m)^\s*(?:subject|message|note|draft|connection (?:request|note)|output|response|answer)\s*:"),
+     _any(":")),
 )  # fmt: skip
 
 
-def _check_echo(text: str) -> str:
-    folded = _fold(text)
+_ECHO_NEEDLES, _ECHO_GATES = _gates(needles for *_, needles in _ECHO_PATTERNS)
+
+
+def _check_echo(folded: str) -> str:
+    """``folded`` is ``_fold`` of the message."""
+    present = {needle for needle in _ECHO_NEEDLES if needle in folded}
+    if not present:  # every gate has at least one needle
+        return ""
     found = []
-    for label, pattern in _ECHO_PATTERNS:
-        match = pattern.search(folded)
+    for (label, pattern, _), gate in zip(_ECHO_PATTERNS, _ECHO_GATES, strict=True):
+        match = pattern.search(folded) if _open(gate, present) else None
         if match:
             found.append(f"{label} {_snip(match.group(0).strip() or match.group(0))}")
     return "; ".join(found[:3]) if found else ""
@@ -480,21 +651,29 @@ def check_message(
     e-mail address or phone number is only allowed when it appears in one of them. ``max_chars`` is the
     LinkedIn limit in force (300 for a connection note, 200 on free accounts).
     """
+    _check_max_chars(max_chars)
+    placeholders = _check_placeholders(text)
+    length = _check_length(text, max_chars)
+    folded = _fold(text)  # shared by the banned-phrase and the echo guard
+    details = (
+        placeholders,
+        length,
+        _check_banned(folded, banned_phrases),
+        _check_contacts(text, inputs),
+        _check_markup(text),
+        _check_echo(folded),
+    )
+    return [GuardResult(name=name, passed=False, detail=detail) if detail else _PASSED[name]
+            for name, detail in zip(GUARD_NAMES, details, strict=True)]  # fmt: skip
+
+
+# Results are frozen, so the passing ones can be shared between calls.
+_PASSED = {name: GuardResult(name=name, passed=True, detail="") for name in GUARD_NAMES}
+
+
+def _check_max_chars(max_chars: int) -> None:
     if isinstance(max_chars, bool) or not isinstance(max_chars, int) or max_chars <= 0:
         raise ValueError(f"max_chars must be a positive whole number of characters, got {max_chars!r}")
-    checks: dict[str, Callable[[], str]] = {
-        "placeholders": lambda: _check_placeholders(text),
-        "length": lambda: _check_length(text, max_chars),
-        "banned_phrases": lambda: _check_banned(text, banned_phrases),
-        "contacts": lambda: _check_contacts(text, inputs),
-        "markup": lambda: _check_markup(text),
-        "instruction_echo": lambda: _check_echo(text),
-    }
-    results = []
-    for name in GUARD_NAMES:
-        detail = checks[name]()
-        results.append(GuardResult(name=name, passed=not detail, detail=detail))
-    return results
 
 
 def all_passed(results: Sequence[GuardResult]) -> bool:
@@ -547,14 +726,15 @@ _OBJECTS = (
 _EARLIER = r"(?:previous|prior|above|earlier|preceding|foregoing|original|initial|system)"
 _SENTENCE_START = r"(?:^|(?<=[.!?;:\n\"'(\[\]>|*\-–—]))\s*"
 
-_INJECTION_PATTERNS: tuple[tuple[str, str, re.Pattern[str]], ...] = (
+_INJECTION_PATTERNS: tuple[tuple[str, str, re.Pattern[str], _Needles], ...] = (
     ("instruction_override", "asks to ignore earlier instructions", re.compile(
         rf"\b(?:ignore|disregard|forget|override|overrule|bypass)\s*(?:all\s*|any\s*|of\s*)*"
         rf"(?:the\s*|your\s*|my\s*|these\s*|those\s*|its\s*)?{_EARLIER}\s*(?:{_OBJECTS}|(?=\s*(?:$|[.,;:!?\n])))"
         r"|\b(?:ignore|disregard|forget|override|bypass)\s*(?:all\s*|any\s*)?(?:of\s*)?(?:your|the|these|my)?\s*"
         r"(?:instructions|prompts?|programming|directives|guardrails|system\s*prompt)\b"
         r"|\b(?:ignore|disregard|forget)\s*(?:everything|all)\s*"
-        r"(?:above|before|said|prior|you\s*(?:were|have\s*been)\s*told)")),
+        r"(?:above|before|said|prior|you\s*(?:were|have\s*been)\s*told)"),
+     _any("ignore", "disregard", "forget", "override", "overrule", "bypass")),
     ("instruction_override", "tries to give the model a new role", re.compile(
         rf"{_SENTENCE_START}you\s*are\s*now(?![a-z])"
         r"|\byou\s*are\s*now\s*(?:a|an|the|my|called|named|acting|playing|in\s*(?:developer|dan|god)|free|no\s*longer"
@@ -564,13 +744,15 @@ _INJECTION_PATTERNS: tuple[tuple[str, str, re.Pattern[str]], ...] = (
         r"|\b(?:pretend|imagine)\s*(?:that\s*)?(?:you\s*are|to\s*be|you're)\s*(?:an?\s*)?(?:ai|assistant|bot|model|different|unrestricted|dan)\b"
         r"|\b(?:act|behave)\s*as\s*(?:an?\s*)?(?:unrestricted|unfiltered|jailbroken|different)\s*(?:ai|assistant|model|bot)?\b"
         r"|\b(?:enable|activate|enter|switch\s*to)\s*(?:developer|dan|god|jailbreak|debug|admin)\s*mode\b"
-        r"|\bdo\s*anything\s*now\b")),
+        r"|\bdo\s*anything\s*now\b"),
+     (("you", "now"), ("from", "now"), *_any("pretend", "imagine", "act", "behave", "mode", "anything"))),
     ("instruction_override", "announces new instructions", re.compile(
         r"\b(?:new|updated|revised|real|actual|true|important|additional|secret|hidden)\s*(?:system\s*)?"
         r"instructions?\s*[:\-–—]"
         r"|\b(?:here\s*are|these\s*are|follow)\s*(?:your|the|my)\s*new\s*instructions\b"
         r"|\byour\s*(?:new|real|actual|true)\s*(?:instructions\b|task\s*(?:is\b|:))"
-        r"|\b(?:system|admin|developer|administrator)\s*override\b")),
+        r"|\b(?:system|admin|developer|administrator)\s*override\b"),
+     (*_any("instruction", "override"), ("your", "task"))),
     ("instruction_override", "addresses the model directly", re.compile(
         r"\b(?:attention|note\s*to|dear|hey|hello|hi|message\s*for|instructions?\s*for)\s*"
         r"(?:the\s*)?(?:ai|llm|gpt|chatgpt|assistant|bot|model|language\s*model|ai\s*assistant|ai\s*model)\s*[:,!\-]"
@@ -578,14 +760,19 @@ _INJECTION_PATTERNS: tuple[tuple[str, str, re.Pattern[str]], ...] = (
         r"\s*(?:[,:;]|reading\b|(?:model|assistant|agent)\b)"
         r"|\b(?:respond|reply|answer)\s*(?:only\s*with|with\s*only|with\s*exactly|with\s*just)\b"
         r"|\b(?:say|write|output|print|type|reply|respond)\s*(?:exactly|verbatim)\b|\boutput\s*only\b"
-        r"|\binstead,?\s*(?:write|say|output|reply|respond|print)\b")),
+        r"|\binstead,?\s*(?:write|say|output|reply|respond|print)\b"),
+     (*_any("ai", "llm", "gpt", "assistant", "bot", "model", "exactly", "verbatim", "output", "instead"),
+      ("if", "you"), ("respond", "with"), ("reply", "with"), ("answer", "with"))),
     ("role_tag", "fake chat role or special token", re.compile(
         rf"{_SENTENCE_START}(?:system|assistant|human)\s*:"
         r"|<\|[a-z_]{2,20}\|>|\[/?\s*inst\s*\]|<</?\s*sys\s*>>|</?s>|\[/?\s*(?:system|assistant|user)\s*\]"
         r"|</?\s*(?:system|assistant|user|instructions?|prompt|im_start|im_end)\s*>"
         r"|#{2,}\s*(?:system|assistant|user|instruction|instructions|response|human)\b"
-        r"|\b(?:im_start|im_end|endoftext|start_header_id|end_header_id|eot_id)\b")),
-    ("template_syntax", "template syntax in data", re.compile(r"\{\{|\}\}|\{%|%\}|\{#|\$\{|<%|%>")),
+        r"|\b(?:im_start|im_end|endoftext|start_header_id|end_header_id|eot_id)\b"),
+     (("system", ":"), ("assistant", ":"), ("human", ":"), ("<", ">"),
+      *_any("[", "##", "im_", "endoftext", "header_id", "eot_id"))),
+    ("template_syntax", "template syntax in data", re.compile(r"\{\{|\}\}|\{%|%\}|\{#|\$\{|<%|%>"),
+     _any("{", "}", "%")),
     ("exfiltration", "asks to reveal the prompt or secrets", re.compile(
         r"\b(?:reveal|print|show|repeat|output|display|leak|dump|expose|tell\s*me|give\s*me|share|return|send"
         r"|write\s*out|spell\s*out|recite|echo|translate|what\s*(?:is|are|were|was))\b[^.\n]{0,30}?"
@@ -595,7 +782,9 @@ _INJECTION_PATTERNS: tuple[tuple[str, str, re.Pattern[str]], ...] = (
         r"\b(?:api[\s_\-]*keys?|passwords?|credentials|environment\s*variables|secret\s*keys?)"
         r"|\brepeat\b[^.\n]{0,20}?\b(?:everything|all|the\s*text|the\s*words|the\s*content)\b[^.\n]{0,20}?"
         r"\b(?:above|before|so\s*far|verbatim)"
-        r"|\bsystem\s*prompt\s*(?:says|is|reads)\b")),
+        r"|\bsystem\s*prompt\s*(?:says|is|reads)\b"),
+     _any("prompt", "instructions", "rules", "guidelines", "directives", "configuration", "key", "password",
+          "credentials", "environment", "repeat")),
     ("exfiltration", "asks to put a link or data in the output", re.compile(
         r"\b(?:include|add|insert|append|put|output|print|paste|embed|place)\s*(?:this|the|the\s*following|my|a|our)?"
         r"\s*(?:link|url|hyperlink)\b"
@@ -609,16 +798,26 @@ _INJECTION_PATTERNS: tuple[tuple[str, str, re.Pattern[str]], ...] = (
         r"|!\[[^\]\n]*\]\("
         r"|\b(?:send|post|forward|upload|exfiltrate|transmit|leak)\b[^.\n]{0,30}?\b(?:the|your|this|all)\s*"
         r"(?:conversation|prompt|instructions|context|chat\s*history|api\s*keys?|secrets?|credentials)\b"
-        r"[^.\n]{0,40}?\bto\b")),
+        r"[^.\n]{0,40}?\bto\b"),
+     _any("link", "url", "http", "www", "reply", "response", "output", "answer", "generated", "message", "![",
+          "conversation", "prompt", "instructions", "context", "history", "key", "secret", "credentials")),
 )  # fmt: skip
 
+_INJECTION_NEEDLES, _INJECTION_GATES = _gates(needles for *_, needles in _INJECTION_PATTERNS)
+
 _SPACED_RUN_RE = re.compile(r"(?<![^\W_])(?:[^\W_][ \t._*·\-]+){2,}[^\W_](?![^\W_])")
+# Runs of characters outside \w and the symbols the patterns look for become one space. A lone space is
+# left out of the pattern: replacing it by a space would change nothing and costs a replacement per word.
+_NON_WORD_RE = re.compile(r"[^\w\n'{}%#$<>|\[\]/: ][^\w\n'{}%#$<>|\[\]/:]*| [^\w\n'{}%#$<>|\[\]/:]+")
+_DELEET_CHARS_RE = re.compile("[013457@$]")  # the keys of _DELEET
 _DELEET = str.maketrans({"0": "o", "1": "i", "3": "e", "4": "a", "5": "s", "7": "t", "@": "a", "$": "s"})
 _RLO_SEGMENT_RE = re.compile("[\u202e\u202b]([^\u202c\u2069\n]*)")
 
 
 def _collapse_spaced(text: str) -> str:
     """ "i g n o r e" -> "ignore" (runs of three or more single characters split by spaces or dots)."""
+    if _SPACED_RUN_RE.search(text) is None:  # the usual case, and a search is cheaper than a sub
+        return text
     return _SPACED_RUN_RE.sub(lambda m: re.sub(r"[ \t._*·\-]+", "", m.group(0)), text)
 
 
@@ -626,8 +825,9 @@ def _variants(value: str) -> list[str]:
     """Folded readings of one field value that an attacker might rely on a model to understand."""
     base = _fold(value)
     variants = [base, _collapse_spaced(base)]
-    variants.append(re.sub(r"[^\w\n'{}%#$<>|\[\]/:]+", " ", variants[1]))  # "ignore...all_previous"
-    variants.append(variants[-1].translate(_DELEET))  # "1gn0re"
+    variants.append(_NON_WORD_RE.sub(" ", variants[1]))  # "ignore...all_previous"
+    if _DELEET_CHARS_RE.search(variants[-1]):
+        variants.append(variants[-1].translate(_DELEET))  # "1gn0re"
     if "\u202e" in value or "\u202b" in value:
         # Right-to-left override: what a person sees is the reversed run; a model may read it either way.
         flipped = _RLO_SEGMENT_RE.sub(lambda m: f" {m.group(1)[::-1]} ", value)
@@ -654,7 +854,211 @@ def screen_fields(fields: Mapping[str, str | None]) -> list[InjectionFlag]:
             codes = ", ".join(dict.fromkeys(f"U+{ord(ch):04X}" for ch in hidden))
             found["invisible_chars"] = f"{len(hidden)} invisible or direction-control character(s): {codes}"
         variants = _variants(value)
-        for kind, label, pattern in _INJECTION_PATTERNS:
+        # A needle found in this join is in at least one variant ("\x00" is in no needle and no variant).
+        joined = variants[0] if len(variants) == 1 else "\x00".join(variants)
+        present = {needle for needle in _INJECTION_NEEDLES if needle in joined}
+        for (kind, label, pattern, _), gate in zip(_INJECTION_PATTERNS, _INJECTION_GATES, strict=True):
+            if not present:
+                break  # every gate has at least one needle
+            if kind in found or not _open(gate, present):
+                continue
+            for variant in variants:
+                match = pattern.search(variant)
+                if match:
+                    found[kind] = f"{label}: {_snip(match.group(0).strip() or match.group(0))}"
+                    break
+        flags.extend(InjectionFlag(field=field, kind=kind, detail=found[kind]) for kind in INJECTION_KINDS
+                     if kind in found)  # fmt: skip
+    return flags
+
+
+# --------------------------------------------------------------------------------------------------
+# Reference implementation
+# --------------------------------------------------------------------------------------------------
+# The straightforward versions that the fast paths above replaced: every pattern searched, every text
+# normalised in full, nothing cached. They share the pattern tables (ignoring the prefilters) and the
+# small helpers, and exist only so tests/test_guards.py can check that the fast paths give identical
+# results on generated and mutated messages. Not used in production.
+
+
+def _strip_invisible_reference(value: str) -> str:
+    if value.isascii() and value.isprintable():
+        return value
+    return "".join(ch for i, ch in enumerate(value) if not _is_invisible(value, i))
+
+
+def _invisible_chars_reference(value: str) -> list[str]:
+    return [ch for i, ch in enumerate(value) if _is_invisible(value, i)]
+
+
+def _fold_reference(value: str) -> str:
+    text = unicodedata.normalize("NFKC", _strip_invisible_reference(value)).casefold()
+    text = text.translate(_CONFUSABLES).translate(_TYPOGRAPHY)
+    return _HORIZONTAL_SPACE_RE.sub(" ", text)
+
+
+def _check_placeholders_reference(text: str) -> str:
+    patterns = [(label, pattern) for label, pattern, _ in _PLACEHOLDER_PATTERNS] + [(_GREETING_LABEL, _GREETING_RE)]
+    text = unicodedata.normalize("NFKC", text)
+    found: list[str] = []
+    taken: list[tuple[int, int]] = []
+    for label, pattern in patterns:
+        for match in pattern.finditer(text):
+            if len(found) >= _MAX_FINDINGS:
+                break
+            if all(match.end() <= a or match.start() >= b for a, b in taken):
+                taken.append(match.span())
+                found.append(f"{label} {_snip(match.group(0))}")
+    for match in _ANGLE_PLACEHOLDER_RE.finditer(text):
+        inner = match.group(1)
+        if inner.lower() not in _HTML_TAG_NAMES:
+            found.append(f"angle-bracket placeholder {_snip(inner)}")
+    if not found:
+        return ""
+    unique = list(dict.fromkeys(found))
+    more = f" and {len(unique) - 3} more" if len(unique) > 3 else ""
+    return "leftover placeholder: " + "; ".join(unique[:3]) + more
+
+
+def _check_banned_reference(text: str, phrases: Sequence[str]) -> str:
+    folded = _fold_reference(text)
+    hits = []
+    for phrase in phrases:
+        pattern = _phrase_pattern(phrase)
+        if pattern is not None and pattern.search(folded):
+            hits.append(phrase.strip())
+    return f"spam phrase {_join_found(hits)}" if hits else ""
+
+
+def _find_contacts_reference(text: str) -> list[tuple[str, str, str]]:
+    found: list[tuple[str, str, str]] = []
+    taken: set[int] = set()
+
+    def claim(match: re.Match[str]) -> bool:
+        span = range(match.start(), match.end())
+        if any(i in taken for i in span):
+            return False
+        taken.update(span)
+        return True
+
+    for match in _SCHEME_URL_RE.finditer(text):
+        written = match.group(0).rstrip(_TRAILING_PUNCT)
+        claim(match)
+        found.append(("link", written, _canonical_link(written)))
+    for match in _EMAIL_RE.finditer(text):
+        if claim(match):
+            found.append(("e-mail", match.group(0), match.group(0).lower()))
+    for match in _BARE_DOMAIN_RE.finditer(text):
+        written = match.group(0).rstrip(_TRAILING_PUNCT)
+        if written.lower() not in _TECH_NAMES and claim(match):
+            found.append(("link", written, _canonical_link(written)))
+    for match in _PHONE_CANDIDATE_RE.finditer(text):
+        if _looks_like_phone(match.group(0)) and claim(match):
+            found.append(("phone number", match.group(0), _digits(match.group(0))))
+    return found
+
+
+def _check_contacts_reference(text: str, inputs: Mapping[str, str]) -> str:
+    contacts = _find_contacts_reference(unicodedata.normalize("NFKC", _strip_invisible_reference(text)))
+    if not contacts:
+        return ""
+    values = [v for v in inputs.values() if isinstance(v, str) and v]
+    haystacks = [_haystack(v) for v in values]
+    phones = {
+        _digits(m.group(0)) for v in values for m in _PHONE_CANDIDATE_RE.finditer(unicodedata.normalize("NFKC", v))
+    }
+    unknown: dict[str, list[str]] = {}
+    checked: set[tuple[str, str]] = set()
+    for kind, written, canonical in contacts:
+        if (kind, canonical) in checked:
+            continue
+        checked.add((kind, canonical))
+        if not _contact_in_inputs(kind, canonical, haystacks, phones):
+            unknown.setdefault(kind, []).append(written)
+    if not unknown:
+        return ""
+    parts = [f"{kind} {_join_found(items)}" for kind, items in unknown.items()]
+    return "; ".join(parts) + " not found in the prospect data or template"
+
+
+def _check_markup_reference(text: str) -> str:
+    found = [f"{label} {_snip(m.group(0))}" for label, p, _ in _MARKUP_PATTERNS for m in p.finditer(text)]
+    lines = text.rstrip().split("\n")
+    for match in _BULLET_RE.finditer(text):
+        line = match.group(0)
+        if line == lines[-1] and _SIGN_OFF_RE.fullmatch(line):
+            continue
+        found.append(f"list bullet {_snip(line)}")
+    if not found:
+        return ""
+    unique = list(dict.fromkeys(found))
+    more = f" and {len(unique) - 3} more" if len(unique) > 3 else ""
+    return "; ".join(unique[:3]) + more + " (LinkedIn shows markup as raw characters)"
+
+
+def _check_echo_reference(text: str) -> str:
+    folded = _fold_reference(text)
+    found = []
+    for label, pattern, _ in _ECHO_PATTERNS:
+        match = pattern.search(folded)
+        if match:
+            found.append(f"{label} {_snip(match.group(0).strip() or match.group(0))}")
+    return "; ".join(found[:3]) if found else ""
+
+
+def _check_message_reference(
+    text: str,
+    *,
+    inputs: Mapping[str, str],
+    max_chars: int,
+    banned_phrases: Sequence[str] = (),
+) -> list[GuardResult]:
+    """What :func:`check_message` computes, done the slow way."""
+    _check_max_chars(max_chars)
+    checks: dict[str, Callable[[], str]] = {
+        "placeholders": lambda: _check_placeholders_reference(text),
+        "length": lambda: _check_length(text, max_chars),
+        "banned_phrases": lambda: _check_banned_reference(text, banned_phrases),
+        "contacts": lambda: _check_contacts_reference(text, inputs),
+        "markup": lambda: _check_markup_reference(text),
+        "instruction_echo": lambda: _check_echo_reference(text),
+    }
+    results = []
+    for name in GUARD_NAMES:
+        detail = checks[name]()
+        results.append(GuardResult(name=name, passed=not detail, detail=detail))
+    return results
+
+
+def _collapse_spaced_reference(text: str) -> str:
+    return _SPACED_RUN_RE.sub(lambda m: re.sub(r"[ \t._*·\-]+", "", m.group(0)), text)
+
+
+def _variants_reference(value: str) -> list[str]:
+    base = _fold_reference(value)
+    variants = [base, _collapse_spaced_reference(base)]
+    variants.append(re.sub(r"[^\w\n'{}%#$<>|\[\]/:]+", " ", variants[1]))
+    variants.append(variants[-1].translate(_DELEET))
+    if "\u202e" in value or "\u202b" in value:
+        flipped = _RLO_SEGMENT_RE.sub(lambda m: f" {m.group(1)[::-1]} ", value)
+        variants.append(_collapse_spaced_reference(_fold_reference(flipped)))
+    return list(dict.fromkeys(variants))
+
+
+def _screen_fields_reference(fields: Mapping[str, str | None]) -> list[InjectionFlag]:
+    """What :func:`screen_fields` computes, done the slow way."""
+    flags: list[InjectionFlag] = []
+    for field, raw in fields.items():
+        if raw is None:
+            continue
+        value = raw if isinstance(raw, str) else str(raw)
+        found: dict[str, str] = {}
+        hidden = _invisible_chars_reference(value)
+        if hidden:
+            codes = ", ".join(dict.fromkeys(f"U+{ord(ch):04X}" for ch in hidden))
+            found["invisible_chars"] = f"{len(hidden)} invisible or direction-control character(s): {codes}"
+        variants = _variants_reference(value)
+        for kind, label, pattern, _ in _INJECTION_PATTERNS:
             if kind in found:
                 continue
             for variant in variants:

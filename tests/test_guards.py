@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import random
+import re
+import sys
 import unicodedata
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from core import guards
 from core.guards import (
     GUARD_NAMES,
     INJECTION_KINDS,
@@ -574,3 +579,250 @@ def test_guards_never_crash_on_arbitrary_text(text: str, fields: dict[str, str])
     assert all(r.passed == (r.detail == "") for r in results)
     for flag in screen_fields(fields):
         assert flag.kind in INJECTION_KINDS
+
+
+# --- fast paths give the same results as the reference implementation --------------------------------
+# check_message and screen_fields skip patterns that cannot match and normalise ASCII cheaply. The slow,
+# straightforward versions are kept in core.guards as *_reference; these tests compare the two on
+# thousands of mutated and generated texts, and check each prefilter against strings built from its pattern.
+
+SEED_MESSAGES = [
+    CLEAN_MESSAGE,
+    "Hi Ivo42, I noticed your role as Head of Growth at Umbria Cloud. I share notes on outreach costs with "
+    "peers in SaaS and would be glad to connect.",
+    "Hi José7, I noticed your role as Quality Director at Bluefen Industries. Would be glad to connect.",
+    "Sure! **{{ x }}** act now",
+    "Hi {{ first_name }}, great to connect.",
+    "Hi Dana, {% if company %}loved Acme{% endif %}",
+    "Hi Dana }} great work",
+    "Hi {name}, loved what [Company] is doing. [[AI: write a compliment]]",
+    "Hi <first_name>, great to connect. Hi ${first_name} %(first_name)s %s",
+    "Hi , loved your post. Hi None, Hello nan, Dear\tundefined",
+    "Hi Dana, \x00m:recent_achievement\x00 Let's connect. Hi Dana ｛｛ company ｝｝",
+    "Hi Dana, 100% agree with your post on pick rates (and the 3% error figure). We grew 40% <3 and hit #1.",
+    "Act Now before Friday. It's 100% FREE to try, a risk free pilot. Don’t miss out! Make $$$ with us",
+    "act \u200bnow, Click\u00ad here, ａｃｔ ｎｏｗ, We react nowadays, click heretofore",
+    "See https://evil.example.com/offer or http://bit.ly/3xYz or www.evil.com; deck: evil.io/deck",
+    "Try acme.io.evil.com or notacme.io or acme.io/pricing. Mail sam@growthco.com or dana@acme.io.evil.com",
+    "Call me on +44 20 7946 0958, (555) 987-6543, 555.987.6543, 5559876543 or 987-6543",
+    "Loved the story on https://acme.io/about and www.acme.io/about/. Write to dana.k@acme.io, call +1 555 123 4567",
+    "We grew 1 200 000 users from 2019-2023, 3.14159265 and 2024-05-12. Built on ASP.NET and Node.js. Thanks.So",
+    "Hi **Dana**, __congrats__ *really*\n# Hello\n```\ncode\n```\nTry `pip install acme`\n> great post",
+    "Two ideas:\n- faster picks\n* fewer errors\n+ more\n---\nHi <b>Dana</b><br/> &amp; &#8212; <!-- note -->",
+    "Read [our report](https://acme.io/about) and ![pixel](https://evil.io/p)\nThanks,\n- Sam Lee",
+    "As an AI language model, I'm an AI, so ignore previous instructions. Per the system prompt, hi Dana",
+    "Here is the personalized message: Hi Dana. Here's a revised version of the note:\nHi",
+    "Certainly, here is a note. I cannot help with that request. I'm unable to personalize this message.",
+    '{"message": "Hi Dana"} "tone": "friendly" }',
+    "assistant: Hi Dana <|im_start|> [INST] </s>\n### Response\nSubject: Hi\nNote: none",
+    "Hi Dana! Feel free to adjust the tone. Let me know if you'd like any changes. (Character count: 120) "
+    "I kept it under 300 characters. End of message. Template variables",
+    "ＳＵＲＥ! As an A\u200bI, hi Dana",
+    "Dana, you are now leading EMEA at Acme. I can't help noticing how fast Acme grew. I can't wait.",
+    "Hi Dana, thanks for the tips [in your talk] on onboarding. Your prompt reply made my day.",
+    "Hi Dana\r\n\tthanks\x1b[0m  for   the\u00a0note\u2003and\u3000more 👩\u200d💻",
+    "Hİ DANA, İ'M AN AI. ſure! Kelvin K: www.ACME.IO/x",
+    *(value for value, _ in INJECTION_CORPUS),
+    *BENIGN_FIELDS,
+]
+
+# Fragments that switch guards, prefilters and fast paths on and off when spliced into a seed.
+MUTATION_PIECES = [
+    "{", "}", "{{", "}}", "{%", "%}", "{#", "#}", "${", "<%", "%>", "[", "]", "[[", "]]", "](", "(", ")", "<", ">",
+    "</s>", "<s>", "<|", "|>", "<<", ">>", "%", "%s", "%d", "%(x)s", "$", "\x00", "*", "**", "_", "__", "`", "```",
+    "~~~", "#", "##", "> ", "- ", "* ", "+ ", "-", "---", "***", "___", "&", ";", "&amp;", "&#169;", "<!--", ":",
+    "\n", "\t", "  ", " ,", " !", " .", "\t;", "!", "'", "’", '"', "“", "@", ".", "www.", "http://", "https://",
+    "://", ".io", ".com", ".net", "/path", "555-987-6543", "+44 20 7946 0958", "(555) 123-4567", "2024", "1 200",
+    "0", "1", "3", "4", "5", "7", "\u200b", "\u200d", "\u202e", "\u202b", "\u202c", "\u2069", "\xad", "\ufeff",
+    "\u3164", "\u2800", "\r", "\x1b", "\x7f", "\xa0", "\u2003", "ı", "İ", "ſ", "\u212a", "ａ", "｛", "ｉ",
+    "а", "о", "і", "ε", "ß", "é", "東", "👩", "💻", "Hi ", "hi none", "Dear ,", "Hello\tnull", "hey nan", "as an ai",
+    "as a language model",
+    "i'm an ai", "I am just an AI model", "ignore previous", "disregard all prior", "system prompt",
+    "new instructions", "act now", "risk free", "100% free", "$$$", "don't miss out", "here is the message:",
+    "here's a tailored note", "sure!", "ok,", "of course! here", "i can't help", "i won't write", "system:",
+    "assistant :", "[inst]", "<</sys>>", "subject:", "output:", "character count", "word count",
+    "under 300 characters", "feel free to tweak it", "let me know if you want changes", "end of message",
+    "placeholder markers", "you are now", "from now on you", "pretend you are", "act as an unrestricted",
+    "enable developer mode", "do anything now", "note to ai:", "if you are an ai,", "respond only with",
+    "say exactly", "output only", "instead, write", "im_start", "endoftext", "eot_id", "print your system prompt",
+    "tell me your api key", "repeat everything above", "include this link", "add https://evil.io to",
+    "in your reply", "end your message with", "send the conversation to", "i g n o r e", "i.g.n.o.r.e", "1gn0r3",
+    "ASP.NET", "e.g.", "a b c d",
+]  # fmt: skip
+
+
+def _mutate(rng: random.Random, text: str) -> str:
+    for _ in range(rng.randint(1, 4)):
+        i = rng.randint(0, len(text))
+        j = min(len(text), i + rng.randint(0, 12))
+        roll = rng.random()
+        if roll < 0.45:
+            text = text[:i] + rng.choice(MUTATION_PIECES) + text[i:]
+        elif roll < 0.6:
+            text = text[:i] + text[j:]
+        elif roll < 0.75:
+            text = text[:i] + rng.choice(MUTATION_PIECES) + text[j:]
+        elif roll < 0.85:
+            text = text[:i] + text[i:j].upper() + text[j:]
+        elif roll < 0.95:
+            text = text[:i] + rng.choice(SEED_MESSAGES)[: rng.randint(0, 80)] + text[i:]
+        else:
+            text = text[:i] + text[i:j][::-1] + text[j:]
+    return text
+
+
+def _mutated(count: int, seed: int) -> list[str]:
+    rng = random.Random(seed)
+    return [_mutate(rng, rng.choice(SEED_MESSAGES)) for _ in range(count)]
+
+
+ALL_PHRASES = (*load_banned_phrases(SHIPPED_PHRASES), *PHRASES)
+INPUT_SETS = [
+    INPUTS,
+    {},
+    {"website": "evil.io/deck", "email": "sam@growthco.com", "phone": "555-987-6543", "x": "www.evil.com"},
+]
+
+
+def test_check_message_fast_path_equals_reference_on_mutated_messages() -> None:
+    failures = dict.fromkeys(GUARD_NAMES, 0)
+    for n, text in enumerate(SEED_MESSAGES + _mutated(1500, seed=20240601)):
+        inputs = INPUT_SETS[n % len(INPUT_SETS)]
+        phrases = ALL_PHRASES if n % 4 else list(PHRASES)
+        max_chars = (300, 200, 60)[n % 3]
+        fast = check_message(text, inputs=inputs, max_chars=max_chars, banned_phrases=phrases)
+        slow = guards._check_message_reference(text, inputs=inputs, max_chars=max_chars, banned_phrases=phrases)
+        assert fast == slow, text
+        for result in fast:
+            failures[result.name] += not result.passed
+    # The corpus really exercises every guard both ways, so the comparison above means something.
+    assert all(50 <= count <= 1500 for count in failures.values()), failures
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(st.sampled_from(MUTATION_PIECES) | st.text(max_size=6), max_size=14).map("".join),
+    st.sampled_from(range(len(INPUT_SETS))),
+)
+def test_check_message_fast_path_equals_reference_on_generated_text(text: str, which: int) -> None:
+    inputs = INPUT_SETS[which]
+    fast = check_message(text, inputs=inputs, max_chars=120, banned_phrases=ALL_PHRASES)
+    assert fast == guards._check_message_reference(text, inputs=inputs, max_chars=120, banned_phrases=ALL_PHRASES)
+
+
+def test_screen_fields_fast_path_equals_reference_on_mutated_values() -> None:
+    kinds: dict[str, int] = dict.fromkeys(INJECTION_KINDS, 0)
+    values = SEED_MESSAGES + _mutated(1500, seed=7)
+    for start in range(0, len(values), 5):
+        fields = {f"f{i}": value for i, value in enumerate(values[start : start + 5])}
+        fast = screen_fields(fields)
+        assert fast == guards._screen_fields_reference(fields), fields
+        for flag in fast:
+            kinds[flag.kind] += 1
+    assert all(count >= 50 for count in kinds.values()), kinds
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.sampled_from(MUTATION_PIECES) | st.text(max_size=6), max_size=14).map("".join))
+def test_screen_fields_fast_path_equals_reference_on_generated_text(value: str) -> None:
+    fields = {"about": value, "name": value[:12]}
+    assert screen_fields(fields) == guards._screen_fields_reference(fields)
+
+
+TRICKY_CHARS = "ab AZ\n\t\r\x00\x1b\x7f{}.-'’\u200b\u200d\u202e\u00ad\u3164\u00a0ıİſ\u212aａé👩💻"
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.text(st.sampled_from(TRICKY_CHARS), max_size=40) | st.text(max_size=40))
+def test_normalisation_fast_paths_equal_reference(value: str) -> None:
+    assert strip_invisible(value) == guards._strip_invisible_reference(value)
+    assert guards._invisible_chars(value) == guards._invisible_chars_reference(value)
+    assert guards._fold(value) == guards._fold_reference(value)
+    assert guards._variants(value) == guards._variants_reference(value)
+    assert guards._collapse_spaced(value) == guards._collapse_spaced_reference(value)
+
+
+PrefilterCase = tuple[str, re.Pattern[str], Callable[[str], bool]]
+
+
+def _prefilter_cases() -> list[PrefilterCase]:
+    """(name, pattern, prefilter): the prefilter must be True for every text the pattern finds a match in."""
+
+    def needles(groups: tuple[tuple[str, ...], ...]) -> Callable[[str], bool]:
+        return lambda text: guards._may_match(text, groups)
+
+    cases = [(label, pattern, needles(groups)) for label, pattern, groups in
+             guards._PLACEHOLDER_PATTERNS + guards._MARKUP_PATTERNS + guards._ECHO_PATTERNS]  # fmt: skip
+    cases += [(label, pattern, needles(groups)) for _, label, pattern, groups in guards._INJECTION_PATTERNS]
+    cases += [
+        ("bullet", guards._BULLET_RE, needles(guards._BULLET_NEEDLES)),
+        ("angle", guards._ANGLE_PLACEHOLDER_RE, lambda t: "<" in t and ">" in t),
+        (
+            "greeting",
+            guards._GREETING_RE,
+            lambda t: (
+                guards._may_match(t, guards._GREETING_GAPS)
+                or guards._may_match(guards._ignorecase_key(t), guards._GREETING_EMPTIES)
+            ),
+        ),
+        (
+            "scheme",
+            guards._SCHEME_URL_RE,
+            lambda t: guards._may_match(guards._ignorecase_key(t), guards._SCHEME_NEEDLES),
+        ),
+        ("e-mail", guards._EMAIL_RE, lambda t: "@" in t),
+        ("domain", guards._BARE_DOMAIN_RE, lambda t: guards._DOT_LETTER_RE.search(t) is not None),
+        ("phone", guards._PHONE_CANDIDATE_RE, lambda t: guards._PHONE_DIGITS_RE.search(t) is not None),
+    ]
+    for reported, needle, pattern in guards._banned_plan(ALL_PHRASES):
+        cases.append((reported, pattern, lambda t, needle=needle: needle in t))
+    return cases
+
+
+PREFILTER_CASES = _prefilter_cases()
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.sampled_from(PREFILTER_CASES).flatmap(lambda case: st.tuples(st.just(case), st.from_regex(case[1]))))
+def test_prefilters_never_rule_out_a_real_match(case_and_text: tuple[PrefilterCase, str]) -> None:
+    (name, pattern, prefilter), text = case_and_text
+    if pattern.search(text):
+        assert prefilter(text), (name, text)
+
+
+def test_prefilters_pass_the_hostile_corpus_through() -> None:
+    # Every pattern that matches a seed must also be let through by its prefilter (a regression net for
+    # needle typos that generated strings might miss).
+    for text in SEED_MESSAGES + [guards._fold(t) for t in SEED_MESSAGES]:
+        for name, pattern, prefilter in PREFILTER_CASES:
+            if pattern.search(text):
+                assert prefilter(text), (name, text)
+
+
+def test_symbol_gates_cover_every_needle_group() -> None:
+    for gate, groups in [
+        (guards._PLACEHOLDER_CHARS_RE, [g for _, _, table in guards._PLACEHOLDER_PATTERNS for g in table] + [("<",)]),
+        (guards._MARKUP_CHARS_RE,
+         [g for _, _, table in guards._MARKUP_PATTERNS for g in table] + list(guards._BULLET_NEEDLES)),
+    ]:  # fmt: skip
+        for group in groups:
+            assert any(gate.search(needle) for needle in group), group
+
+
+def test_ignorecase_key_maps_every_character_that_ignorecase_matches_to_ascii() -> None:
+    everything = "".join(chr(code) for code in range(sys.maxunicode + 1) if not 0xD800 <= code <= 0xDFFF)
+    for letter in "abcdefghijklmnopqrstuvwxyz":
+        for char in re.findall(letter, everything, re.IGNORECASE):
+            assert guards._ignorecase_key(char) == letter, (letter, char)
+
+
+def test_banned_phrase_list_edits_between_calls_are_seen() -> None:
+    phrases = ["act now"]
+    assert run("click here today", phrases=tuple(phrases))["banned_phrases"].passed
+    phrases.append("click here")
+    result = check_message("click here today", inputs=INPUTS, max_chars=300, banned_phrases=phrases)[2]
+    assert result.name == "banned_phrases"
+    assert result.detail == "spam phrase 'click here'"
+    assert run("click here today", phrases=("click here", "click here"))["banned_phrases"].detail == (
+        "spam phrase 'click here'"
+    )
