@@ -35,7 +35,7 @@ from core.db import immediate, is_sqlite, session_scope
 from core.gateway import CallContext
 from core.library import specs as library_specs
 from core.llm.errors import BudgetExceededError, LLMError
-from core.models import Batch, BatchItem, Message, Prospect, utcnow
+from core.models import Batch, BatchItem, Message, Prospect, Reply, utcnow
 from core.personalize import Pipeline, Result, options_for
 from core.prospects import prospect_fields
 
@@ -89,8 +89,8 @@ def create_batch(
 
 
 def unsent_prospects(app: App, prospect_ids: Sequence[int], step: str) -> list[int]:
-    """The prospects among `prospect_ids` that have no message for this step yet (so a re-uploaded file never
-    pays twice for the same person and step)."""
+    """The prospects among `prospect_ids` to message at this step: none that already has a message for it (so
+    a re-uploaded file never pays twice), and none whose sequence a reply stopped or paused."""
     if not prospect_ids:
         return []
     done: set[int] = set()
@@ -99,7 +99,26 @@ def unsent_prospects(app: App, prospect_ids: Sequence[int], step: str) -> list[i
             chunk = list(prospect_ids[start:start + 500])
             done.update(s.exec(select(Message.prospect_id).where(  # type: ignore[arg-type]
                 Message.prospect_id.in_(chunk), Message.step == step)).all())  # type: ignore[union-attr]
-    return [p for p in prospect_ids if p not in done]
+    halted = _halted(app, prospect_ids)
+    return [p for p in prospect_ids if p not in done and p not in halted]
+
+
+def _halted(app: App, prospect_ids: Sequence[int]) -> set[int]:
+    """Prospects whose automatic sequence is stopped (they replied, or asked not to be contacted) or paused
+    (out of office until a date still ahead)."""
+    from core.models import Suppression
+    from core.replies import paused_until, sequence_stopped
+
+    with session_scope(app.engine) as s:
+        replied: set[int] = set()
+        suppressed: set[int] = set()
+        for start in range(0, len(prospect_ids), 500):
+            chunk = list(prospect_ids[start:start + 500])
+            replied.update(i for i in s.exec(select(Reply.prospect_id).where(  # type: ignore[arg-type]
+                Reply.prospect_id.in_(chunk))).all() if i is not None)  # type: ignore[union-attr]
+            suppressed.update(s.exec(select(Prospect.id).join(  # type: ignore[arg-type]
+                Suppression, Suppression.identity == Prospect.identity).where(Prospect.id.in_(chunk))).all())  # type: ignore[union-attr]
+    return suppressed | {p for p in replied if sequence_stopped(app, p) or paused_until(app, p)}
 
 
 def _set_status(app: App, batch_id: int, new: str, allowed_from: Sequence[str], **extra: Any) -> bool:
@@ -378,6 +397,9 @@ async def _process(app: App, pipeline: Pipeline, batch: Batch, item_id: int, wor
         return await asyncio.to_thread(_finish_classified, app, item_id, worker_id)
     if prospect is None:
         return await asyncio.to_thread(finish, app, item_id, worker_id, None, "the prospect no longer exists")
+    halt = await asyncio.to_thread(_halt_reason, app, prospect.id)
+    if halt:
+        return await asyncio.to_thread(finish, app, item_id, worker_id, None, halt, batch.id, prospect.id)
     context = CallContext(batch_id=batch.id, prospect_id=prospect.id, item_id=item_id)
     try:
         assigned = await asyncio.to_thread(_assignment, app, prospect.id, item.step)
@@ -393,6 +415,18 @@ async def _process(app: App, pipeline: Pipeline, batch: Batch, item_id: int, wor
         return await asyncio.to_thread(finish, app, item_id, worker_id, None, f"{type(exc).__name__}: {exc}",
                                        batch.id, prospect.id)
     return await asyncio.to_thread(finish, app, item_id, worker_id, result, "", batch.id, prospect.id)
+
+
+def _halt_reason(app: App, prospect_id: int | None) -> str:
+    """Why the sequence must not message this prospect now ("" when it may): a reply since the batch began."""
+    from core.replies import paused_until, sequence_stopped
+
+    if prospect_id is None:
+        return ""
+    if sequence_stopped(app, prospect_id):
+        return "skipped: the prospect replied or is on the do-not-contact list; the sequence is stopped"
+    until = paused_until(app, prospect_id)
+    return f"skipped: out of office; the sequence is paused until {until.isoformat()}" if until else ""
 
 
 def _assignment(app: App, prospect_id: int | None, step: str) -> tuple[str, str] | None:

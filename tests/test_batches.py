@@ -164,3 +164,23 @@ def test_missing_data_and_states_are_counted(demo_app: App) -> None:
     run_pending(demo_app, "w1")
     counts = Counter(m.state for m in _messages(demo_app, batch.id))
     assert counts["needs_data"] > 0 and sum(counts.values()) == 20
+
+
+def test_a_reply_stops_the_sequence_for_that_prospect(demo_app: App) -> None:
+    from core.replies import classify_replies, import_replies
+
+    prospects = list_prospects(demo_app)[:6]
+    ids = [p.id for p in prospects]
+    batch = create_batch(demo_app, ids)  # type: ignore[arg-type]
+    start_batch(demo_app, batch.id)  # type: ignore[arg-type]
+    replier = prospects[0]
+    data = f"email,text,received\n{replier.email},\"Not interested, thanks.\",2026-11-20\n".encode()
+    assert import_replies(demo_app, data).reply_ids
+    classify_replies(demo_app)
+    run_pending(demo_app, "w1")
+    skipped = [m for m in _messages(demo_app, batch.id) if m.prospect_id == replier.id]
+    assert skipped == [], "no message is written for a prospect who replied"
+    with session_scope(demo_app.engine) as s:
+        item = s.exec(select(BatchItem).where(BatchItem.prospect_id == replier.id)).one()
+    assert item.state == "failed" and "replied" in item.error
+    assert replier.id not in unsent_prospects(demo_app, ids, "follow_up_1")
