@@ -137,6 +137,12 @@ def build_parser() -> argparse.ArgumentParser:
     from core.batches_cli import register as register_batches
 
     register_batches(sub, add)
+    from core.replies_cli import register as register_replies
+
+    register_replies(sub, add)
+    from core.experiments_cli import register as register_experiments
+
+    register_experiments(sub, add)
     return parser
 
 

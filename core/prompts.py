@@ -203,7 +203,7 @@ def optimize_messages(
     template: str, performance: Mapping[str, Any], count: int, max_chars: int
 ) -> list[dict[str, str]]:
     return [
-        {"role": "system", "content": SYSTEM["optimize_template"].format(cap=max_chars)},
+        {"role": "system", "content": SYSTEM["optimize_template"].replace("{cap}", str(max_chars))},
         {"role": "user", "content": data_block({"template": template, "performance": dict(performance),
                                                 "count": count})},
     ]

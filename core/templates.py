@@ -561,7 +561,8 @@ def select_template(
                 if band is not None and template.size_band == band:
                     return template, f"{note}industry match: {industry} (size band {band})"
             untargeted = [t for t in matches if t.size_band is None]
-            chosen = (untargeted or matches)[0]
+            defaults = [t for t in untargeted if t.is_default]  # a promoted experiment winner
+            chosen = (defaults or untargeted or matches)[0]
             return chosen, f"{note}industry match: {industry}"
 
     if band is not None:
