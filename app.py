@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import streamlit as st
 
+from console import gate
+
 st.set_page_config(page_title="Sam Funnel cost console", page_icon="💸", layout="wide")
+gate()
 
 PAGES = [
     st.Page("pages/home.py", title="Home", icon="🏠", default=True),

@@ -89,6 +89,15 @@ def cmd_scenario(args: argparse.Namespace) -> None:
     emit(table, args.json)
 
 
+def cmd_hash_password(args: argparse.Namespace) -> None:
+    import getpass
+
+    from core.access import hash_password
+
+    password = sys.stdin.readline().rstrip("\n") if args.stdin else getpass.getpass("Console password: ")
+    emit({"CONSOLE_PASSWORD_HASH": hash_password(password)}, args.json)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m core", description="Sam Funnel cost console engine.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -115,6 +124,9 @@ def build_parser() -> argparse.ArgumentParser:
     prices = sub.add_parser("prices", help="the price book").add_subparsers(dest="prices_cmd", required=True)
     add("list", cmd_prices_list, "prices of every routed model and their sources", prices)
     add("refresh", cmd_prices_refresh, "read the provider's /models prices into overrides", prices)
+    hp = add("hash-password", cmd_hash_password, "make a CONSOLE_PASSWORD_HASH for the console's password gate")
+    hp.add_argument("--stdin", action="store_true", help="read the password from standard input")
+
     scen = add("scenario", cmd_scenario, "the seed's hybrid cost table recomputed from its volumes")
     scen.add_argument("--book", choices=("seed", "current"), default="current", help="price book")
 

@@ -17,7 +17,7 @@ from decimal import Decimal, InvalidOperation
 from sqlalchemy.engine import Engine
 from sqlmodel import select
 
-from core import budget
+from core import budget, logs
 from core.config import Settings, load_settings
 from core.db import get_engine, session_scope
 from core.gateway import Gateway
@@ -117,6 +117,7 @@ class App:
 def open_app(settings: Settings | None = None, *, load_demo: bool = True) -> App:
     """Start the engine: settings, migrations, price book, provider, and demo data on first start."""
     settings = settings or load_settings()
+    logs.configure()
     engine = get_engine(settings.database_url)
     migrate(engine)
     app = App(settings=settings, engine=engine, routing=load_routing(settings.data_dir))

@@ -16,6 +16,7 @@ its worker died replays what was already paid for. The same loop runs in the con
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import socket
 import threading
@@ -38,6 +39,8 @@ from core.llm.errors import BudgetExceededError, LLMError
 from core.models import Batch, BatchItem, Message, Prospect, Reply, utcnow
 from core.personalize import Pipeline, Result, options_for
 from core.prospects import prospect_fields
+
+log = logging.getLogger("sam.batches")
 
 FINAL_STATES = ("ready", "fallback", "needs_data", "review_failed", "failed")
 ACTIVE = ("queued", "running")
@@ -314,6 +317,8 @@ async def work_batch(app: App, batch_id: int, worker_id: str, *, stop: threading
     if batch.status not in ACTIVE:
         return RunReport(batch_id, 0, "idle")
     _set_status(app, batch_id, "running", ("queued",))
+    log.info("batch started", extra={"fields": {"batch_id": batch_id, "worker": worker_id, "items": batch.items_total,
+                                                "concurrency": batch.concurrency}})
     processed = 0
     budget_hit = asyncio.Event()
     async with app.gateway() as gw:
@@ -366,6 +371,7 @@ async def work_batch(app: App, batch_id: int, worker_id: str, *, stop: threading
             await asyncio.to_thread(release_claims, app, sorted(claimed), worker_id)
     if budget_hit.is_set():
         _pause_for_budget(app, batch_id)
+        log.warning("batch paused: budget", extra={"fields": {"batch_id": batch_id, "processed": processed}})
         return RunReport(batch_id, processed, "paused_budget")
     if stop and stop.is_set():
         return RunReport(batch_id, processed, "stopped")
@@ -373,7 +379,9 @@ async def work_batch(app: App, batch_id: int, worker_id: str, *, stop: threading
     if current.status == "cancelled":
         return RunReport(batch_id, processed, "cancelled")
     _finish_batch_if_complete(app, batch_id)
-    return RunReport(batch_id, processed, get_batch(app, batch_id).status)
+    final = get_batch(app, batch_id).status
+    log.info("batch pass ended", extra={"fields": {"batch_id": batch_id, "processed": processed, "status": final}})
+    return RunReport(batch_id, processed, final)
 
 
 async def _process(app: App, pipeline: Pipeline, batch: Batch, item_id: int, worker_id: str) -> bool:

@@ -9,6 +9,7 @@ written, the reservation fails first and nothing is sent.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
@@ -25,6 +26,8 @@ from core.llm.tokens import count_messages
 from core.models import StageResult, UsageEntry, month_of, utcnow
 from core.prices import PriceBook, UnknownModelPrice
 from core.routing import Route, RoutingTable
+
+log = logging.getLogger("sam.gateway")
 
 
 @dataclass
@@ -164,6 +167,10 @@ class _LedgerHooks:
             request_id=result.request_id if result else "",
             provider=self.gateway.provider,
         )
+        if result is None:
+            log.warning("model call attempt failed", extra={"fields": {
+                "task": self.task, "model": attempt.request.model, "status": attempt.status,
+                "attempt": attempt.number, "latency_ms": attempt.latency_ms, "batch_id": self.context.batch_id}})
         stage = None
         if result is not None and self.stage and self.context.item_id is not None:
             stage = StageResult(batch_item_id=self.context.item_id, stage=self.stage, content=result.content,

@@ -1,0 +1,69 @@
+"""Who may use the console: OpenID Connect login with an e-mail allow-list, else a password, else open.
+
+The decision lives here; the console only draws the widgets. Passwords are never stored: the configuration
+holds a PBKDF2-SHA256 hash (`python -m core hash-password` makes one) and verification is constant-time.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+PBKDF2_ITERATIONS = 310_000
+SCHEME = "pbkdf2_sha256"
+
+
+def hash_password(password: str, *, salt: str | None = None, iterations: int = PBKDF2_ITERATIONS) -> str:
+    if len(password) < 8:
+        raise ValueError("use a password of at least 8 characters")
+    salt = salt or secrets.token_hex(16)
+    digest = hashlib.pbkdf2_hmac("sha256", password.encode(), salt.encode(), iterations).hex()
+    return f"{SCHEME}${iterations}${salt}${digest}"
+
+
+def verify_password(password: str, encoded: str) -> bool:
+    try:
+        scheme, iterations, salt, digest = encoded.split("$", 3)
+        rounds = int(iterations)
+    except ValueError:
+        return False
+    if scheme != SCHEME or rounds < 1:
+        return False
+    candidate = hashlib.pbkdf2_hmac("sha256", password.encode(), salt.encode(), rounds).hex()
+    return hmac.compare_digest(candidate, digest)
+
+
+def allowed_emails(value: Any) -> set[str]:
+    if isinstance(value, str):
+        items: Iterable[Any] = value.replace(";", ",").split(",")
+    elif isinstance(value, Iterable):
+        items = value
+    else:
+        items = []
+    return {str(v).strip().casefold() for v in items if str(v).strip()}
+
+
+def email_allowed(email: str | None, allow_list: set[str]) -> bool:
+    """An empty allow-list admits nobody: configuring login without naming who may enter is a mistake."""
+    if not email:
+        return False
+    email = email.strip().casefold()
+    domain = email.rsplit("@", 1)[-1]
+    return email in allow_list or f"@{domain}" in allow_list
+
+
+def access_mode(secrets_map: Mapping[str, Any], env: Mapping[str, str]) -> str:
+    """'oidc' when an [auth] section is configured, 'password' when a password hash is, otherwise 'open'."""
+    if isinstance(secrets_map.get("auth"), Mapping) and secrets_map["auth"]:
+        return "oidc"
+    if password_hash(secrets_map, env):
+        return "password"
+    return "open"
+
+
+def password_hash(secrets_map: Mapping[str, Any], env: Mapping[str, str]) -> str:
+    access = secrets_map.get("access") if isinstance(secrets_map.get("access"), Mapping) else {}
+    return str(env.get("CONSOLE_PASSWORD_HASH") or access.get("password_hash") or "")

@@ -1,0 +1,58 @@
+"""Access control: password hashes, allow-lists, the mode decision, and the gate as a user meets it."""
+
+from __future__ import annotations
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from core.access import access_mode, allowed_emails, email_allowed, hash_password, verify_password
+from core.config import PROJECT_ROOT, Settings
+
+
+def test_password_hash_round_trip() -> None:
+    encoded = hash_password("correct horse", iterations=1000)
+    assert encoded.startswith("pbkdf2_sha256$1000$") and "correct horse" not in encoded
+    assert verify_password("correct horse", encoded)
+    assert not verify_password("correct hors", encoded)
+    assert not verify_password("x", "garbage")
+    with pytest.raises(ValueError, match="8 characters"):
+        hash_password("short")
+
+
+def test_allow_list() -> None:
+    allow = allowed_emails("ana@example.com; @team.example.org")
+    assert email_allowed("ANA@example.com", allow)
+    assert email_allowed("bo@team.example.org", allow)
+    assert not email_allowed("eve@example.com", allow)
+    assert not email_allowed(None, allow)
+    assert not email_allowed("ana@example.com", set()), "login without an allow-list admits nobody"
+
+
+def test_mode() -> None:
+    assert access_mode({"auth": {"redirect_uri": "x"}}, {}) == "oidc"
+    assert access_mode({}, {"CONSOLE_PASSWORD_HASH": "pbkdf2_sha256$1$a$b"}) == "password"
+    assert access_mode({"access": {"password_hash": "pbkdf2_sha256$1$a$b"}}, {}) == "password"
+    assert access_mode({}, {}) == "open"
+
+
+def test_open_console_shows_a_banner(console_env: Settings) -> None:
+    at = AppTest.from_file(str(PROJECT_ROOT / "app.py"), default_timeout=60)
+    at.run()
+    assert not at.exception
+    assert any("Open console" in w.value for w in at.sidebar.warning)
+
+
+def test_password_gate(console_env: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CONSOLE_PASSWORD_HASH", hash_password("let me in please", iterations=1000))
+    at = AppTest.from_file(str(PROJECT_ROOT / "app.py"), default_timeout=60)
+    at.run()
+    assert not at.exception
+    assert not at.metric, "nothing of the console shows before the password"
+    at.text_input[0].input("wrong guess!")
+    at.button[0].click().run()
+    assert any("Wrong password" in e.value for e in at.error)
+    at.text_input[0].input("let me in please")
+    at.button[0].click().run()
+    assert not at.exception
+    assert any(m.label == "Spent this month" for m in at.metric)
+    assert not any("Open console" in w.value for w in at.sidebar.warning)
