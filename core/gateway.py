@@ -137,20 +137,23 @@ class _LedgerHooks:
         self.context = context
         self.prompt_tokens = prompt_tokens
         self.holds: dict[int, int] = {}
+        self.months: dict[int, str] = {}  # a call is charged to the month its hold was taken in
 
     async def before(self, number: int, request: ChatRequest) -> None:
         amount = self.gateway.worst_case(self.route, self.prompt_tokens, request.max_tokens)
+        now = utcnow()
         rid = await asyncio.to_thread(
-            budget.reserve, self.gateway.engine, amount, cap=self.gateway.cap(), task=self.task
+            budget.reserve, self.gateway.engine, amount, cap=self.gateway.cap(), task=self.task, now=now
         )
         self.holds[number] = rid
+        self.months[number] = month_of(now)
 
     async def after(self, attempt: Attempt) -> None:
         result = attempt.result
         now = utcnow()
         entry = UsageEntry(
             created_at=now,
-            month=month_of(now),
+            month=self.months.pop(attempt.number, month_of(now)),
             task=self.task,
             model_requested=attempt.request.model,
             model_answered=result.model if result else "",
@@ -176,7 +179,15 @@ class _LedgerHooks:
             stage = StageResult(batch_item_id=self.context.item_id, stage=self.stage, content=result.content,
                                 model=result.model, input_tokens=result.prompt_tokens,
                                 output_tokens=result.completion_tokens, cost_usd=result.cost_usd, created_at=now)
-        await asyncio.to_thread(
-            budget.settle, self.gateway.engine, self.holds.pop(attempt.number, None), entry, cap=self.gateway.cap(),
-            stage=stage,
-        )
+        try:
+            await asyncio.to_thread(
+                budget.settle, self.gateway.engine, self.holds.pop(attempt.number, None), entry,
+                cap=self.gateway.cap(), stage=stage,
+            )
+        except Exception:
+            # The call went out (and may be billed) but cannot be recorded: say so loudly, with the figures an
+            # operator needs to reconcile it by hand. The hold stays until the sweep returns it.
+            log.error("ledger write failed after a model call", extra={"fields": {
+                "task": self.task, "model": entry.model_answered or entry.model_requested, "status": entry.status,
+                "cost_usd": str(entry.cost_usd), "request_id": entry.request_id, "batch_id": entry.batch_id}})
+            raise

@@ -44,9 +44,18 @@ def _m002_stage_results(conn: Connection) -> None:
     models.StageResult.__table__.create(conn, checkfirst=True)  # type: ignore[attr-defined]
 
 
+def _m003_ledger_indexes(conn: Connection) -> None:
+    """Covering indexes so the spend summary reads a month without touching table rows."""
+    conn.execute(text("CREATE INDEX IF NOT EXISTS ix_usage_month_task_model ON usage_ledger "
+                      "(month, task, model_answered, cost_usd, input_tokens, output_tokens)"))
+    day = "date(created_at)" if conn.dialect.name == "sqlite" else "CAST(created_at AS DATE)"
+    conn.execute(text(f"CREATE INDEX IF NOT EXISTS ix_usage_day_cost ON usage_ledger (({day}), cost_usd)"))
+
+
 MIGRATIONS: list[tuple[str, Callable[[Connection], None]]] = [
     ("001_initial", _m001_initial),
     ("002_stage_results", _m002_stage_results),
+    ("003_ledger_indexes", _m003_ledger_indexes),
 ]
 
 

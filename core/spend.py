@@ -40,27 +40,45 @@ def _group(app: App, column: str, month: str) -> list[Breakdown]:
     return [Breakdown(str(r[0] or ""), int(r[1]), int(r[2]), int(r[3]), from_nanos(r[4])) for r in rows]
 
 
+def _task_model_groups(app: App, month: str) -> list[tuple[str, str, int, int, int, int]]:
+    """One pass over the month's covering index: (task, model, calls, in, out, nano-dollars)."""
+    sql = ("SELECT task, model_answered, COUNT(*), COALESCE(SUM(input_tokens), 0), COALESCE(SUM(output_tokens), 0), "
+           "COALESCE(SUM(cost_usd), 0) FROM usage_ledger WHERE month = :m GROUP BY task, model_answered")
+    with app.engine.connect() as conn:
+        return [(str(r[0]), str(r[1] or ""), int(r[2]), int(r[3]), int(r[4]), int(r[5]))
+                for r in conn.execute(text(sql), {"m": month}).all()]
+
+
+def _fold(groups: list[tuple[str, str, int, int, int, int]], key: int) -> list[Breakdown]:
+    acc: dict[str, list[int]] = {}
+    for g in groups:
+        row = acc.setdefault(g[key], [0, 0, 0, 0])
+        for i in range(4):
+            row[i] += g[2 + i]
+    out = [Breakdown(k, v[0], v[1], v[2], from_nanos(v[3])) for k, v in acc.items()]
+    return sorted(out, key=lambda b: b.cost_usd, reverse=True)
+
+
 def by_model(app: App, month: str) -> list[Breakdown]:
-    return [b for b in _group(app, "model_answered", month)]
+    return _fold(_task_model_groups(app, month), 1)
 
 
 def by_task(app: App, month: str) -> list[Breakdown]:
-    return _group(app, "task", month)
+    return _fold(_task_model_groups(app, month), 0)
 
 
 def by_batch(app: App, month: str) -> list[Breakdown]:
     return _group(app, "batch_id", month)
 
 
+def _totals(groups: list[tuple[str, str, int, int, int, int]]) -> tuple[Decimal, int, int, int]:
+    return (from_nanos(sum(g[5] for g in groups)), sum(g[2] for g in groups), sum(g[3] for g in groups),
+            sum(g[4] for g in groups))
+
+
 def month_totals(app: App, month: str) -> tuple[Decimal, int, int, int]:
     """(spent, calls, input tokens, output tokens) for the month."""
-    with app.engine.connect() as conn:
-        row = conn.execute(
-            text("SELECT COALESCE(SUM(cost_usd), 0), COUNT(*), COALESCE(SUM(input_tokens), 0), "
-                 "COALESCE(SUM(output_tokens), 0) FROM usage_ledger WHERE month = :m"),
-            {"m": month},
-        ).one()
-    return from_nanos(row[0]), int(row[1]), int(row[2]), int(row[3])
+    return _totals(_task_model_groups(app, month))
 
 
 def _day_range(start: date, end: date) -> Iterator[date]:
@@ -74,12 +92,14 @@ def daily_spend(app: App, start: date, end: date) -> list[tuple[date, Decimal]]:
     """Spend per UTC day from start to end inclusive, zero-filled."""
     lo = datetime.combine(start, datetime.min.time())
     hi = datetime.combine(end + timedelta(days=1), datetime.min.time())
+    # Filter and group on the same expression the day index is built on (migration 003).
     day_expr = "CAST(created_at AS DATE)" if app.engine.dialect.name != "sqlite" else "date(created_at)"
     with app.engine.connect() as conn:
         rows = conn.execute(
             text(f"SELECT {day_expr} AS d, SUM(cost_usd) FROM usage_ledger "
-                 "WHERE created_at >= :lo AND created_at < :hi GROUP BY d"),
-            {"lo": lo, "hi": hi},
+                 f"WHERE {day_expr} >= :lo AND {day_expr} < :hi GROUP BY {day_expr}"),
+            {"lo": lo.date() if day_expr.startswith("CAST") else lo.date().isoformat(),
+             "hi": hi.date() if day_expr.startswith("CAST") else hi.date().isoformat()},
         ).all()
     found = {(r[0] if isinstance(r[0], date) else date.fromisoformat(str(r[0]))): from_nanos(r[1]) for r in rows}
     return [(d, found.get(d, Decimal(0))) for d in _day_range(start, end)]
@@ -105,7 +125,8 @@ def summary(app: App, now: datetime | None = None) -> dict[str, Any]:
     """The month's figures as plain JSON-able values (what `python -m core spend --json` prints)."""
     now = now or utcnow()
     month = month_of(now)
-    spent, calls, tokens_in, tokens_out = month_totals(app, month)
+    groups = _task_model_groups(app, month)
+    spent, calls, tokens_in, tokens_out = _totals(groups)
     state = app.budget_state(month)
     proj = projection(app, now.astimezone(UTC).date(), spent)
     remaining = state.cap_usd - spent - state.reserved_usd
@@ -124,7 +145,7 @@ def summary(app: App, now: datetime | None = None) -> dict[str, Any]:
         "projected_month_low_usd": money_str(proj.month_end_low_usd),
         "projected_month_high_usd": money_str(proj.month_end_high_usd),
         "projected_annual_usd": money_str(proj.annual_usd),
-        "by_model": {b.key or "(none)": money_str(b.cost_usd) for b in by_model(app, month)},
-        "by_task": {b.key: money_str(b.cost_usd) for b in by_task(app, month)},
+        "by_model": {b.key or "(none)": money_str(b.cost_usd) for b in _fold(groups, 1)},
+        "by_task": {b.key: money_str(b.cost_usd) for b in _fold(groups, 0)},
         "alerts": state.alerts,
     }

@@ -18,6 +18,12 @@ from core.db import dispose_engine
 PG_URL = os.environ.get("TEST_DATABASE_URL", "")
 
 
+@pytest.fixture(autouse=True)
+def _no_console_worker(monkeypatch: pytest.MonkeyPatch) -> None:
+    """AppTests drive the batch worker themselves; a console thread would outlive its test's database."""
+    monkeypatch.setenv("SAM_INPROCESS_WORKER", "0")
+
+
 @pytest.fixture
 def db_url(tmp_path: Path) -> Iterator[str]:
     if not PG_URL:

@@ -74,3 +74,32 @@ def test_batch_and_prospect_references(app: App) -> None:
     _call(app, context=CallContext(batch_id=7, prospect_id=3))
     [row] = _ledger(app)
     assert (row.batch_id, row.prospect_id) == (7, 3)
+
+
+def test_a_call_is_charged_to_the_month_its_hold_was_taken_in(app: App, monkeypatch: pytest.MonkeyPatch) -> None:
+    from datetime import UTC, datetime
+
+    import core.gateway as gateway
+    from core import budget
+
+    state = {"reserved": False}
+    reserve = budget.reserve
+
+    def reserve_then_midnight(*args, **kwargs):  # type: ignore[no-untyped-def]
+        rid = reserve(*args, **kwargs)
+        state["reserved"] = True  # the hold is taken before midnight; the answer arrives after it
+        return rid
+
+    def clock() -> datetime:
+        if state["reserved"]:
+            return datetime(2026, 12, 1, 0, 0, 1, tzinfo=UTC)
+        return datetime(2026, 11, 30, 23, 59, 59, tzinfo=UTC)
+
+    monkeypatch.setattr(gateway, "utcnow", clock)
+    monkeypatch.setattr(budget, "reserve", reserve_then_midnight)
+    _call(app)
+    [row] = _ledger(app)
+    assert row.month == "2026-11" and row.created_at.month == 12
+    november = app.budget_state("2026-11")
+    assert november.reserved_usd == 0 and november.spent_usd == row.cost_usd
+    assert app.budget_state("2026-12").spent_usd == 0
