@@ -1,0 +1,36 @@
+"""`make bench`: run every benchmark and print one summary table after their own tables."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from bench import batch_throughput, spend_summary, template_throughput, tokens_vs_seed
+from bench.common import print_table
+
+
+def main() -> None:
+    rows = []
+    started = time.perf_counter()
+    tokens = asyncio.run(tokens_vs_seed.main())
+    rows.append(("tokens per message vs seed prompt", f"{tokens['ratio']:.1%} of the seed's", "<= 60%",
+                 "met" if tokens["ratio"] <= 0.60 else "missed"))
+    templates = template_throughput.main()
+    rows.append(("100,000 template-only messages with guards", f"{templates['seconds']:.2f} s", "<= 5 s",
+                 "met" if templates["seconds"] <= 5 else "missed"))
+    spend = spend_summary.main()
+    rows.append(("spend summary on 1,000,000 ledger rows", f"{spend['summary_s']:.3f} s", "<= 0.5 s",
+                 "met" if spend["summary_s"] <= 0.5 else "missed"))
+    batch = batch_throughput.main()
+    rows.append(("5,000 model-written rows, 100 ms, concurrency 32", f"{batch['bound_pct']:.0f}% of the bound",
+                 ">= 85%", "met" if batch["bound_pct"] >= 85 else "missed"))
+    rows.append(("  ... against a bare openai-SDK loop", f"{batch['vs_bare']:.2f}x", "<= 1.15x",
+                 "met" if batch["vs_bare"] <= 1.15 else "missed"))
+    rows.append(("  ... peak memory, 5,000 vs 50,000 rows", f"{batch['mem_5k_mb']:.0f} / {batch['mem_50k_mb']:.0f} MB",
+                 "flat", "met" if batch["mem_50k_mb"] <= batch["mem_5k_mb"] * 1.25 else "missed"))
+    print_table(f"All benchmarks ({time.perf_counter() - started:.0f} s)", rows, ("benchmark", "figure", "target",
+                                                                                  "result"))
+
+
+if __name__ == "__main__":
+    main()
