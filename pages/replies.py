@@ -13,11 +13,12 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from console import get_app, sidebar, usd
+from core.batches import create_batch, start_batch
+from core.batches import status as batch_status
 from core.llm.errors import BudgetExceededError, LLMError
 from core.replies import (
     TextResult,
     category_counts,
-    classify_replies,
     classify_text,
     evaluate_provider,
     import_replies,
@@ -131,20 +132,27 @@ else:
             f"(a reply whose answer needs a re-ask can cost twice its share); {usd(state.remaining_usd, 2)} "
             "of the budget is left this month. The run stops cleanly when the budget is reached.")
     if st.button(f"Classify {len(pending):,} pending replies", type="primary", key="replies_classify_pending"):
-        bar = st.progress(0.0, text=f"0 of {len(pending):,} classified")
+        # A batch: the background worker classifies under the budget, and closing the tab does not stop it.
+        batch = create_batch(app, [], kind="classify", reply_ids=pending, name=f"replies ({len(pending):,})")
+        start_batch(app, batch.id)  # type: ignore[arg-type]
+        st.session_state["replies_batch"] = batch.id
 
-        def progress(done: int, total: int) -> None:
-            bar.progress(done / total, text=f"{done:,} of {total:,} classified")
+batch_id = st.session_state.get("replies_batch")
+if batch_id:
 
-        run = classify_replies(app, pending, progress=progress)
-        if run.stopped:
-            st.warning("The run stopped early.", icon="🚦")
-            st.text(run.stopped)
-        else:
-            st.success(f"{run.classified:,} of {run.total:,} replies classified and routed.")
-        if run.failed:
-            st.caption("Replies the provider failed on (still pending)")
-            st.dataframe(run.failed, hide_index=True, width="stretch")
+    @st.fragment(run_every=2)
+    def classification_progress(batch_id: int) -> None:
+        s = batch_status(app, batch_id)
+        st.progress(s["done"] / max(s["items"], 1), text=f"{s['done']:,} of {s['items']:,} classified — "
+                    f"{s['status']}, {usd(s['cost_usd'], 6)} so far")
+        if s["status"] == "paused_budget":
+            st.warning("Budget reached: the rest stay pending and resume when the budget is raised or the month "
+                       "rolls.", icon="🚦")
+        if s["counts"].get("failed"):
+            st.caption(f"{s['counts']['failed']:,} replies could not be classified (the provider failed); "
+                       "they stay pending for the next run.")
+
+    classification_progress(batch_id)
 
 # ---- review ----------------------------------------------------------------------------------------------
 

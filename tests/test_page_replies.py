@@ -8,6 +8,7 @@ from decimal import Decimal
 from sqlmodel import select
 
 from core.app import open_app
+from core.batches import run_pending
 from core.config import Settings
 from core.db import session_scope
 from core.models import Reply, Suppression
@@ -56,6 +57,10 @@ def test_pasted_reply_shows_category_confidence_and_next_action(console_env: Set
         assert s.exec(select(Reply)).all() == [], "a pasted reply is not stored"
 
 
+def _progress_text(at) -> str:  # type: ignore[no-untyped-def]
+    return " ".join(str(p.proto.text) for p in at.get("progress"))
+
+
 def test_upload_import_classify_override(console_env: Settings) -> None:
     at = page_test("pages/replies.py")
     at.run()
@@ -73,8 +78,10 @@ def test_upload_import_classify_override(console_env: Settings) -> None:
 
     at.button(key="replies_classify_pending").click().run()
     assert not at.exception
-    assert "3 of 3 replies classified and routed" in at.success[0].value
+    assert "0 of 3 classified — queued" in _progress_text(at), "classification is a batch for the worker"
+    run_pending(open_app(console_env, load_demo=False), "test-worker")  # the console's background worker
     at.run()
+    assert "3 of 3 classified — done" in _progress_text(at)
     assert "No reply is waiting" in " ".join(i.value for i in at.info)
     review = next(f for f in (f.value for f in at.dataframe) if "next_action" in f.columns)
     assert set(review["category"]) == {"do_not_contact", "schedule_call", "out_of_office"}
@@ -118,8 +125,12 @@ def test_budget_stops_classification_with_a_clear_message(console_env: Settings)
     at.file_uploader(key="replies_upload").set_value(("replies.csv", REPLIES_CSV, "text/csv")).run()
     at.button(key="replies_import").click().run()
     at.button(key="replies_classify_pending").click().run()
-    assert not at.exception and "stopped early" in at.warning[0].value
-    assert "budget reached: 0 of 3 classified; the rest are pending" in " ".join(t.value for t in at.text)
+    run_pending(app, "test-worker")
+    at.run()
+    assert not at.exception
+    assert "paused_budget" in _progress_text(at)
+    assert any("Budget reached" in w.value for w in at.warning)
+    assert "3 replies pending" in " ".join(t.value for t in at.text), "nothing was lost: all still pending"
 
 
 def test_evaluation_shows_accuracy_table_and_confusion_matrix(console_env: Settings) -> None:
