@@ -27,7 +27,8 @@ from core.library import steps as load_step_specs
 from core.llm.client import ChatResult
 from core.llm.errors import BudgetExceededError, LLMError
 from core.llm.tokens import count_messages
-from core.review import ReviewOutcome, VerdictError, extract_json_object, review_message
+from core.review import ReviewOutcome, review_message
+from core.structured import VerdictError, ask_json, extract_json_object
 from core.summaries import SummaryCache
 from core.templates import Rendered, TemplateSpec, fill_markers, preview_text, render, select_template
 
@@ -293,18 +294,14 @@ class Pipeline:
         route = self.gw.route("personalize")
         result.note("prompt", _show_messages(messages) + f"\n\n[{count_messages(messages)} prompt tokens, "
                     f"route {route.model}, max_tokens {route.max_tokens}]")
-        problem = ""
-        for attempt in range(2):
-            call = await self.gw.call("personalize", messages, response_format=fmt, context=context,
-                                      stage=f"personalize#{attempt + 1}")
-            result.add_call("model output" if attempt == 0 else "model output (re-ask)", call, call.content)
-            result.model = call.model
-            try:
-                return _snippets(call.content, markers)
-            except (VerdictError, ValueError) as exc:
-                problem = str(exc)
-                messages = prompts.reask_messages(messages, call.content, problem)
-        raise ValueError(f"the model's snippets were unusable twice ({problem})")
+        answer = await ask_json(self.gw, "personalize", messages, lambda content: _snippets(content, markers),
+                                response_format=fmt, context=context)
+        for i, call in enumerate(answer.calls):
+            result.add_call("model output" if i == 0 else "model output (re-ask)", call, call.content)
+        result.model = answer.model
+        if answer.value is None:
+            raise ValueError(f"the model's snippets were unusable twice ({answer.problem})")
+        return answer.value
 
     def _fallback(self, result: Result, fields: Mapping[str, str], options: Options, max_chars: int,
                   why: str) -> Result:

@@ -48,7 +48,7 @@ from core.llm.errors import BudgetExceededError, LLMError, ModerationError
 from core.llm.tokens import count_messages
 from core.models import Prospect, Reply, Suppression, Template, utcnow
 from core.reply_rules import CATEGORIES, Evaluation, clean_reply, evaluate, extract_return_date, load_labelled
-from core.review import VerdictError, extract_json_object
+from core.structured import VerdictError, ask_json, extract_json_object
 from core.tabular import UnreadableFile, identity_for, normalize_linkedin_url, read_table, suggest_mapping
 
 ROUTING_FILE = "reply_routing.json"
@@ -279,29 +279,20 @@ async def classify(
     messages = prompts.classify_messages(cleaned, received.isoformat() if received else None)
     fmt = prompts.response_format(TASK, prompts.CLASSIFY_SCHEMA)
     outcome = Classification("unclear", 0.0, status=STATUS_UNCLEAR)
-    parsed: tuple[str, float, date | None, str | None] | None = None
-    for attempt in range(2):
-        try:
-            result = await gw.call(TASK, messages, response_format=fmt, context=context)
-        except ModerationError as exc:
-            outcome.problem = f"the provider refused to read the reply (moderation: {exc}); a person reads it"
-            return outcome
-        outcome.calls += 1
-        outcome.raw.append(result.content)
-        outcome.model = result.model
-        outcome.input_tokens += result.prompt_tokens
-        outcome.output_tokens += result.completion_tokens
-        outcome.cost_usd += result.cost_usd
-        try:
-            parsed = parse_answer(result.content)
-        except VerdictError as exc:
-            outcome.problem = str(exc)
-            if attempt == 0:
-                messages = prompts.reask_messages(messages, result.content, str(exc))
-            continue
-        break
+    try:
+        answer = await ask_json(gw, TASK, messages, parse_answer, response_format=fmt, context=context)
+    except ModerationError as exc:
+        outcome.problem = f"the provider refused to read the reply (moderation: {exc}); a person reads it"
+        return outcome
+    outcome.calls = len(answer.calls)
+    outcome.raw.extend(answer.raw)
+    outcome.model = answer.model
+    outcome.input_tokens += answer.input_tokens
+    outcome.output_tokens += answer.output_tokens
+    outcome.cost_usd += answer.cost_usd
+    parsed = answer.value
     if parsed is None:
-        outcome.problem = f"no valid answer after one re-ask: {outcome.problem}"
+        outcome.problem = f"no valid answer after one re-ask: {answer.problem}"
         return outcome
 
     category, confidence, returned, referral = parsed

@@ -9,8 +9,6 @@ boolean). One re-ask on invalid JSON; still invalid means "review failed", which
 
 from __future__ import annotations
 
-import json
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -21,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError
 from core import prompts
 from core.gateway import CallContext, Gateway
 from core.llm.client import ChatResult
+from core.structured import VerdictError, ask_json, extract_json_object
 
 
 class Verdict(BaseModel):
@@ -29,50 +28,6 @@ class Verdict(BaseModel):
     score: float = Field(ge=0, le=10)
     issues: list[str]
     suggestions: list[str]
-
-
-class VerdictError(ValueError):
-    """The reviewer's answer is not a valid verdict; the message says what is wrong, for the re-ask."""
-
-
-_FENCE_RE = re.compile(r"```(?:json|JSON)?\s*(.*?)```", re.S)
-_TRAILING_COMMA_RE = re.compile(r",\s*([}\]])")
-
-
-def extract_json_object(text: str) -> Any:
-    """The first JSON object in a model's answer: inside code fences or prose, trailing commas tolerated."""
-    if not text or not text.strip():
-        raise VerdictError("the answer is empty")
-    fenced = _FENCE_RE.search(text)
-    candidate = fenced.group(1) if fenced else text
-    start = candidate.find("{")
-    if start < 0:
-        raise VerdictError("the answer contains no JSON object")
-    depth, in_string, escaped, end = 0, False, False, -1
-    for i, ch in enumerate(candidate[start:], start):
-        if in_string:
-            if escaped:
-                escaped = False
-            elif ch == "\\":
-                escaped = True
-            elif ch == '"':
-                in_string = False
-        elif ch == '"':
-            in_string = True
-        elif ch == "{":
-            depth += 1
-        elif ch == "}":
-            depth -= 1
-            if depth == 0:
-                end = i
-                break
-    if end < 0:
-        raise VerdictError("the JSON object is cut off (truncated answer)")
-    raw = _TRAILING_COMMA_RE.sub(r"\1", candidate[start:end + 1])
-    try:
-        return json.loads(raw)
-    except ValueError as exc:
-        raise VerdictError(f"the JSON does not parse: {exc}") from None
 
 
 def parse_verdict(text: str) -> Verdict:
@@ -112,30 +67,19 @@ async def review_message(
     gw: Gateway, message: str, fields: Mapping[str, Any], max_chars: int, context: CallContext | None = None
 ) -> ReviewOutcome:
     """Ask the premium reviewer; at most one re-ask; never approve without a valid verdict."""
-    messages = prompts.review_messages(message, fields, max_chars)
-    fmt = prompts.response_format("review", prompts.REVIEW_SCHEMA)
-    outcome = ReviewOutcome(status="failed", approved=False, score=None, issues=[], suggestions=[])
-    for attempt in range(2):
-        result = await gw.call("review", messages, response_format=fmt, context=context, stage=f"review#{attempt + 1}")
-        outcome.calls.append(result)
-        outcome.raw.append(result.content)
-        outcome.model = result.model
-        outcome.input_tokens += result.prompt_tokens
-        outcome.output_tokens += result.completion_tokens
-        outcome.cost_usd += result.cost_usd
-        try:
-            verdict = parse_verdict(result.content)
-        except VerdictError as exc:
-            outcome.problem = str(exc)
-            if attempt == 0:
-                messages = prompts.reask_messages(messages, result.content, str(exc))
-            continue
-        outcome.status = "ok"
-        outcome.problem = ""
-        outcome.approved = verdict.approved
-        outcome.score = verdict.score
-        outcome.issues = verdict.issues
-        outcome.suggestions = verdict.suggestions
+    answer = await ask_json(gw, "review", prompts.review_messages(message, fields, max_chars), parse_verdict,
+                            response_format=prompts.response_format("review", prompts.REVIEW_SCHEMA),
+                            context=context)
+    outcome = ReviewOutcome(status="failed", approved=False, score=None, issues=[], suggestions=[],
+                            model=answer.model, input_tokens=answer.input_tokens, output_tokens=answer.output_tokens,
+                            cost_usd=answer.cost_usd, raw=answer.raw, calls=answer.calls)
+    verdict = answer.value
+    if verdict is None:
+        outcome.problem = f"review failed: {answer.problem}"
         return outcome
-    outcome.problem = f"review failed: {outcome.problem}"
+    outcome.status = "ok"
+    outcome.approved = verdict.approved
+    outcome.score = verdict.score
+    outcome.issues = verdict.issues
+    outcome.suggestions = verdict.suggestions
     return outcome

@@ -41,8 +41,8 @@ from core.models import Template, money_str, utcnow
 from core.personalize import banned_phrases
 from core.prices import UnknownModelPrice
 from core.prompts import optimize_messages, response_format
-from core.review import VerdictError, extract_json_object
 from core.routing import Route
+from core.structured import VerdictError, extract_json_object
 from core.templates import TemplateError, analyze, fill_markers, render
 
 TASK = "optimize_template"

@@ -111,3 +111,19 @@ def test_review_request_is_strict_json_schema(app: App) -> None:
     assert request["response_format"]["json_schema"]["strict"] is True
     assert request["provider"] == {"require_parameters": True}
     assert request["models"] == ["anthropic/claude-sonnet-4.5", "anthropic/claude-sonnet-5.5"]
+
+
+def test_ask_json_stages_are_numbered_for_replay(app: App) -> None:
+    from core.gateway import CallContext
+    from core.structured import ask_json
+
+    seen = _answer_with(app, "garbage", json.dumps(GOOD))
+
+    async def go():  # type: ignore[no-untyped-def]
+        async with app.gateway(RetryPolicy(backoff_base_s=0.001)) as gw:
+            return await ask_json(gw, "review", [{"role": "user", "content": "x"}], lambda c: json.loads(c),
+                                  response_format={}, context=CallContext())
+
+    answer = asyncio.run(go())
+    assert answer.value == GOOD and len(answer.calls) == 2 and len(seen) == 2
+    assert answer.cost_usd == sum(c.cost_usd for c in answer.calls)
