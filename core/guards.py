@@ -16,7 +16,7 @@ mixed case do not dodge the checks. The original text is never modified.
 Speed matters here: check_message runs on every rendered message (100,000 in a template-only batch) and
 screen_fields on every imported prospect. So each pattern carries the literals it cannot match without and
 is skipped when they are absent (see "Prefilters" below), and ASCII text skips Unicode normalisation. The
-straightforward versions are kept at the end of the module (``*_reference``); the tests check that both
+straightforward versions are kept in tests/guards_reference.py (``*_reference``); the tests check that both
 give identical results. A new pattern needs its needles, and the prefilter tests will exercise them.
 
 ``GuardResult.detail`` and ``InjectionFlag.detail`` are plain text meant for operators: quoted snippets
@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -861,205 +861,6 @@ def screen_fields(fields: Mapping[str, str | None]) -> list[InjectionFlag]:
             if not present:
                 break  # every gate has at least one needle
             if kind in found or not _open(gate, present):
-                continue
-            for variant in variants:
-                match = pattern.search(variant)
-                if match:
-                    found[kind] = f"{label}: {_snip(match.group(0).strip() or match.group(0))}"
-                    break
-        flags.extend(InjectionFlag(field=field, kind=kind, detail=found[kind]) for kind in INJECTION_KINDS
-                     if kind in found)  # fmt: skip
-    return flags
-
-
-# --------------------------------------------------------------------------------------------------
-# Reference implementation
-# --------------------------------------------------------------------------------------------------
-# The straightforward versions that the fast paths above replaced: every pattern searched, every text
-# normalised in full, nothing cached. They share the pattern tables (ignoring the prefilters) and the
-# small helpers, and exist only so tests/test_guards.py can check that the fast paths give identical
-# results on generated and mutated messages. Not used in production.
-
-
-def _strip_invisible_reference(value: str) -> str:
-    if value.isascii() and value.isprintable():
-        return value
-    return "".join(ch for i, ch in enumerate(value) if not _is_invisible(value, i))
-
-
-def _invisible_chars_reference(value: str) -> list[str]:
-    return [ch for i, ch in enumerate(value) if _is_invisible(value, i)]
-
-
-def _fold_reference(value: str) -> str:
-    text = unicodedata.normalize("NFKC", _strip_invisible_reference(value)).casefold()
-    text = text.translate(_CONFUSABLES).translate(_TYPOGRAPHY)
-    return _HORIZONTAL_SPACE_RE.sub(" ", text)
-
-
-def _check_placeholders_reference(text: str) -> str:
-    patterns = [(label, pattern) for label, pattern, _ in _PLACEHOLDER_PATTERNS] + [(_GREETING_LABEL, _GREETING_RE)]
-    text = unicodedata.normalize("NFKC", text)
-    found: list[str] = []
-    taken: list[tuple[int, int]] = []
-    for label, pattern in patterns:
-        for match in pattern.finditer(text):
-            if len(found) >= _MAX_FINDINGS:
-                break
-            if all(match.end() <= a or match.start() >= b for a, b in taken):
-                taken.append(match.span())
-                found.append(f"{label} {_snip(match.group(0))}")
-    for match in _ANGLE_PLACEHOLDER_RE.finditer(text):
-        inner = match.group(1)
-        if inner.lower() not in _HTML_TAG_NAMES:
-            found.append(f"angle-bracket placeholder {_snip(inner)}")
-    if not found:
-        return ""
-    unique = list(dict.fromkeys(found))
-    more = f" and {len(unique) - 3} more" if len(unique) > 3 else ""
-    return "leftover placeholder: " + "; ".join(unique[:3]) + more
-
-
-def _check_banned_reference(text: str, phrases: Sequence[str]) -> str:
-    folded = _fold_reference(text)
-    hits = []
-    for phrase in phrases:
-        pattern = _phrase_pattern(phrase)
-        if pattern is not None and pattern.search(folded):
-            hits.append(phrase.strip())
-    return f"spam phrase {_join_found(hits)}" if hits else ""
-
-
-def _find_contacts_reference(text: str) -> list[tuple[str, str, str]]:
-    found: list[tuple[str, str, str]] = []
-    taken: set[int] = set()
-
-    def claim(match: re.Match[str]) -> bool:
-        span = range(match.start(), match.end())
-        if any(i in taken for i in span):
-            return False
-        taken.update(span)
-        return True
-
-    for match in _SCHEME_URL_RE.finditer(text):
-        written = match.group(0).rstrip(_TRAILING_PUNCT)
-        claim(match)
-        found.append(("link", written, _canonical_link(written)))
-    for match in _EMAIL_RE.finditer(text):
-        if claim(match):
-            found.append(("e-mail", match.group(0), match.group(0).lower()))
-    for match in _BARE_DOMAIN_RE.finditer(text):
-        written = match.group(0).rstrip(_TRAILING_PUNCT)
-        if written.lower() not in _TECH_NAMES and claim(match):
-            found.append(("link", written, _canonical_link(written)))
-    for match in _PHONE_CANDIDATE_RE.finditer(text):
-        if _looks_like_phone(match.group(0)) and claim(match):
-            found.append(("phone number", match.group(0), _digits(match.group(0))))
-    return found
-
-
-def _check_contacts_reference(text: str, inputs: Mapping[str, str]) -> str:
-    contacts = _find_contacts_reference(unicodedata.normalize("NFKC", _strip_invisible_reference(text)))
-    if not contacts:
-        return ""
-    values = [v for v in inputs.values() if isinstance(v, str) and v]
-    haystacks = [_haystack(v) for v in values]
-    phones = {
-        _digits(m.group(0)) for v in values for m in _PHONE_CANDIDATE_RE.finditer(unicodedata.normalize("NFKC", v))
-    }
-    unknown: dict[str, list[str]] = {}
-    checked: set[tuple[str, str]] = set()
-    for kind, written, canonical in contacts:
-        if (kind, canonical) in checked:
-            continue
-        checked.add((kind, canonical))
-        if not _contact_in_inputs(kind, canonical, haystacks, phones):
-            unknown.setdefault(kind, []).append(written)
-    if not unknown:
-        return ""
-    parts = [f"{kind} {_join_found(items)}" for kind, items in unknown.items()]
-    return "; ".join(parts) + " not found in the prospect data or template"
-
-
-def _check_markup_reference(text: str) -> str:
-    found = [f"{label} {_snip(m.group(0))}" for label, p, _ in _MARKUP_PATTERNS for m in p.finditer(text)]
-    lines = text.rstrip().split("\n")
-    for match in _BULLET_RE.finditer(text):
-        line = match.group(0)
-        if line == lines[-1] and _SIGN_OFF_RE.fullmatch(line):
-            continue
-        found.append(f"list bullet {_snip(line)}")
-    if not found:
-        return ""
-    unique = list(dict.fromkeys(found))
-    more = f" and {len(unique) - 3} more" if len(unique) > 3 else ""
-    return "; ".join(unique[:3]) + more + " (LinkedIn shows markup as raw characters)"
-
-
-def _check_echo_reference(text: str) -> str:
-    folded = _fold_reference(text)
-    found = []
-    for label, pattern, _ in _ECHO_PATTERNS:
-        match = pattern.search(folded)
-        if match:
-            found.append(f"{label} {_snip(match.group(0).strip() or match.group(0))}")
-    return "; ".join(found[:3]) if found else ""
-
-
-def _check_message_reference(
-    text: str,
-    *,
-    inputs: Mapping[str, str],
-    max_chars: int,
-    banned_phrases: Sequence[str] = (),
-) -> list[GuardResult]:
-    """What :func:`check_message` computes, done the slow way."""
-    _check_max_chars(max_chars)
-    checks: dict[str, Callable[[], str]] = {
-        "placeholders": lambda: _check_placeholders_reference(text),
-        "length": lambda: _check_length(text, max_chars),
-        "banned_phrases": lambda: _check_banned_reference(text, banned_phrases),
-        "contacts": lambda: _check_contacts_reference(text, inputs),
-        "markup": lambda: _check_markup_reference(text),
-        "instruction_echo": lambda: _check_echo_reference(text),
-    }
-    results = []
-    for name in GUARD_NAMES:
-        detail = checks[name]()
-        results.append(GuardResult(name=name, passed=not detail, detail=detail))
-    return results
-
-
-def _collapse_spaced_reference(text: str) -> str:
-    return _SPACED_RUN_RE.sub(lambda m: re.sub(r"[ \t._*·\-]+", "", m.group(0)), text)
-
-
-def _variants_reference(value: str) -> list[str]:
-    base = _fold_reference(value)
-    variants = [base, _collapse_spaced_reference(base)]
-    variants.append(re.sub(r"[^\w\n'{}%#$<>|\[\]/:]+", " ", variants[1]))
-    variants.append(variants[-1].translate(_DELEET))
-    if "\u202e" in value or "\u202b" in value:
-        flipped = _RLO_SEGMENT_RE.sub(lambda m: f" {m.group(1)[::-1]} ", value)
-        variants.append(_collapse_spaced_reference(_fold_reference(flipped)))
-    return list(dict.fromkeys(variants))
-
-
-def _screen_fields_reference(fields: Mapping[str, str | None]) -> list[InjectionFlag]:
-    """What :func:`screen_fields` computes, done the slow way."""
-    flags: list[InjectionFlag] = []
-    for field, raw in fields.items():
-        if raw is None:
-            continue
-        value = raw if isinstance(raw, str) else str(raw)
-        found: dict[str, str] = {}
-        hidden = _invisible_chars_reference(value)
-        if hidden:
-            codes = ", ".join(dict.fromkeys(f"U+{ord(ch):04X}" for ch in hidden))
-            found["invisible_chars"] = f"{len(hidden)} invisible or direction-control character(s): {codes}"
-        variants = _variants_reference(value)
-        for kind, label, pattern, _ in _INJECTION_PATTERNS:
-            if kind in found:
                 continue
             for variant in variants:
                 match = pattern.search(variant)
