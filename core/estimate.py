@@ -27,6 +27,7 @@ from core.personalize import (
     SNIPPET_CAP,
     Pipeline,
     choose_rung,
+    company_size_of,
     options_for,
 )
 from core.prospects import prospect_fields
@@ -130,7 +131,8 @@ def estimate(app: App, prospect_ids: Sequence[int], *, step: str = "connection_r
                     continue
                 flagged = bool(row.flags)  # screened at import
                 est.flagged += flagged
-                rung, _ = choose_rung(rendered.needs_writing, _int(fields.get("company_size")), options, flagged)
+                size = company_size_of(fields.get("company_size"))
+                rung, _ = choose_rung(rendered.needs_writing, size, options, flagged)
                 est.by_template[spec.name] = est.by_template.get(spec.name, 0) + 1
                 writes = rendered.needs_writing and rung != RUNG_TEMPLATE
                 if writes:
@@ -169,10 +171,3 @@ def _add(est: Estimate, price: Any, task: str, n_in: int, typical_out: int, max_
     high_in, high_out = (n_in * 2 + max_out, max_out * 2) if reask else (n_in, max_out)
     est.output_tokens_high += high_out
     est.cost_high_usd += price(task, high_in, high_out)
-
-
-def _int(value: Any) -> int | None:
-    try:
-        return int(str(value)) if value not in (None, "") else None
-    except ValueError:
-        return None

@@ -183,7 +183,7 @@ class Pipeline:
             if spec is None:
                 raise LookupError(f"no template named {options.template_name!r}")
             return spec, f"chosen by hand: {spec.name}"
-        size = _int(fields.get("company_size"))
+        size = company_size_of(fields.get("company_size"))
         return select_template(options.step, fields.get("industry"), size, self.library, options.assigned)
 
     def check(self, text: str, fields: Mapping[str, str], template_text: str, max_chars: int) -> list[GuardResult]:
@@ -211,7 +211,8 @@ class Pipeline:
             result.note("hold", result.reason)
             return result
 
-        rung, rung_why = choose_rung(rendered.needs_writing, _int(fields.get("company_size")), options, bool(flags))
+        size = company_size_of(fields.get("company_size"))
+        rung, rung_why = choose_rung(rendered.needs_writing, size, options, bool(flags))
         result.rung = rung
         result.note("ladder", f"{rung}: {rung_why}")
 
@@ -345,7 +346,7 @@ def _snippets(content: str, markers: Sequence[str]) -> dict[str, str]:
     return out
 
 
-def _int(value: Any) -> int | None:
+def company_size_of(value: Any) -> int | None:
     try:
         return int(str(value).replace(",", "").strip()) if value not in (None, "") else None
     except ValueError:
