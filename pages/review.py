@@ -54,18 +54,30 @@ else:
                                "template_text", "variant", "guards_failed", "review_score", "flagged", "reason",
                                "cost_usd"])
     ids = [r["id"] for r in rows]
-    picked = st.multiselect("Messages to act on", ids)
-    a, b, c2 = st.columns(3)
-    if a.button("Approve selected", disabled=not picked):
+    picked = st.multiselect("Messages to act on", ids, key="review_picked")
+
+    def act(action: str) -> None:
+        """Runs before the next script run, so the table below already shows the result."""
+        chosen = st.session_state.get("review_picked") or []
         try:
-            st.success(f"Approved {approve(app, picked)} messages.")
+            if action == "approve":
+                flash = ("success", f"Approved {approve(app, chosen)} messages.")
+            elif action == "reject":
+                flash = ("success", f"Rejected {reject(app, chosen)} messages.")
+            else:
+                flash = ("success", f"Approved {approve_passed(app, batch_id)} messages (ready, all guards and "
+                                    "review passed, prospect not flagged).")
         except ReviewError as exc:
-            st.error(str(exc))
-    if b.button("Reject selected", disabled=not picked):
-        st.success(f"Rejected {reject(app, picked)} messages.")
-    if c2.button("Approve everything that passed", type="primary"):
-        st.success(f"Approved {approve_passed(app, batch_id)} messages (ready, all guards and review passed, "
-                   "prospect not flagged).")
+            flash = ("error", str(exc))
+        st.session_state["review_flash"] = flash
+
+    a, b, c2 = st.columns(3)
+    a.button("Approve selected", disabled=not picked, on_click=act, args=("approve",))
+    b.button("Reject selected", disabled=not picked, on_click=act, args=("reject",))
+    c2.button("Approve everything that passed", type="primary", on_click=act, args=("passed",))
+    flash = st.session_state.pop("review_flash", None)
+    if flash:
+        (st.success if flash[0] == "success" else st.error)(flash[1])
 
     st.subheader("Edit a message")
     target = st.selectbox("Message", ids, key="edit_target")
