@@ -411,6 +411,7 @@ class SimulatorServer:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            disable_nagle_algorithm = True  # otherwise keep-alive answers wait ~40 ms for a delayed ACK
 
             def _reply(self, method: str) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
