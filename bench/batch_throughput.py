@@ -1,0 +1,809 @@
+"""Batch throughput over real HTTP, against the ideal bound and a bare `openai` SDK loop; and peak memory.
+
+Why: the batch worker wraps every model call in database work (lease, reservation, ledger, message) that a
+bare SDK loop does not do. This measures what that costs when the model is slow, the realistic case.
+
+Setup: the offline simulator serves on a loopback port in its own process (`python -m core simulator
+--latency-ms 100`), so its threads never compete with the client for the GIL; its real round trip is measured
+and printed, since the bound assumes the server adds nothing to the latency. A fresh SQLite database (WAL)
+gets 5,000 synthetic prospects whose template has a writing marker, whose company sizes stay at or below the
+high-value threshold (no premium review) and whose news is short (no context summary): one personalize call
+per row, checked with the estimate before and against the usage ledger after.
+
+Runs, each in a child process of its own:
+- ours: `work_batch` at concurrency 32 with the "openai" provider pointed at the simulator (real HTTP);
+- baseline: a bare `AsyncOpenAI` loop under `asyncio.Semaphore(32)` sending the same request bodies to the
+  same server, one call per row (its prompt token total must equal the ledger's);
+- the same loop with the engine's own `LLMClient` and nothing stored, to separate HTTP from the rest;
+- memory: `work_batch` on a 5,000-row and on a 50,000-row batch against a simulator at 5 ms latency, each for
+  the first `--memory-items` items (default 4,000; 0 for all); the child samples its RSS along the way and
+  reports its peak (`VmHWM` from /proc).
+
+Targets: at least 85% of the ideal bound (rows x latency / concurrency), at most 1.15x the bare loop, and a
+flat peak RSS: within 5% between the two batch sizes (items are claimed in chunks, never loaded at once), with
+no steady growth per processed item.
+
+`--phases` adds a run with every database step timed (wall and per-thread CPU), `--what-if` a run with a
+prototype of the proposed fixes (`WhatIf`), `--profile FILE` a cProfile of the main run in CPU time across
+all threads. Usage: `python -m bench.batch_throughput [--phases] [--what-if]`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import csv
+import functools
+import inspect
+import io
+import json
+import math
+import re
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import text
+
+from bench.common import print_table
+from core import prompts
+from core.config import DATA_DIR, PROJECT_ROOT, Settings
+
+ROWS = 5_000
+MEMORY_ROWS = (5_000, 50_000)
+LATENCY_MS = 100
+MEMORY_LATENCY_MS = 5
+CONCURRENCY = 32
+TEMPLATE = "connection_request_default"  # "Hi {{ first_name }}, {{ recent_achievement }} ...": one writing marker
+TARGET_OF_BOUND = 0.85
+TARGET_RATIO = 1.15
+FLAT_SHARE = 0.05  # the 50,000-row batch's peak RSS within 5% of the 5,000-row batch's
+FLAT_DRIFT_B = 1024  # and under 1 KiB of resident memory gained per processed item once warm
+CHILD_TIMEOUT_S = 600
+
+FIRST = ("Ava", "Ben", "Chloe", "Dario", "Elif", "Femi", "Greta", "Hugo", "Ines", "Jonas", "Keiko", "Luis",
+         "Mara", "Nils", "Olga", "Pavel", "Quinn", "Rhea", "Sami", "Tove")
+LAST = ("Abbott", "Brandt", "Castillo", "Dube", "Eriksen", "Fontaine", "Gupta", "Holm", "Ivanova", "Jansen",
+        "Kowalski", "Lindqvist", "Moreau", "Nakamura", "Okafor", "Petrov", "Quist", "Rossi", "Sato", "Tanaka")
+INDUSTRIES = ("Logistics", "Retail", "Education", "Cybersecurity", "Healthcare", "SaaS", "Fintech")
+TITLES = ("Head of Growth", "VP Sales", "Director of Operations", "Head of Partnerships", "COO")
+NEWS = ("{c} opened a second office in Lisbon.", "{c} closed a seed round to expand its team.",
+        "{c} launched a new analytics product.", "{c} signed a partnership with a regional distributor.")
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Data and settings
+# ---------------------------------------------------------------------------------------------------------
+
+def synthetic_csv(rows: int) -> bytes:
+    """`rows` distinct prospects that all take the model-writing rung and nothing more."""
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(["first_name", "last_name", "company_name", "job_title", "industry", "company_size",
+                     "linkedin_url", "email", "recent_news", "notes", "sender_account"])
+    for i in range(rows):
+        first, last = FIRST[i % len(FIRST)], LAST[(i // len(FIRST)) % len(LAST)]
+        company = f"Northwind {i}"
+        writer.writerow([first, last, company, TITLES[i % len(TITLES)], INDUSTRIES[i % len(INDUSTRIES)],
+                         10 + (i * 37) % 991,  # 10..1000: never above the high-value threshold
+                         f"https://www.linkedin.com/in/bench-{i}", f"bench{i}@example.com",
+                         NEWS[i % len(NEWS)].format(c=company), "", "bench"])
+    return out.getvalue().encode()
+
+
+def bench_settings(db: Path, url: str) -> Settings:
+    return Settings(database_url=f"sqlite:///{db}", llm_provider="openai", llm_base_url=url,
+                    worker_concurrency=CONCURRENCY, data_dir=DATA_DIR)
+
+
+def cpu_seconds() -> tuple[float, float]:
+    """User and system CPU time of this process so far (all its threads)."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime, usage.ru_stime
+
+
+def cpu_since(start: tuple[float, float]) -> dict[str, float]:
+    user, system = cpu_seconds()
+    return {"cpu_user_s": user - start[0], "cpu_sys_s": system - start[1]}
+
+
+def memory_kb(field: str) -> int:
+    """A `VmRSS`/`VmHWM` line of /proc/self/status, in KiB."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(f"{field}:"):
+            return int(line.split()[1])
+    raise LookupError(f"{field} is not in /proc/self/status")
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The simulator in its own process
+# ---------------------------------------------------------------------------------------------------------
+
+@contextmanager
+def simulator_process(latency_ms: int) -> Iterator[str]:
+    """`python -m core simulator` on a free loopback port in a child process; yields its base URL."""
+    proc = subprocess.Popen([sys.executable, "-m", "core", "simulator", "--port", "0", "--latency-ms",
+                             str(latency_ms)], cwd=PROJECT_ROOT, stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stderr is not None
+        line = proc.stderr.readline()
+        found = re.search(r"(http://\S+/api/v1)", line)
+        if not found:
+            raise RuntimeError(f"the simulator did not start: {line.strip() or 'no output'}")
+        url = found.group(1)
+        _warm_up(url)
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def round_trip_ms(url: str, requests: int = 10) -> float:
+    """Mean time of sequential requests on one keep-alive connection: the latency the bound may assume.
+    (A server that adds to it, as Nagle's algorithm once did here with ~40 ms, caps both sides.)"""
+    import httpx
+
+    with httpx.Client(timeout=30) as client:
+        client.post(f"{url}/chat/completions", json=WARM_UP).raise_for_status()
+        t0 = time.perf_counter()
+        for _ in range(requests):
+            client.post(f"{url}/chat/completions", json=WARM_UP).raise_for_status()
+    return (time.perf_counter() - t0) / requests * 1000
+
+
+WARM_UP = {"model": "mistralai/mistral-7b-instruct", "max_tokens": 20, "messages": [{"role": "user", "content": "hi"}]}
+
+
+def _warm_up(url: str) -> None:
+    """One request before any timed run, so the server's tokenizer load is not charged to either side."""
+    import httpx
+
+    httpx.post(f"{url}/chat/completions", json=WARM_UP, timeout=30).raise_for_status()
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Preparing a batch (parent process)
+# ---------------------------------------------------------------------------------------------------------
+
+@dataclass
+class Prepared:
+    db: Path
+    batch_id: int
+    rows: int
+    requests_file: Path | None
+
+
+def prepare(folder: Path, rows: int, url: str, *, with_requests: bool, concurrency: int = CONCURRENCY) -> Prepared:
+    """A fresh database with `rows` prospects and a queued batch over them; optionally the bare loop's
+    request bodies, built exactly as the pipeline builds them."""
+    from core.app import open_app
+    from core.batches import create_batch, start_batch
+    from core.db import dispose_engine
+    from core.estimate import estimate
+    from core.library import seed_templates
+    from core.prospects import import_prospects
+
+    folder = Path(tempfile.mkdtemp(prefix=f"rows-{rows}-", dir=folder))
+    db = folder / "bench.db"
+    settings = bench_settings(db, url)
+    app = open_app(settings, load_demo=False)
+    seed_templates(app)
+    report = import_prospects(app, synthetic_csv(rows), source="bench")
+    if report.accepted != rows or report.flagged:
+        raise RuntimeError(f"import accepted {report.accepted} of {rows} rows, {len(report.flagged)} flagged")
+    ids = report.prospect_ids
+    est = estimate(app, ids, template_name=TEMPLATE)
+    if (est.model_written, est.reviewed, est.summaries, est.needs_data) != (rows, 0, 0, 0):
+        raise RuntimeError(f"rows are not all plain model-written ones: {est.as_json()}")
+    batch = create_batch(app, ids, concurrency=concurrency, template_name=TEMPLATE, name=f"bench {rows}")
+    assert batch.id is not None
+    start_batch(app, batch.id)
+    requests_file = None
+    if with_requests:
+        requests_file = folder / f"requests-{rows}.json"
+        requests_file.write_text(json.dumps(bare_requests(app, ids)))
+    dispose_engine(settings.database_url)
+    return Prepared(db, batch.id, rows, requests_file)
+
+
+def bare_requests(app: Any, ids: Sequence[int]) -> list[dict[str, Any]]:
+    """The chat-completion body the pipeline sends for each prospect (same builders as `Pipeline._write`
+    and `Gateway.build_request`)."""
+    from core.library import markers, specs
+    from core.llm.client import ChatRequest
+    from core.models import utcnow
+    from core.personalize import SNIPPET_CAP
+    from core.prospects import get_prospect, prospect_fields
+    from core.templates import render
+
+    spec = next(t for t in specs(app) if t.name == TEMPLATE)
+    descriptions = markers(app.settings.data_dir)
+    route = app.routing.route("personalize", utcnow().date())
+    bodies = []
+    for pid in ids:
+        prospect = get_prospect(app, pid)
+        assert prospect is not None
+        fields = prospect_fields(prospect)
+        wanted = list(render(spec.text, fields, descriptions).markers)
+        fmt = prompts.response_format("snippets", prompts.markers_schema(wanted))
+        request = ChatRequest(model=route.model, max_tokens=route.max_tokens, temperature=route.temperature,
+                              messages=prompts.personalize_messages(wanted, descriptions, fields,
+                                                                    snippet_cap=SNIPPET_CAP),
+                              models=route.models if len(route.models) > 1 else None, response_format=fmt,
+                              provider={"require_parameters": True})
+        bodies.append(request.payload())
+    return bodies
+
+
+def ledger_check(prepared: Prepared, url: str, processed: int) -> dict[str, Any]:
+    """Every processed row made exactly one personalize call (no context or review call, none failed) and
+    ended ready; the rest of the batch (a run stopped early) is still pending."""
+    from core.db import dispose_engine, get_engine
+
+    database_url = bench_settings(prepared.db, url).database_url
+    b = {"b": prepared.batch_id}
+    with get_engine(database_url).connect() as conn:
+        by_task = dict(conn.execute(text(
+            "SELECT task, COUNT(*) FROM usage_ledger WHERE batch_id = :b GROUP BY task"), b).all())
+        not_one = conn.execute(text(
+            "SELECT COUNT(*) FROM (SELECT prospect_id FROM usage_ledger WHERE batch_id = :b "
+            "GROUP BY prospect_id HAVING COUNT(*) <> 1) AS t"), b).scalar()
+        failed_calls = conn.execute(text(
+            "SELECT COUNT(*) FROM usage_ledger WHERE batch_id = :b AND status <> 'ok'"), b).scalar()
+        states = dict(conn.execute(text(
+            "SELECT state, COUNT(*) FROM batch_items WHERE batch_id = :b GROUP BY state"), b).all())
+        prompt_tokens = conn.execute(text(
+            "SELECT COALESCE(SUM(input_tokens), 0) FROM usage_ledger WHERE batch_id = :b"), b).scalar()
+    dispose_engine(database_url)
+    problems = []
+    if by_task != {"personalize": processed}:
+        problems.append(f"ledger calls by task {by_task}, expected {{'personalize': {processed}}}")
+    if not_one or failed_calls:
+        problems.append(f"{not_one} prospects without exactly one call, {failed_calls} failed calls")
+    expected = {"ready": processed, "pending": prepared.rows - processed}
+    if {k: v for k, v in states.items() if v} != {k: v for k, v in expected.items() if v}:
+        problems.append(f"item states {states}, expected {expected}")
+    if problems:
+        raise RuntimeError(f"batch of {prepared.rows:,} rows: " + "; ".join(problems))
+    return {"prompt_tokens": int(prompt_tokens or 0), "states": states}
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Child processes
+# ---------------------------------------------------------------------------------------------------------
+
+def run_child(*args: str) -> dict[str, Any]:
+    done = subprocess.run([sys.executable, "-m", "bench.batch_throughput", *args], cwd=PROJECT_ROOT,
+                          capture_output=True, text=True, timeout=CHILD_TIMEOUT_S, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"child {args[0]} failed ({done.returncode}):\n{done.stderr[-3000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+# What `--phases` times, in the child process only: (module[:class], attribute) -> label. Synchronous steps
+# get wall and per-thread CPU time (so a wait for SQLite's write lock or the GIL shows as wall, not CPU); the
+# async ones get wall time only. "(loop)" steps run on the event-loop thread and count only when called there
+# (the budget cap is also read inside "options", which already includes it).
+PHASES: dict[tuple[str, str], str] = {
+    ("core.batches", "get_batch"): "feeder: batch status",
+    ("core.batches", "claim"): "feeder: claim a chunk",
+    ("core.batches", "renew_lease"): "renew lease (write)",
+    ("core.batches", "session_scope"): "(loop) read item + prospect",
+    ("core.batches", "_halt_reason"): "reply / do-not-contact check",
+    ("core.batches", "_assignment"): "experiment lookup",
+    ("core.batches", "options_for"): "options (budget state)",
+    ("core.gateway:Gateway", "_stored"): "replay lookup",
+    ("core.app:App", "budget_cap"): "(loop) budget cap read",
+    ("core.gateway", "count_messages"): "(loop) count prompt tokens",
+    ("core.personalize", "count_messages"): "(loop) count prompt tokens",
+    ("core.budget", "reserve"): "budget reserve (write)",
+    ("core.budget", "settle"): "ledger + settle (write)",
+    ("core.batches", "finish"): "finish: message + state (write)",
+    ("core.llm.client:LLMClient", "chat"): "HTTP call incl. latency (async)",
+    ("core.batches", "_process"): "whole item (async)",
+}
+
+
+class PhaseTimer:
+    """Wall time, CPU time and calls per wrapped function (worker threads included), for `--phases`."""
+
+    def __init__(self) -> None:
+        self.totals: dict[str, list[float]] = {}
+        self._lock = threading.Lock()
+
+    def _add(self, label: str, wall: float, cpu: float) -> None:
+        with self._lock:
+            entry = self.totals.setdefault(label, [0.0, 0.0, 0])
+            entry[0] += wall
+            entry[1] += cpu
+            entry[2] += 1
+
+    def wrap(self, label: str, func: Callable[..., Any]) -> Callable[..., Any]:
+        loop_only = label.startswith("(loop)")
+
+        if inspect.iscoroutinefunction(func):
+            async def timed_async(*args: Any, **kwargs: Any) -> Any:
+                t0 = time.perf_counter()
+                try:
+                    return await func(*args, **kwargs)
+                finally:
+                    self._add(label, time.perf_counter() - t0, float("nan"))
+            return timed_async
+
+        if func is session_scope_of_batches():
+            @contextmanager
+            def timed_scope(*args: Any, **kwargs: Any) -> Iterator[Any]:
+                on_loop = threading.current_thread() is threading.main_thread()
+                t0, c0 = time.perf_counter(), time.thread_time()
+                try:
+                    with func(*args, **kwargs) as session:
+                        yield session
+                finally:
+                    if on_loop:
+                        self._add(label, time.perf_counter() - t0, time.thread_time() - c0)
+            return timed_scope
+
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            if loop_only and threading.current_thread() is not threading.main_thread():
+                return func(*args, **kwargs)
+            t0, c0 = time.perf_counter(), time.thread_time()
+            try:
+                return func(*args, **kwargs)
+            finally:
+                self._add(label, time.perf_counter() - t0, time.thread_time() - c0)
+        return timed
+
+    def install(self) -> None:
+        """Wrap every step in PHASES; a step the engine no longer has is left out of the table (and named on
+        stderr), so the benchmark keeps working while core/ changes."""
+        import importlib
+
+        for (where, name), label in PHASES.items():
+            module, _, cls = where.partition(":")
+            target: Any = importlib.import_module(module)
+            if cls:
+                target = getattr(target, cls)
+            if not hasattr(target, name):
+                print(f"--phases: {where}.{name} no longer exists; not timed", file=sys.stderr)
+                continue
+            setattr(target, name, self.wrap(label, getattr(target, name)))
+
+    def report(self) -> dict[str, dict[str, float]]:
+        return {k: {"wall_s": v[0], "cpu_s": v[1], "calls": v[2]} for k, v in self.totals.items()}
+
+
+def session_scope_of_batches() -> Any:
+    from core.db import session_scope
+
+    return session_scope
+
+
+class WhatIf:
+    """A prototype of the read-side changes proposed for core/batches.py, core/gateway.py and core/app.py,
+    made of wrappers around the engine's own functions (installed in the child process only, `--what-if`):
+
+    - claims of a whole chunk (twice the concurrency) rather than of whatever room the queue has (~3 items);
+    - per claimed chunk, one read of the items (attempts, prospect) and bulk lookups with the engine's own
+      `assigned_templates`, and one query for replies / suppressions, instead of one of each per item;
+    - no lease renewal for an item claimed less than half a lease ago (the claim just set that lease);
+    - no replay lookup for an item on its first attempt (nothing can have been stored for it);
+    - the budget cap and the options' budget level read at most every second, not three times per item
+      (the reservation stays the hard guard against overspending);
+    - the prompt counted once per call (`Pipeline._write` and `Gateway.call` each counted it).
+    """
+
+    TTL_S = 1.0
+
+    def __init__(self) -> None:
+        self.claimed_at: dict[int, float] = {}
+        self.first_attempt: set[int] = set()
+        self.assigned: dict[tuple[int, str], tuple[str, str] | None] = {}
+        self.clear: set[int] = set()  # prospects with no reply, while nobody at all is suppressed
+        self._cache: dict[Any, tuple[float, Any]] = {}
+        self._lock = threading.Lock()
+
+    def _cached(self, key: Any, compute: Callable[[], Any]) -> Any:
+        now = time.monotonic()
+        with self._lock:
+            hit = self._cache.get(key)
+        if hit is not None and now - hit[0] < self.TTL_S:
+            return hit[1]
+        value = compute()
+        with self._lock:
+            self._cache[key] = (now, value)
+        return value
+
+    def install(self) -> None:
+        from sqlmodel import Session, col, select
+
+        import core.app
+        import core.batches
+        import core.gateway
+        import core.personalize
+        from core.experiments import assigned_templates
+        from core.models import Reply, Suppression
+
+        b = core.batches
+        claim, renew, halt, assignment = b.claim, b.renew_lease, b._halt_reason, b._assignment
+        options_for, stored, budget_cap = b.options_for, core.gateway.Gateway._stored, core.app.App.budget_cap
+        count = core.gateway.count_messages
+
+        def claim_chunk(app: Any, batch_id: int, worker_id: str, limit: int, now: Any = None) -> list[int]:
+            # A whole chunk each time: the feeder's `queue.put` waits for room, so claiming more than fits
+            # only claims a little early, and a claim (plus a status read) no longer costs ~3 items each.
+            ids = claim(app, batch_id, worker_id, max(limit, 2 * CONCURRENCY), now)
+            if not ids:
+                return ids
+            with Session(app.engine) as s:
+                rows = s.execute(text(f"SELECT id, prospect_id, step, attempts FROM batch_items WHERE id IN "
+                                      f"({', '.join(str(int(i)) for i in ids)})")).all()
+                pids = [int(r[1]) for r in rows if r[1] is not None]
+                replied = set(s.exec(select(Reply.prospect_id).where(col(Reply.prospect_id).in_(pids))).all())
+                anyone_suppressed = s.exec(select(Suppression.identity).limit(1)).first() is not None
+            by_step: dict[str, list[int]] = {}
+            for _, pid, step, _ in rows:
+                if pid is not None:
+                    by_step.setdefault(str(step), []).append(int(pid))
+            found = {(pid, step): assigned_templates(app, pids_, step).get(pid)
+                     for step, pids_ in by_step.items() for pid in pids_}
+            stamp = time.monotonic()
+            with self._lock:
+                self.assigned.update(found)
+                for item_id, pid, _, attempts in rows:
+                    self.claimed_at[int(item_id)] = stamp
+                    if int(attempts) == 1:
+                        self.first_attempt.add(int(item_id))
+                    if pid is not None and not anyone_suppressed and pid not in replied:
+                        self.clear.add(int(pid))
+            return ids
+
+        def renew_lease(app: Any, item_id: int, worker_id: str) -> bool:
+            with self._lock:
+                claimed = self.claimed_at.pop(item_id, None)
+            if claimed is not None and time.monotonic() - claimed < app.settings.batch_lease_s / 2:
+                return True
+            return renew(app, item_id, worker_id)
+
+        def halt_reason(app: Any, prospect_id: int | None) -> str:
+            with self._lock:
+                if prospect_id in self.clear:
+                    self.clear.discard(prospect_id)
+                    return ""
+            return halt(app, prospect_id)
+
+        def assignment_of(app: Any, prospect_id: int | None, step: str) -> tuple[str, str] | None:
+            with self._lock:
+                if prospect_id is not None and (prospect_id, step) in self.assigned:
+                    return self.assigned.pop((prospect_id, step))
+            return assignment(app, prospect_id, step)
+
+        def options(app: Any, **overrides: Any) -> Any:
+            return self._cached(("options", id(app), tuple(sorted(overrides.items()))),
+                                lambda: options_for(app, **overrides))
+
+        def replay(gw: Any, item_id: int, stage: str) -> Any:
+            with self._lock:
+                if item_id in self.first_attempt:
+                    return None
+            return stored(gw, item_id, stage)
+
+        def cap(app: Any) -> Any:
+            return self._cached(("cap", id(app)), lambda: budget_cap(app))
+
+        @functools.lru_cache(maxsize=256)
+        def count_key(key: tuple[tuple[str, str], ...]) -> int:
+            return count([{"role": r, "content": c} for r, c in key])
+
+        def count_once(messages: Sequence[Any]) -> int:
+            return count_key(tuple((str(m["role"]), str(m["content"])) for m in messages))
+
+        b.claim, b.renew_lease, b._halt_reason, b._assignment = claim_chunk, renew_lease, halt_reason, assignment_of
+        b.options_for = options
+        core.gateway.Gateway._stored = replay  # type: ignore[method-assign]
+        core.app.App.budget_cap = cap  # type: ignore[method-assign]
+        core.gateway.count_messages = count_once
+        core.personalize.count_messages = count_once
+
+
+class ThreadProfiles:
+    """cProfile for the event loop thread and for every `asyncio.to_thread` worker (cProfile alone sees only
+    the thread that enabled it), merged into one stats file. Timed in per-thread CPU time, so waiting for a
+    lock, the GIL or the network counts for nothing: what remains is the work."""
+
+    def __init__(self) -> None:
+        import cProfile
+
+        self._make = cProfile.Profile
+        self.profiles: list[Any] = []
+        self._lock = threading.Lock()
+
+    def start_here(self) -> None:
+        profile = self._make(time.thread_time)
+        with self._lock:
+            self.profiles.append(profile)
+        profile.enable()
+
+    def executor(self) -> ThreadPoolExecutor:
+        return ThreadPoolExecutor(thread_name_prefix="profiled", initializer=self.start_here)
+
+    def dump(self, path: str) -> None:
+        import pstats
+
+        stats = pstats.Stats(*self.profiles)
+        stats.dump_stats(path)
+
+
+SAMPLE_EVERY = 250  # items between RSS samples in a worker child
+
+
+def child_work(db: str, url: str, batch_id: int, *, profile: str = "", phases: bool = False,
+               what_if: bool = False, stop_after: int = 0) -> dict[str, Any]:
+    """Run one queued batch in this process (to the end, or until `stop_after` items are done): wall time,
+    CPU time, resident memory sampled along the way and its peak."""
+    from core.app import open_app
+    from core.batches import new_worker_id, work_batch
+
+    app = open_app(bench_settings(Path(db), url), load_demo=False)
+    if what_if:
+        WhatIf().install()
+    timer = PhaseTimer()
+    if phases:
+        timer.install()
+    profiles = ThreadProfiles() if profile else None
+    stop = threading.Event()
+    samples: list[tuple[int, int]] = []
+
+    def progress(done: int) -> None:
+        if done % SAMPLE_EVERY == 0:
+            samples.append((done, memory_kb("VmRSS")))
+        if stop_after and done >= stop_after:
+            stop.set()
+
+    async def run() -> Any:
+        if profiles is not None:
+            asyncio.get_running_loop().set_default_executor(profiles.executor())
+            profiles.start_here()
+        return await work_batch(app, batch_id, new_worker_id(), stop=stop, progress=progress)
+
+    start_kb = memory_kb("VmRSS")
+    t0, cpu0 = time.perf_counter(), cpu_seconds()
+    report = asyncio.run(run())
+    seconds, cpu = time.perf_counter() - t0, cpu_since(cpu0)
+    if profiles is not None:
+        profiles.dump(profile)
+    return {"seconds": seconds, **cpu, "processed": report.processed, "outcome": report.outcome,
+            "start_kb": start_kb, "peak_kb": memory_kb("VmHWM"), "samples": samples, "phases": timer.report()}
+
+
+async def bare_loop(url: str, bodies: list[dict[str, Any]], concurrency: int) -> dict[str, Any]:
+    """The baseline: the openai SDK, a semaphore, one call per row, nothing stored."""
+    from openai import AsyncOpenAI
+
+    client = AsyncOpenAI(base_url=url, api_key="x")
+    semaphore = asyncio.Semaphore(concurrency)
+
+    async def one(body: dict[str, Any]) -> int:
+        extra = {k: body[k] for k in ("models", "provider") if k in body}
+        async with semaphore:
+            answer = await client.chat.completions.create(
+                model=body["model"], messages=body["messages"], max_tokens=body["max_tokens"],
+                temperature=body["temperature"], response_format=body["response_format"], extra_body=extra)
+        if answer.usage is None or not answer.choices[0].message.content:
+            raise RuntimeError("the simulator answered without usage or content")
+        return answer.usage.prompt_tokens
+
+    t0, cpu0 = time.perf_counter(), cpu_seconds()
+    tokens = await asyncio.gather(*(one(b) for b in bodies))
+    seconds, cpu = time.perf_counter() - t0, cpu_since(cpu0)
+    await client.close()
+    return {"seconds": seconds, **cpu, "calls": len(tokens), "prompt_tokens": sum(tokens)}
+
+
+async def client_loop(url: str, bodies: list[dict[str, Any]], concurrency: int) -> dict[str, Any]:
+    """The same loop with the engine's own `LLMClient` and no ledger, budget or database: what the HTTP
+    client alone costs, to tell it apart from the work around it."""
+    from core.llm.client import ChatRequest, LLMClient
+    from core.prices import current_book
+
+    semaphore = asyncio.Semaphore(concurrency)
+    async with LLMClient(url, price_book=current_book(DATA_DIR), provider_name="openai") as client:
+
+        async def one(body: dict[str, Any]) -> int:
+            request = ChatRequest(model=body["model"], messages=body["messages"], max_tokens=body["max_tokens"],
+                                  temperature=body["temperature"], models=body.get("models"),
+                                  response_format=body.get("response_format"), provider=body.get("provider"))
+            async with semaphore:
+                answer = await client.chat(request)
+            return answer.prompt_tokens
+
+        t0, cpu0 = time.perf_counter(), cpu_seconds()
+        tokens = await asyncio.gather(*(one(b) for b in bodies))
+        seconds, cpu = time.perf_counter() - t0, cpu_since(cpu0)
+    return {"seconds": seconds, **cpu, "calls": len(tokens), "prompt_tokens": sum(tokens)}
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The benchmark
+# ---------------------------------------------------------------------------------------------------------
+
+def _mb(kb: float) -> str:
+    return f"{kb / 1024:.0f} MB"
+
+
+def _cpu_ms_per_row(run: dict[str, Any], rows: int) -> float:
+    return (run["cpu_user_s"] + run["cpu_sys_s"]) / rows * 1000
+
+
+def rss_drift(samples: Sequence[Sequence[int]]) -> float:
+    """Bytes of resident memory gained per processed item, fitted over the second half of the samples (the
+    first half holds the warm-up: tokenizer, connection pool, compiled statements)."""
+    import statistics
+
+    tail = samples[len(samples) // 2:]
+    if len(tail) < 3:
+        return float("nan")
+    slope, _ = statistics.linear_regression([float(d) for d, _ in tail], [float(kb) * 1024 for _, kb in tail])
+    return slope
+
+
+@dataclass
+class BenchOptions:
+    phases: bool = False
+    what_if: bool = False
+    profile: str = ""
+    memory_items: int = 4_000
+
+
+def main(opts: BenchOptions | None = None) -> dict[str, float]:
+    opts = opts or BenchOptions()
+    folder = Path(tempfile.mkdtemp(prefix="sam-bench-throughput-"))
+    try:
+        return _measure(opts, folder)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)  # the 50,000-row database alone is ~50 MB
+
+
+def _measure(opts: BenchOptions, folder: Path) -> dict[str, float]:
+    bound = ROWS * LATENCY_MS / 1000 / CONCURRENCY
+    runs: dict[str, dict[str, Any]] = {}
+    with simulator_process(LATENCY_MS) as url:
+        rtt = round_trip_ms(url)
+        prepared = prepare(folder, ROWS, url, with_requests=True)
+        assert prepared.requests_file is not None
+        runs["ours"] = run_child("work", str(prepared.db), url, str(prepared.batch_id), "--profile", opts.profile)
+        sent = ledger_check(prepared, url, ROWS)["prompt_tokens"]
+        runs["bare"] = run_child("bare", url, str(prepared.requests_file))
+        runs["client"] = run_child("client", url, str(prepared.requests_file))
+        for name in ("bare", "client"):
+            if runs[name]["prompt_tokens"] != sent:
+                raise RuntimeError(f"the {name} loop sent {runs[name]['prompt_tokens']} prompt tokens, the "
+                                   f"pipeline {sent}: not the same calls")
+        for flag, name in (("--what-if", "what_if"), ("--phases", "phases")):
+            if getattr(opts, name):
+                again = prepare(folder, ROWS, url, with_requests=False)
+                runs[name] = run_child("work", str(again.db), url, str(again.batch_id), flag)
+                ledger_check(again, url, ROWS)
+    peaks: dict[int, dict[str, Any]] = {}
+    with simulator_process(MEMORY_LATENCY_MS) as url:
+        for rows in MEMORY_ROWS:
+            mem = prepare(folder, rows, url, with_requests=False)
+            peaks[rows] = run_child("work", str(mem.db), url, str(mem.batch_id), "--stop-after",
+                                    str(opts.memory_items))
+            ledger_check(mem, url, peaks[rows]["processed"])
+
+    small, large = (peaks[n]["peak_kb"] for n in MEMORY_ROWS)
+    growth = (large - small) * 1024 / (MEMORY_ROWS[1] - MEMORY_ROWS[0])
+    drift = rss_drift(peaks[MEMORY_ROWS[1]]["samples"])
+    bare = runs["bare"]["seconds"]
+
+    def row(label: str, run: dict[str, Any]) -> tuple[str, ...]:
+        return (label, f"{ROWS:,}", f"{run['seconds']:.1f} s", f"{bound:.1f} s", f"{bound / run['seconds']:.0%}",
+                f"{bare:.1f} s", f"{run['seconds'] / bare:.2f}x", f"{_mb(small)} / {_mb(large)}")
+
+    table = [row("work_batch (core as it is)", runs["ours"])]
+    if "what_if" in runs:
+        table.append(row("work_batch + proposed read-side fixes (prototype)", runs["what_if"]))
+    print_table(f"Batch throughput: {ROWS:,} model-written rows, loopback simulator at {LATENCY_MS} ms, "
+                f"concurrency {CONCURRENCY}", table,
+                ("run", "rows", "wall time", "ideal bound", "% of bound", "bare-loop time", "ratio",
+                 "peak RSS 5k / 50k" + (f" (first {opts.memory_items:,} items)" if opts.memory_items else "")))
+    of_bound, ratio = bound / runs["ours"]["seconds"], runs["ours"]["seconds"] / bare
+    flat = abs(large - small) <= FLAT_SHARE * small and not drift > FLAT_DRIFT_B
+    print(f"\nTargets: >= {TARGET_OF_BOUND:.0%} of bound: {'met' if of_bound >= TARGET_OF_BOUND else 'MISSED'}; "
+          f"<= {TARGET_RATIO:.2f}x the bare loop: {'met' if ratio <= TARGET_RATIO else 'MISSED'}; "
+          f"memory flat: {'met' if flat else 'MISSED'} ({growth:+,.0f} B of peak per extra batch row, "
+          f"{drift:+,.0f} B of RSS per processed item).")
+
+    detail = [
+        ("work_batch", f"{runs['ours']['seconds']:.1f} s", f"{_cpu_ms_per_row(runs['ours'], ROWS):.1f} ms",
+         "lease, budget reservation, ledger, message, state"),
+        ("bare openai SDK loop", f"{bare:.1f} s", f"{_cpu_ms_per_row(runs['bare'], ROWS):.1f} ms",
+         "AsyncOpenAI + Semaphore, nothing stored"),
+        ("core LLMClient loop", f"{runs['client']['seconds']:.1f} s",
+         f"{_cpu_ms_per_row(runs['client'], ROWS):.1f} ms", "the engine's HTTP client alone, nothing stored"),
+    ]
+    if "what_if" in runs:
+        detail.insert(1, ("work_batch + fixes (prototype)", f"{runs['what_if']['seconds']:.1f} s",
+                          f"{_cpu_ms_per_row(runs['what_if'], ROWS):.1f} ms", "see WhatIf in this file"))
+    print_table(f"Client CPU per row (user + system, all threads; the bound leaves "
+                f"{LATENCY_MS / CONCURRENCY:.1f} ms of wall time per row)", detail,
+                ("run", "wall time", "CPU per row", "what it does"))
+    print(f"\nSimulator round trip at {LATENCY_MS} ms latency, sequential on one connection: {rtt:.1f} ms"
+          + (" (the server adds more than 10%: neither side can reach the bound)"
+             if rtt > LATENCY_MS * 1.1 else "."))
+    for rows in MEMORY_ROWS:
+        run = peaks[rows]
+        print(f"Memory, {rows:,}-row batch at {MEMORY_LATENCY_MS} ms: {run['processed']:,} items in "
+              f"{run['seconds']:.1f} s, RSS {_mb(run['start_kb'])} at start, peak {_mb(run['peak_kb'])}; samples "
+              + ", ".join(f"{d:,}: {_mb(kb)}" for d, kb in run["samples"][:: max(1, len(run["samples"]) // 6)]))
+    if "phases" in runs:
+        print_phases(runs["phases"])
+    return {"seconds": runs["ours"]["seconds"], "of_bound": of_bound, "ratio": ratio, "peak_small_kb": small,
+            "peak_large_kb": large, "growth_bytes_per_row": growth, "drift_bytes_per_item": drift}
+
+
+def print_phases(run: dict[str, Any]) -> None:
+    phases = run["phases"]
+    total_cpu = _cpu_ms_per_row(run, ROWS)
+    sync = {k: v for k, v in phases.items() if not math.isnan(v["cpu_s"])}
+    timed_async = {k: v for k, v in phases.items() if math.isnan(v["cpu_s"])}
+    sync_cpu = sum(v["cpu_s"] for v in sync.values()) / ROWS * 1000
+    rows = [(label, f"{v['calls']:,}", f"{v['wall_s'] / v['calls'] * 1000:.2f} ms",
+             f"{v['cpu_s'] / v['calls'] * 1000:.2f} ms", f"{v['cpu_s'] / ROWS * 1000:.2f} ms")
+            for label, v in sorted(sync.items(), key=lambda kv: -kv[1]["cpu_s"])]
+    rows.append(("everything else (HTTP client, pipeline, asyncio, thread hand-offs)", "", "", "",
+                 f"{total_cpu - sync_cpu:.2f} ms"))
+    rows.append(("total process CPU", "", "", "", f"{total_cpu:.2f} ms"))
+    rows += [(label, f"{v['calls']:,}", f"{v['wall_s'] / v['calls'] * 1000:.2f} ms", "", "")
+             for label, v in timed_async.items()]
+    print_table(f"Where the time goes: a second {ROWS:,}-row run, {run['seconds']:.1f} s wall, every step wrapped "
+                "(wall includes waiting for SQLite's write lock and the GIL; CPU is the thread's own)", rows,
+                ("step", "calls", "wall per call", "CPU per call", "CPU per row"))
+
+
+def cli(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.batch_throughput", description=__doc__.split("\n")[0])
+    parser.add_argument("--phases", action="store_true", help="time every database step in an extra run")
+    parser.add_argument("--what-if", action="store_true", help="an extra run with the proposed fixes (prototype)")
+    parser.add_argument("--profile", default="", help="write a cProfile (CPU time, all threads) of the main run")
+    parser.add_argument("--memory-items", type=int, default=4_000,
+                        help="items processed in each memory run (0: the whole batch; 50,000 rows take long)")
+    sub = parser.add_subparsers(dest="role")
+    work = sub.add_parser("work", help="(child) run one queued batch")
+    work.add_argument("db")
+    work.add_argument("url")
+    work.add_argument("batch_id", type=int)
+    work.add_argument("--profile", dest="child_profile", default="")
+    work.add_argument("--phases", dest="child_phases", action="store_true")
+    work.add_argument("--what-if", dest="child_what_if", action="store_true")
+    work.add_argument("--stop-after", type=int, default=0)
+    for name in ("bare", "client"):
+        loop = sub.add_parser(name, help=f"(child) the {name} loop")
+        loop.add_argument("url")
+        loop.add_argument("requests_file")
+    args = parser.parse_args(argv)
+    if args.role == "work":
+        print(json.dumps(child_work(args.db, args.url, args.batch_id, profile=args.child_profile,
+                                    phases=args.child_phases, what_if=args.child_what_if,
+                                    stop_after=args.stop_after)))
+    elif args.role in ("bare", "client"):
+        bodies = json.loads(Path(args.requests_file).read_text())
+        loop_fn = bare_loop if args.role == "bare" else client_loop
+        print(json.dumps(asyncio.run(loop_fn(args.url, bodies, CONCURRENCY))))
+    else:
+        main(BenchOptions(phases=args.phases, what_if=args.what_if, profile=args.profile,
+                     memory_items=args.memory_items))
+
+
+if __name__ == "__main__":
+    cli()
