@@ -22,7 +22,7 @@ def main() -> None:
     rows.append(("spend summary on 1,000,000 ledger rows", f"{spend['summary_s']:.3f} s", "<= 0.5 s",
                  "met" if spend["summary_s"] <= 0.5 else "missed"))
     batch = batch_throughput.main()
-    pct = batch["of_bound"] * 100 if batch["of_bound"] <= 1.5 else batch["of_bound"]
+    pct = batch["of_bound"] * 100
     rows.append(("5,000 model-written rows, 100 ms, concurrency 32", f"{pct:.0f}% of the bound",
                  ">= 85%", "met" if pct >= 85 else "missed"))
     rows.append(("  ... against a bare openai-SDK loop", f"{batch['ratio']:.2f}x", "<= 1.15x",

@@ -8,8 +8,9 @@ embedded default) loads the demo data on first start. The LLM client is created 
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal, InvalidOperation
@@ -30,6 +31,7 @@ from core.routing import RoutingTable, load_routing
 from core.summaries import SummaryCache
 
 BUDGET_KEY = "monthly_budget_usd"
+CAP_CACHE_S = 5.0
 
 
 @dataclass
@@ -41,6 +43,7 @@ class App:
     summaries: SummaryCache = field(default_factory=lambda: SummaryCache())
     _book: PriceBook | None = field(default=None, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _cap_cache: tuple[float, Decimal] | None = field(default=None, repr=False)
 
     # ---- prices ----
     def price_book(self) -> PriceBook:
@@ -66,14 +69,23 @@ class App:
 
     # ---- budget ----
     def budget_cap(self) -> Decimal:
+        """The monthly cap: a stored override (Spend page), else MONTHLY_BUDGET_USD."""
+        cap = self.settings.monthly_budget_usd
         with session_scope(self.engine) as s:
             row = s.get(Setting, BUDGET_KEY)
         if row is not None:
-            try:
-                return Decimal(str(row.value["usd"]))
-            except (KeyError, TypeError, InvalidOperation):
-                pass
-        return self.settings.monthly_budget_usd
+            with suppress(KeyError, TypeError, InvalidOperation):
+                cap = Decimal(str(row.value["usd"]))
+        self._cap_cache = (time.monotonic(), cap)
+        return cap
+
+    def recent_budget_cap(self) -> Decimal:
+        """`budget_cap`, read at most every few seconds: the gateway asks on every call, and it only seeds a
+        month's row (the cap in force for reservations is the one stored in `budget_months`)."""
+        cached = self._cap_cache
+        if cached is not None and time.monotonic() - cached[0] < CAP_CACHE_S:
+            return cached[1]
+        return self.budget_cap()
 
     def set_budget_cap(self, amount: Decimal) -> None:
         if not amount.is_finite() or amount < 0:
@@ -83,6 +95,7 @@ class App:
             row.value = {"usd": str(amount)}
             row.updated_at = utcnow()
             s.add(row)
+        self._cap_cache = None
         budget.set_cap(self.engine, amount)
 
     def budget_state(self, month: str | None = None) -> budget.BudgetState:
@@ -108,7 +121,7 @@ class App:
     async def gateway(self, policy: RetryPolicy | None = None) -> AsyncIterator[Gateway]:
         client = self.client(policy)
         try:
-            yield Gateway(self.engine, client, self.routing, self.price_book(), cap=self.budget_cap,
+            yield Gateway(self.engine, client, self.routing, self.price_book(), cap=self.recent_budget_cap,
                           provider=self.settings.llm_provider)
         finally:
             await client.aclose()

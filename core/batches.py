@@ -106,22 +106,26 @@ def unsent_prospects(app: App, prospect_ids: Sequence[int], step: str) -> list[i
     return [p for p in prospect_ids if p not in done and p not in halted]
 
 
-def _halted(app: App, prospect_ids: Sequence[int]) -> set[int]:
-    """Prospects whose automatic sequence is stopped (they replied, or asked not to be contacted) or paused
-    (out of office until a date still ahead)."""
+def _maybe_halted(app: App, prospect_ids: Sequence[int]) -> set[int]:
+    """Prospects that replied or whose identity is suppressed: the only ones whose sequence may be halted."""
     from core.models import Suppression
-    from core.replies import paused_until, sequence_stopped
 
+    replied: set[int] = set()
+    suppressed: set[int] = set()
     with session_scope(app.engine) as s:
-        replied: set[int] = set()
-        suppressed: set[int] = set()
         for start in range(0, len(prospect_ids), 500):
             chunk = list(prospect_ids[start:start + 500])
             replied.update(i for i in s.exec(select(Reply.prospect_id).where(  # type: ignore[arg-type]
                 Reply.prospect_id.in_(chunk))).all() if i is not None)  # type: ignore[union-attr]
             suppressed.update(s.exec(select(Prospect.id).join(  # type: ignore[arg-type]
                 Suppression, Suppression.identity == Prospect.identity).where(Prospect.id.in_(chunk))).all())  # type: ignore[union-attr]
-    return suppressed | {p for p in replied if sequence_stopped(app, p) or paused_until(app, p)}
+    return replied | suppressed
+
+
+def _halted(app: App, prospect_ids: Sequence[int]) -> set[int]:
+    """Prospects whose automatic sequence is stopped (they replied, or asked not to be contacted) or paused
+    (out of office until a date still ahead)."""
+    return {p for p in _maybe_halted(app, prospect_ids) if _halt_reason(app, p)}
 
 
 def _set_status(app: App, batch_id: int, new: str, allowed_from: Sequence[str], **extra: Any) -> bool:
@@ -325,6 +329,7 @@ async def work_batch(app: App, batch_id: int, worker_id: str, *, stop: threading
         pipeline = Pipeline(gw, library_specs(app), app.settings.data_dir, app.summaries)
         queue: asyncio.Queue[int] = asyncio.Queue(maxsize=batch.concurrency * 2)
         claimed: set[int] = set()
+        prepared: dict[int, _Prepared] = {}
 
         async def feeder() -> None:
             while not budget_hit.is_set() and not (stop and stop.is_set()):
@@ -338,8 +343,9 @@ async def work_batch(app: App, batch_id: int, worker_id: str, *, stop: threading
                 ids = await asyncio.to_thread(claim, app, batch_id, worker_id, room)
                 if not ids:
                     break
+                claimed.update(ids)
+                prepared.update(await asyncio.to_thread(_prepare, app, batch, ids))
                 for item_id in ids:
-                    claimed.add(item_id)
                     await queue.put(item_id)
 
         async def runner() -> None:
@@ -350,7 +356,7 @@ async def work_batch(app: App, batch_id: int, worker_id: str, *, stop: threading
                     if budget_hit.is_set() or (stop and stop.is_set()):
                         continue
                     try:
-                        if await _process(app, pipeline, batch, item_id, worker_id):
+                        if await _process(app, pipeline, batch, prepared.pop(item_id), worker_id):
                             processed += 1
                             if progress:
                                 progress(processed)
@@ -384,20 +390,45 @@ async def work_batch(app: App, batch_id: int, worker_id: str, *, stop: threading
     return RunReport(batch_id, processed, final)
 
 
-async def _process(app: App, pipeline: Pipeline, batch: Batch, item_id: int, worker_id: str) -> bool:
+@dataclass
+class _Prepared:
+    """What a claimed item needs, read once per claimed chunk instead of once per item."""
+
+    item: BatchItem
+    prospect: Prospect | None
+    halted: bool  # a reply or the do-not-contact list may stop this prospect: check it in detail
+    assigned: tuple[str, str] | None
+    budget_level: str
+
+
+def _prepare(app: App, batch: Batch, item_ids: Sequence[int]) -> dict[int, _Prepared]:
+    with session_scope(app.engine) as s:
+        items = list(s.exec(select(BatchItem).where(BatchItem.id.in_(item_ids))).all())  # type: ignore[union-attr]
+        prospect_ids = [i.prospect_id for i in items if i.prospect_id is not None]
+        prospects = {p.id: p for p in s.exec(select(Prospect).where(Prospect.id.in_(prospect_ids))).all()}  # type: ignore[union-attr]
+    if batch.kind == "classify":
+        return {i.id: _Prepared(i, None, False, None, "") for i in items if i.id is not None}
+    halted = _maybe_halted(app, prospect_ids)
+    assigned = _assignments(app, prospect_ids, batch.step)
+    level = app.budget_state().level
+    return {i.id: _Prepared(i, prospects.get(i.prospect_id), i.prospect_id in halted,  # type: ignore[arg-type]
+                            assigned.get(i.prospect_id), level)  # type: ignore[arg-type]
+            for i in items if i.id is not None}
+
+
+async def _process(app: App, pipeline: Pipeline, batch: Batch, prep: _Prepared, worker_id: str) -> bool:
+    item, prospect = prep.item, prep.prospect
+    item_id = int(item.id)  # type: ignore[arg-type]
+    # Renewing the lease fences out a worker that lost it (its items were taken over): no call, no payment.
     if not await asyncio.to_thread(renew_lease, app, item_id, worker_id):
         return False
-    with session_scope(app.engine) as s:
-        item = s.get(BatchItem, item_id)
-        prospect = s.get(Prospect, item.prospect_id) if item and item.prospect_id else None
-    if item is None:
-        return False
+    replay = item.attempts > 1  # only a reclaimed item can have stored answers to replay
     if batch.kind == "classify":
         from core.replies import classify_and_route
 
         try:
             await classify_and_route(app, pipeline.gw, item.reply_id,  # type: ignore[arg-type]
-                                     CallContext(batch_id=batch.id, item_id=item_id))
+                                     CallContext(batch_id=batch.id, item_id=item_id, replay=replay))
         except BudgetExceededError:
             raise
         except (LLMError, ValueError, LookupError) as exc:
@@ -405,15 +436,14 @@ async def _process(app: App, pipeline: Pipeline, batch: Batch, item_id: int, wor
         return await asyncio.to_thread(_finish_classified, app, item_id, worker_id)
     if prospect is None:
         return await asyncio.to_thread(finish, app, item_id, worker_id, None, "the prospect no longer exists")
-    halt = await asyncio.to_thread(_halt_reason, app, prospect.id)
+    halt = await asyncio.to_thread(_halt_reason, app, prospect.id) if prep.halted else ""
     if halt:
         return await asyncio.to_thread(finish, app, item_id, worker_id, None, halt, batch.id, prospect.id)
-    context = CallContext(batch_id=batch.id, prospect_id=prospect.id, item_id=item_id)
+    context = CallContext(batch_id=batch.id, prospect_id=prospect.id, item_id=item_id, replay=replay)
+    assigned = prep.assigned
     try:
-        assigned = await asyncio.to_thread(_assignment, app, prospect.id, item.step)
-        options = await asyncio.to_thread(
-            options_for, app, step=item.step, template_name=None if assigned else batch.template_name,
-            assigned=assigned[0] if assigned else None)
+        options = options_for(app, step=item.step, template_name=None if assigned else batch.template_name,
+                              assigned=assigned[0] if assigned else None, budget_level=prep.budget_level)
         result = await pipeline.run(prospect_fields(prospect), options, context)
         if assigned:
             result.variant = assigned[1]
@@ -437,15 +467,15 @@ def _halt_reason(app: App, prospect_id: int | None) -> str:
     return f"skipped: out of office; the sequence is paused until {until.isoformat()}" if until else ""
 
 
-def _assignment(app: App, prospect_id: int | None, step: str) -> tuple[str, str] | None:
-    """The experiment arm a prospect is assigned to for this step, when an experiment runs on it."""
-    if prospect_id is None:
-        return None
+def _assignments(app: App, prospect_ids: Sequence[int], step: str) -> dict[int, tuple[str, str]]:
+    """Experiment arms for a chunk of prospects on this step (empty, in one query, when none runs)."""
+    if not prospect_ids:
+        return {}
     try:
-        from core.experiments import assigned_template
+        from core.experiments import assigned_templates
     except ImportError:
-        return None
-    return assigned_template(app, prospect_id, step)
+        return {}
+    return assigned_templates(app, prospect_ids, step)
 
 
 def _finish_classified(app: App, item_id: int, worker_id: str) -> bool:

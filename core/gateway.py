@@ -35,6 +35,7 @@ class CallContext:
     batch_id: int | None = None
     prospect_id: int | None = None
     item_id: int | None = None  # a batch item: answers are stored per stage and replayed after a crash
+    replay: bool = True  # False for an item's first attempt: nothing can be stored yet, skip the lookup
 
 
 class Gateway:
@@ -108,7 +109,7 @@ class Gateway:
         recorded for that stage is replayed instead (no second payment) and a new one is stored with its cost."""
         context = context or CallContext()
         key = (context.item_id, stage) if context.item_id is not None and stage else None
-        if key is not None:
+        if key is not None and context.replay:
             replay = await asyncio.to_thread(self._stored, *key)
             if replay is not None:
                 return replay

@@ -384,9 +384,10 @@ def parse_prospect_json(text: str) -> dict[str, str]:
 
 def options_for(app: App, **overrides: Any) -> Options:
     """Options from the app's settings and the budget's current ladder level, plus explicit overrides."""
-    base: dict[str, Any] = {"high_value_size": app.settings.high_value_company_size,
-                            "budget_level": app.budget_state().level}
+    base: dict[str, Any] = {"high_value_size": app.settings.high_value_company_size}
     base.update({k: v for k, v in overrides.items() if v is not None})
+    if "budget_level" not in base:
+        base["budget_level"] = app.budget_state().level
     return Options(**base)
 
 
