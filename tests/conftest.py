@@ -88,3 +88,20 @@ def console_page(path: str, timeout: float = 60):  # type: ignore[no-untyped-def
     at.run()
     at.switch_page(path)
     return at
+
+
+def sim_answers(app: App, task_answers: dict[str, list[str]]) -> list[list[dict]]:
+    """Replace the simulator's answer for some tasks with queued raw contents; returns the prompts seen."""
+    from core import prompts
+
+    assert app.simulator is not None
+    original = app.simulator._answer
+    seen: list[list[dict]] = []
+
+    def answer(messages):  # type: ignore[no-untyped-def]
+        seen.append(messages)
+        queue = task_answers.get(prompts.task_of(messages))
+        return queue.pop(0) if queue else original(messages)
+
+    app.simulator._answer = answer  # type: ignore[method-assign]
+    return seen

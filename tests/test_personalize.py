@@ -15,6 +15,7 @@ from core.db import session_scope
 from core.library import add_template
 from core.models import UsageEntry
 from core.personalize import Options, Result, choose_rung, options_for, personalize_one, preview_sequence
+from tests.conftest import sim_answers
 from tests.test_guards import INJECTION_CORPUS
 
 ANA = {"first_name": "Ana", "last_name": "Silva", "company_name": "Nimbus", "industry": "SaaS",
@@ -40,23 +41,6 @@ def run(app: App, fields: dict[str, str], **kw: Any) -> Result:
 def ledger(app: App) -> list[UsageEntry]:
     with session_scope(app.engine) as s:
         return list(s.exec(select(UsageEntry).order_by(UsageEntry.id)).all())
-
-
-def sim_answers(app: App, task_answers: dict[str, list[str]]) -> list[list[dict]]:
-    """Replace the simulator's answer for some tasks with queued raw contents; returns the prompts seen."""
-    from core import prompts
-
-    assert app.simulator is not None
-    original = app.simulator._answer
-    seen: list[list[dict]] = []
-
-    def answer(messages):  # type: ignore[no-untyped-def]
-        seen.append(messages)
-        queue = task_answers.get(prompts.task_of(messages))
-        return queue.pop(0) if queue else original(messages)
-
-    app.simulator._answer = answer  # type: ignore[method-assign]
-    return seen
 
 
 def test_plain_template_makes_no_model_call(lib_app: App) -> None:

@@ -49,6 +49,7 @@ from core.replies import (
 from core.reply_rules import CATEGORIES, MAX_REPLY_CHARS, classify_by_rules, clean_reply, evaluate, load_labelled
 from core.review import VerdictError
 from core.tabular import UnreadableFile
+from tests.conftest import sim_answers
 
 PROSPECTS_CSV = (
     b"first_name,last_name,company_name,linkedin_url,email\n"
@@ -60,21 +61,6 @@ PROSPECTS_CSV = (
 
 ANA_LI = "https://www.linkedin.com/in/ana-souza"
 RECEIVED = date(2025, 3, 4)
-
-
-def sim_answers(app: App, task_answers: dict[str, list[str]]) -> list[list[dict]]:
-    """Replace the simulator's answer for some tasks with queued raw contents; returns the prompts seen."""
-    assert app.simulator is not None
-    original = app.simulator._answer
-    seen: list[list[dict]] = []
-
-    def answer(messages):  # type: ignore[no-untyped-def]
-        seen.append(messages)
-        queue = task_answers.get(prompts.task_of(messages))
-        return queue.pop(0) if queue else original(messages)
-
-    app.simulator._answer = answer  # type: ignore[method-assign]
-    return seen
 
 
 def verdict_json(category: str, confidence: float = 0.9, return_date: str | None = None,
