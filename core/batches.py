@@ -420,7 +420,10 @@ async def _process(app: App, pipeline: Pipeline, batch: Batch, prep: _Prepared, 
     item, prospect = prep.item, prep.prospect
     item_id = int(item.id)  # type: ignore[arg-type]
     # Renewing the lease fences out a worker that lost it (its items were taken over): no call, no payment.
-    if not await asyncio.to_thread(renew_lease, app, item_id, worker_id):
+    # A lease with more than half its time left cannot have been taken over yet, so it needs no renewal.
+    half = timedelta(seconds=app.settings.batch_lease_s / 2)
+    fresh = item.lease_expires_at is not None and item.lease_expires_at - utcnow() > half
+    if not fresh and not await asyncio.to_thread(renew_lease, app, item_id, worker_id):
         return False
     replay = item.attempts > 1  # only a reclaimed item can have stored answers to replay
     if batch.kind == "classify":
