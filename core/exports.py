@@ -132,12 +132,8 @@ def write_csv(out: IO[bytes], rows: Iterable[Mapping[str, Any]], columns: Sequen
 
 
 def _json_default(value: Any) -> Any:
-    if isinstance(value, Decimal):
-        return money_str(value)
-    if isinstance(value, datetime):
-        return iso_utc(value)
-    if isinstance(value, date):
-        return value.isoformat()
+    if isinstance(value, Decimal | date):  # datetime is a date: UTC ISO text, like the CSV cell
+        return cell_text(value)
     raise TypeError(f"cannot export a value of type {type(value).__name__} to JSON: {value!r:.80}")
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 from decimal import Decimal
 
-import pytest
 from streamlit.testing.v1 import AppTest
 
 from core.app import App
@@ -13,13 +12,6 @@ from core.config import PROJECT_ROOT, Settings
 
 PAGE = str(PROJECT_ROOT / "pages/spend.py")
 
-
-@pytest.fixture
-def console_env(monkeypatch: pytest.MonkeyPatch, settings: Settings) -> Settings:
-    monkeypatch.setenv("DATABASE_URL", settings.database_url)
-    monkeypatch.setenv("LLM_PROVIDER", "simulator")
-    monkeypatch.delenv("OPENROUTER_API_KEY", raising=False)
-    return settings
 
 
 def _page() -> AppTest:

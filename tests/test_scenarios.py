@@ -310,13 +310,6 @@ def test_corrupt_saved_payload_is_reported(app: App) -> None:
 # ---- the page ---------------------------------------------------------------------------------------------
 
 
-@pytest.fixture
-def console_env(monkeypatch: pytest.MonkeyPatch, settings: Settings) -> Settings:
-    monkeypatch.setenv("DATABASE_URL", settings.database_url)
-    monkeypatch.setenv("LLM_PROVIDER", "simulator")
-    monkeypatch.delenv("OPENROUTER_API_KEY", raising=False)
-    return settings
-
 
 def _page() -> AppTest:
     at = AppTest.from_file(str(PROJECT_ROOT / "pages" / "scenarios.py"), default_timeout=60)
