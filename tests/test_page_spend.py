@@ -26,7 +26,7 @@ def _calls(app: App) -> None:
         async with app.gateway() as gw:
             await gw.call("personalize", [{"role": "user", "content": "hi"}])
             await gw.call("personalize", [{"role": "user", "content": "hello there"}])
-            await gw.call("review", [{"role": "user", "content": "review <b>this</b>"}])
+            await gw.call("review", [{"role": "user", "content": "review <b>this</b> " * 60}])
 
     asyncio.run(go())
 

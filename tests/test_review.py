@@ -75,9 +75,16 @@ def _answer_with(app: App, *contents: str) -> list[dict]:
     return seen
 
 
+def _review_route(app: App):  # type: ignore[no-untyped-def]
+    """Today's review route: Sonnet 4.5 until its retirement on 2026-11-30, its replacement after."""
+    from core.models import utcnow
+
+    return app.routing.route("review", utcnow().date())
+
+
 def test_valid_review_through_the_simulator(app: App) -> None:
     outcome = _review(app)
-    assert outcome.status == "ok" and outcome.approved is True and outcome.model == "anthropic/claude-sonnet-4.5"
+    assert outcome.status == "ok" and outcome.approved is True and outcome.model == _review_route(app).model
     assert outcome.cost_usd > 0 and len(outcome.calls) == 1
 
 
@@ -110,7 +117,9 @@ def test_review_request_is_strict_json_schema(app: App) -> None:
     assert request["response_format"]["type"] == "json_schema"
     assert request["response_format"]["json_schema"]["strict"] is True
     assert request["provider"] == {"require_parameters": True}
-    assert request["models"] == ["anthropic/claude-sonnet-4.5", "anthropic/claude-sonnet-5.5"]
+    route = _review_route(app)
+    assert request["model"] == route.model
+    assert request.get("models") == (route.models if len(route.models) > 1 else None), "fallbacks go as `models`"
 
 
 def test_ask_json_stages_are_numbered_for_replay(app: App) -> None:

@@ -1,7 +1,7 @@
 import json
 from datetime import date
 
-import httpx
+import httpx2
 
 from core import prompts
 from core.llm.simulator import Faults, Scripted, Simulator, template_variants, write_marker
@@ -30,7 +30,7 @@ def test_answers_are_deterministic_and_priced() -> None:
 
 
 def test_review_and_classification_are_json() -> None:
-    sim = Simulator(current_book())
+    sim = Simulator(current_book(), today=date(2026, 11, 1))  # before the Sonnet 4.5 retirement
     review = prompts.review_messages("Hi Ana, congrats on the Series B at Nimbus. Open to connecting?",
                                      {"first_name": "Ana"}, 300)
     _, body = _post(sim, {"model": "anthropic/claude-sonnet-4.5", "messages": review, "max_tokens": 400})
@@ -89,7 +89,7 @@ def test_script_and_models_endpoint_and_key() -> None:
 
 def test_loopback_server_answers_real_http() -> None:
     with Simulator(current_book()).serve() as srv:
-        r = httpx.post(f"{srv.url}/chat/completions", json={
+        r = httpx2.post(f"{srv.url}/chat/completions", json={
             "model": "mistralai/mistral-nemo", "messages": [{"role": "user", "content": "hello"}], "max_tokens": 5})
     assert r.status_code == 200 and r.json()["choices"][0]["message"]["content"] == "OK"
 
