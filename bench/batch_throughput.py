@@ -11,7 +11,8 @@ high-value threshold (no premium review) and whose news is short (no context sum
 per row, checked with the estimate before and against the usage ledger after.
 
 Runs, each in a child process of its own:
-- ours: `work_batch` at concurrency 32 with the "openai" provider pointed at the simulator (real HTTP);
+- ours: `work_batch` at concurrency 32 with the "openai" provider pointed at the simulator (real HTTP), in a
+  process that loaded its tokenizer before the clock starts, as `python -m core worker` does when it starts;
 - baseline: a bare `AsyncOpenAI` loop under `asyncio.Semaphore(32)` sending the same request bodies to the
   same server, one call per row (its prompt token total must equal the ledger's);
 - the same loop with the engine's own `LLMClient` and nothing stored, to separate HTTP from the rest;
@@ -23,9 +24,9 @@ Targets: at least 85% of the ideal bound (rows x latency / concurrency), at most
 flat peak RSS: within 5% between the two batch sizes (items are claimed in chunks, never loaded at once), with
 no steady growth per processed item.
 
-`--phases` adds a run with every database step timed (wall and per-thread CPU), `--what-if` a run with a
-prototype of the proposed fixes (`WhatIf`), `--profile FILE` a cProfile of the main run in CPU time across
-all threads. Usage: `python -m bench.batch_throughput [--phases] [--what-if]`.
+`--phases` adds a run with every database step timed (wall and per-thread CPU), `--profile FILE` a cProfile
+of the main run in CPU time across all threads, `--memory-items 0` memory runs over whole batches (slow),
+`--no-memory` none. Usage: `python -m bench.batch_throughput [--phases] [--profile FILE]`.
 """
 
 from __future__ import annotations
@@ -33,7 +34,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import csv
-import functools
 import inspect
 import io
 import json
@@ -151,9 +151,9 @@ def simulator_process(latency_ms: int) -> Iterator[str]:
 def round_trip_ms(url: str, requests: int = 10) -> float:
     """Mean time of sequential requests on one keep-alive connection: the latency the bound may assume.
     (A server that adds to it, as Nagle's algorithm once did here with ~40 ms, caps both sides.)"""
-    import httpx
+    import httpx2
 
-    with httpx.Client(timeout=30) as client:
+    with httpx2.Client(timeout=30) as client:
         client.post(f"{url}/chat/completions", json=WARM_UP).raise_for_status()
         t0 = time.perf_counter()
         for _ in range(requests):
@@ -166,9 +166,9 @@ WARM_UP = {"model": "mistralai/mistral-7b-instruct", "max_tokens": 20, "messages
 
 def _warm_up(url: str) -> None:
     """One request before any timed run, so the server's tokenizer load is not charged to either side."""
-    import httpx
+    import httpx2
 
-    httpx.post(f"{url}/chat/completions", json=WARM_UP, timeout=30).raise_for_status()
+    httpx2.post(f"{url}/chat/completions", json=WARM_UP, timeout=30).raise_for_status()
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -296,19 +296,16 @@ def run_child(*args: str) -> dict[str, Any]:
 # (the budget cap is also read inside "options", which already includes it).
 PHASES: dict[tuple[str, str], str] = {
     ("core.batches", "get_batch"): "feeder: batch status",
-    ("core.batches", "claim"): "feeder: claim a chunk",
+    ("core.batches", "_prepare"): "feeder: read a claimed chunk (items, prospects, replies, experiments)",
     ("core.batches", "renew_lease"): "renew lease (write)",
     ("core.batches", "session_scope"): "(loop) read item + prospect",
     ("core.batches", "_halt_reason"): "reply / do-not-contact check",
-    ("core.batches", "_assignment"): "experiment lookup",
     ("core.batches", "options_for"): "options (budget state)",
     ("core.gateway:Gateway", "_stored"): "replay lookup",
     ("core.app:App", "budget_cap"): "(loop) budget cap read",
     ("core.gateway", "count_messages"): "(loop) count prompt tokens",
     ("core.personalize", "count_messages"): "(loop) count prompt tokens",
-    ("core.budget", "reserve"): "budget reserve (write)",
-    ("core.budget", "settle"): "ledger + settle (write)",
-    ("core.batches", "finish"): "finish: message + state (write)",
+    ("core.commits:GroupCommitter", "_commit"): "group commit: claims, reserves, ledger + settles, finishes",
     ("core.llm.client:LLMClient", "chat"): "HTTP call incl. latency (async)",
     ("core.batches", "_process"): "whole item (async)",
 }
@@ -388,137 +385,10 @@ def session_scope_of_batches() -> Any:
     return session_scope
 
 
-class WhatIf:
-    """A prototype of the read-side changes proposed for core/batches.py, core/gateway.py and core/app.py,
-    made of wrappers around the engine's own functions (installed in the child process only, `--what-if`):
-
-    - claims of a whole chunk (twice the concurrency) rather than of whatever room the queue has (~3 items);
-    - per claimed chunk, one read of the items (attempts, prospect) and bulk lookups with the engine's own
-      `assigned_templates`, and one query for replies / suppressions, instead of one of each per item;
-    - no lease renewal for an item claimed less than half a lease ago (the claim just set that lease);
-    - no replay lookup for an item on its first attempt (nothing can have been stored for it);
-    - the budget cap and the options' budget level read at most every second, not three times per item
-      (the reservation stays the hard guard against overspending);
-    - the prompt counted once per call (`Pipeline._write` and `Gateway.call` each counted it).
-    """
-
-    TTL_S = 1.0
-
-    def __init__(self) -> None:
-        self.claimed_at: dict[int, float] = {}
-        self.first_attempt: set[int] = set()
-        self.assigned: dict[tuple[int, str], tuple[str, str] | None] = {}
-        self.clear: set[int] = set()  # prospects with no reply, while nobody at all is suppressed
-        self._cache: dict[Any, tuple[float, Any]] = {}
-        self._lock = threading.Lock()
-
-    def _cached(self, key: Any, compute: Callable[[], Any]) -> Any:
-        now = time.monotonic()
-        with self._lock:
-            hit = self._cache.get(key)
-        if hit is not None and now - hit[0] < self.TTL_S:
-            return hit[1]
-        value = compute()
-        with self._lock:
-            self._cache[key] = (now, value)
-        return value
-
-    def install(self) -> None:
-        from sqlmodel import Session, col, select
-
-        import core.app
-        import core.batches
-        import core.gateway
-        import core.personalize
-        from core.experiments import assigned_templates
-        from core.models import Reply, Suppression
-
-        b = core.batches
-        claim, renew, halt, assignment = b.claim, b.renew_lease, b._halt_reason, b._assignment
-        options_for, stored, budget_cap = b.options_for, core.gateway.Gateway._stored, core.app.App.budget_cap
-        count = core.gateway.count_messages
-
-        def claim_chunk(app: Any, batch_id: int, worker_id: str, limit: int, now: Any = None) -> list[int]:
-            # A whole chunk each time: the feeder's `queue.put` waits for room, so claiming more than fits
-            # only claims a little early, and a claim (plus a status read) no longer costs ~3 items each.
-            ids = claim(app, batch_id, worker_id, max(limit, 2 * CONCURRENCY), now)
-            if not ids:
-                return ids
-            with Session(app.engine) as s:
-                rows = s.execute(text(f"SELECT id, prospect_id, step, attempts FROM batch_items WHERE id IN "
-                                      f"({', '.join(str(int(i)) for i in ids)})")).all()
-                pids = [int(r[1]) for r in rows if r[1] is not None]
-                replied = set(s.exec(select(Reply.prospect_id).where(col(Reply.prospect_id).in_(pids))).all())
-                anyone_suppressed = s.exec(select(Suppression.identity).limit(1)).first() is not None
-            by_step: dict[str, list[int]] = {}
-            for _, pid, step, _ in rows:
-                if pid is not None:
-                    by_step.setdefault(str(step), []).append(int(pid))
-            found = {(pid, step): assigned_templates(app, pids_, step).get(pid)
-                     for step, pids_ in by_step.items() for pid in pids_}
-            stamp = time.monotonic()
-            with self._lock:
-                self.assigned.update(found)
-                for item_id, pid, _, attempts in rows:
-                    self.claimed_at[int(item_id)] = stamp
-                    if int(attempts) == 1:
-                        self.first_attempt.add(int(item_id))
-                    if pid is not None and not anyone_suppressed and pid not in replied:
-                        self.clear.add(int(pid))
-            return ids
-
-        def renew_lease(app: Any, item_id: int, worker_id: str) -> bool:
-            with self._lock:
-                claimed = self.claimed_at.pop(item_id, None)
-            if claimed is not None and time.monotonic() - claimed < app.settings.batch_lease_s / 2:
-                return True
-            return renew(app, item_id, worker_id)
-
-        def halt_reason(app: Any, prospect_id: int | None) -> str:
-            with self._lock:
-                if prospect_id in self.clear:
-                    self.clear.discard(prospect_id)
-                    return ""
-            return halt(app, prospect_id)
-
-        def assignment_of(app: Any, prospect_id: int | None, step: str) -> tuple[str, str] | None:
-            with self._lock:
-                if prospect_id is not None and (prospect_id, step) in self.assigned:
-                    return self.assigned.pop((prospect_id, step))
-            return assignment(app, prospect_id, step)
-
-        def options(app: Any, **overrides: Any) -> Any:
-            return self._cached(("options", id(app), tuple(sorted(overrides.items()))),
-                                lambda: options_for(app, **overrides))
-
-        def replay(gw: Any, item_id: int, stage: str) -> Any:
-            with self._lock:
-                if item_id in self.first_attempt:
-                    return None
-            return stored(gw, item_id, stage)
-
-        def cap(app: Any) -> Any:
-            return self._cached(("cap", id(app)), lambda: budget_cap(app))
-
-        @functools.lru_cache(maxsize=256)
-        def count_key(key: tuple[tuple[str, str], ...]) -> int:
-            return count([{"role": r, "content": c} for r, c in key])
-
-        def count_once(messages: Sequence[Any]) -> int:
-            return count_key(tuple((str(m["role"]), str(m["content"])) for m in messages))
-
-        b.claim, b.renew_lease, b._halt_reason, b._assignment = claim_chunk, renew_lease, halt_reason, assignment_of
-        b.options_for = options
-        core.gateway.Gateway._stored = replay  # type: ignore[method-assign]
-        core.app.App.budget_cap = cap  # type: ignore[method-assign]
-        core.gateway.count_messages = count_once
-        core.personalize.count_messages = count_once
-
-
 class ThreadProfiles:
-    """cProfile for the event loop thread and for every `asyncio.to_thread` worker (cProfile alone sees only
-    the thread that enabled it), merged into one stats file. Timed in per-thread CPU time, so waiting for a
-    lock, the GIL or the network counts for nothing: what remains is the work."""
+    """cProfile for the event loop thread, every `asyncio.to_thread` worker and the group-commit thread
+    (cProfile alone sees only the thread that enabled it), merged into one stats file. Timed in per-thread CPU
+    time, so waiting for a lock, the GIL or the network counts for nothing: what remains is the work."""
 
     def __init__(self) -> None:
         import cProfile
@@ -547,19 +417,29 @@ SAMPLE_EVERY = 250  # items between RSS samples in a worker child
 
 
 def child_work(db: str, url: str, batch_id: int, *, profile: str = "", phases: bool = False,
-               what_if: bool = False, stop_after: int = 0) -> dict[str, Any]:
+               stop_after: int = 0) -> dict[str, Any]:
     """Run one queued batch in this process (to the end, or until `stop_after` items are done): wall time,
     CPU time, resident memory sampled along the way and its peak."""
     from core.app import open_app
     from core.batches import new_worker_id, work_batch
+    from core.llm.tokens import warm_up
 
     app = open_app(bench_settings(Path(db), url), load_demo=False)
-    if what_if:
-        WhatIf().install()
+    warm_up()  # the tokenizer, loaded once per process as `core.worker` does when it starts
     timer = PhaseTimer()
     if phases:
         timer.install()
     profiles = ThreadProfiles() if profile else None
+    if profiles is not None:
+        from core.commits import GroupCommitter
+
+        run_commits = GroupCommitter._run
+
+        def profiled_run(self: GroupCommitter) -> None:
+            profiles.start_here()
+            run_commits(self)
+
+        GroupCommitter._run = profiled_run  # type: ignore[method-assign]
     stop = threading.Event()
     samples: list[tuple[int, int]] = []
 
@@ -659,9 +539,9 @@ def rss_drift(samples: Sequence[Sequence[int]]) -> float:
 @dataclass
 class BenchOptions:
     phases: bool = False
-    what_if: bool = False
     profile: str = ""
     memory_items: int = 4_000
+    memory: bool = True
 
 
 def main(opts: BenchOptions | None = None) -> dict[str, float]:
@@ -688,41 +568,39 @@ def _measure(opts: BenchOptions, folder: Path) -> dict[str, float]:
             if runs[name]["prompt_tokens"] != sent:
                 raise RuntimeError(f"the {name} loop sent {runs[name]['prompt_tokens']} prompt tokens, the "
                                    f"pipeline {sent}: not the same calls")
-        for flag, name in (("--what-if", "what_if"), ("--phases", "phases")):
-            if getattr(opts, name):
-                again = prepare(folder, ROWS, url, with_requests=False)
-                runs[name] = run_child("work", str(again.db), url, str(again.batch_id), flag)
-                ledger_check(again, url, ROWS)
+        if opts.phases:
+            again = prepare(folder, ROWS, url, with_requests=False)
+            runs["phases"] = run_child("work", str(again.db), url, str(again.batch_id), "--phases")
+            ledger_check(again, url, ROWS)
     peaks: dict[int, dict[str, Any]] = {}
     with simulator_process(MEMORY_LATENCY_MS) as url:
-        for rows in MEMORY_ROWS:
+        for rows in MEMORY_ROWS if opts.memory else ():
             mem = prepare(folder, rows, url, with_requests=False)
             peaks[rows] = run_child("work", str(mem.db), url, str(mem.batch_id), "--stop-after",
                                     str(opts.memory_items))
             ledger_check(mem, url, peaks[rows]["processed"])
 
-    small, large = (peaks[n]["peak_kb"] for n in MEMORY_ROWS)
+    small, large = (peaks[n]["peak_kb"] if n in peaks else math.nan for n in MEMORY_ROWS)
     growth = (large - small) * 1024 / (MEMORY_ROWS[1] - MEMORY_ROWS[0])
-    drift = rss_drift(peaks[MEMORY_ROWS[1]]["samples"])
+    drift = rss_drift(peaks[MEMORY_ROWS[1]]["samples"]) if peaks else math.nan
     bare = runs["bare"]["seconds"]
 
     def row(label: str, run: dict[str, Any]) -> tuple[str, ...]:
         return (label, f"{ROWS:,}", f"{run['seconds']:.1f} s", f"{bound:.1f} s", f"{bound / run['seconds']:.0%}",
                 f"{bare:.1f} s", f"{run['seconds'] / bare:.2f}x", f"{_mb(small)} / {_mb(large)}")
 
-    table = [row("work_batch (core as it is)", runs["ours"])]
-    if "what_if" in runs:
-        table.append(row("work_batch + proposed read-side fixes (prototype)", runs["what_if"]))
+    table = [row("work_batch", runs["ours"])]
     print_table(f"Batch throughput: {ROWS:,} model-written rows, loopback simulator at {LATENCY_MS} ms, "
                 f"concurrency {CONCURRENCY}", table,
                 ("run", "rows", "wall time", "ideal bound", "% of bound", "bare-loop time", "ratio",
                  "peak RSS 5k / 50k" + (f" (first {opts.memory_items:,} items)" if opts.memory_items else "")))
     of_bound, ratio = bound / runs["ours"]["seconds"], runs["ours"]["seconds"] / bare
     flat = abs(large - small) <= FLAT_SHARE * small and not drift > FLAT_DRIFT_B
+    memory = ("not measured (--no-memory)" if not peaks else f"{'met' if flat else 'MISSED'} ({growth:+,.0f} B of "
+              f"peak per extra batch row, {drift:+,.0f} B of RSS per processed item)")
     print(f"\nTargets: >= {TARGET_OF_BOUND:.0%} of bound: {'met' if of_bound >= TARGET_OF_BOUND else 'MISSED'}; "
           f"<= {TARGET_RATIO:.2f}x the bare loop: {'met' if ratio <= TARGET_RATIO else 'MISSED'}; "
-          f"memory flat: {'met' if flat else 'MISSED'} ({growth:+,.0f} B of peak per extra batch row, "
-          f"{drift:+,.0f} B of RSS per processed item).")
+          f"memory flat: {memory}.")
 
     detail = [
         ("work_batch", f"{runs['ours']['seconds']:.1f} s", f"{_cpu_ms_per_row(runs['ours'], ROWS):.1f} ms",
@@ -732,17 +610,13 @@ def _measure(opts: BenchOptions, folder: Path) -> dict[str, float]:
         ("core LLMClient loop", f"{runs['client']['seconds']:.1f} s",
          f"{_cpu_ms_per_row(runs['client'], ROWS):.1f} ms", "the engine's HTTP client alone, nothing stored"),
     ]
-    if "what_if" in runs:
-        detail.insert(1, ("work_batch + fixes (prototype)", f"{runs['what_if']['seconds']:.1f} s",
-                          f"{_cpu_ms_per_row(runs['what_if'], ROWS):.1f} ms", "see WhatIf in this file"))
     print_table(f"Client CPU per row (user + system, all threads; the bound leaves "
                 f"{LATENCY_MS / CONCURRENCY:.1f} ms of wall time per row)", detail,
                 ("run", "wall time", "CPU per row", "what it does"))
     print(f"\nSimulator round trip at {LATENCY_MS} ms latency, sequential on one connection: {rtt:.1f} ms"
           + (" (the server adds more than 10%: neither side can reach the bound)"
              if rtt > LATENCY_MS * 1.1 else "."))
-    for rows in MEMORY_ROWS:
-        run = peaks[rows]
+    for rows, run in peaks.items():
         print(f"Memory, {rows:,}-row batch at {MEMORY_LATENCY_MS} ms: {run['processed']:,} items in "
               f"{run['seconds']:.1f} s, RSS {_mb(run['start_kb'])} at start, peak {_mb(run['peak_kb'])}; samples "
               + ", ".join(f"{d:,}: {_mb(kb)}" for d, kb in run["samples"][:: max(1, len(run["samples"]) // 6)]))
@@ -774,10 +648,10 @@ def print_phases(run: dict[str, Any]) -> None:
 def cli(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.batch_throughput", description=__doc__.split("\n")[0])
     parser.add_argument("--phases", action="store_true", help="time every database step in an extra run")
-    parser.add_argument("--what-if", action="store_true", help="an extra run with the proposed fixes (prototype)")
     parser.add_argument("--profile", default="", help="write a cProfile (CPU time, all threads) of the main run")
     parser.add_argument("--memory-items", type=int, default=4_000,
                         help="items processed in each memory run (0: the whole batch; 50,000 rows take long)")
+    parser.add_argument("--no-memory", action="store_true", help="skip the memory runs")
     sub = parser.add_subparsers(dest="role")
     work = sub.add_parser("work", help="(child) run one queued batch")
     work.add_argument("db")
@@ -785,7 +659,6 @@ def cli(argv: Sequence[str] | None = None) -> None:
     work.add_argument("batch_id", type=int)
     work.add_argument("--profile", dest="child_profile", default="")
     work.add_argument("--phases", dest="child_phases", action="store_true")
-    work.add_argument("--what-if", dest="child_what_if", action="store_true")
     work.add_argument("--stop-after", type=int, default=0)
     for name in ("bare", "client"):
         loop = sub.add_parser(name, help=f"(child) the {name} loop")
@@ -794,15 +667,14 @@ def cli(argv: Sequence[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if args.role == "work":
         print(json.dumps(child_work(args.db, args.url, args.batch_id, profile=args.child_profile,
-                                    phases=args.child_phases, what_if=args.child_what_if,
-                                    stop_after=args.stop_after)))
+                                    phases=args.child_phases, stop_after=args.stop_after)))
     elif args.role in ("bare", "client"):
         bodies = json.loads(Path(args.requests_file).read_text())
         loop_fn = bare_loop if args.role == "bare" else client_loop
         print(json.dumps(asyncio.run(loop_fn(args.url, bodies, CONCURRENCY))))
     else:
-        main(BenchOptions(phases=args.phases, what_if=args.what_if, profile=args.profile,
-                     memory_items=args.memory_items))
+        main(BenchOptions(phases=args.phases, profile=args.profile, memory_items=args.memory_items,
+                          memory=not args.no_memory))
 
 
 if __name__ == "__main__":

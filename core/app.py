@@ -2,7 +2,7 @@
 
 The console, the CLI and workers all start from `open_app()`, which applies migrations and (for the
 embedded default) loads the demo data on first start. The LLM client is created per event loop
-(`async with app.gateway()`), because an httpx connection pool belongs to the loop that opened it.
+(`async with app.gateway()`), because an httpx2 connection pool belongs to the loop that opened it.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import select
 
 from core import budget, logs
+from core.commits import GroupCommitter
 from core.config import Settings, load_settings
 from core.db import get_engine, session_scope
 from core.gateway import Gateway
@@ -108,23 +109,28 @@ class App:
         return retirement_warnings(routed, today, self.settings.data_dir) + self.budget_state().alerts
 
     # ---- the LLM ----
-    def client(self, policy: RetryPolicy | None = None) -> LLMClient:
+    def client(self, policy: RetryPolicy | None = None, max_in_flight: int | None = None) -> LLMClient:
         s = self.settings
         if s.is_simulated:
             assert self.simulator is not None
             return LLMClient(s.base_url, transport=self.simulator.transport(), policy=policy,
-                             price_book=self.price_book(), provider_name="simulator")
+                             price_book=self.price_book(), provider_name="simulator", max_in_flight=max_in_flight)
         return LLMClient(s.base_url, s.api_key, policy=policy, price_book=self.price_book(),
-                         provider_name=s.llm_provider)
+                         provider_name=s.llm_provider, max_in_flight=max_in_flight)
 
     @asynccontextmanager
-    async def gateway(self, policy: RetryPolicy | None = None) -> AsyncIterator[Gateway]:
-        client = self.client(policy)
+    async def gateway(self, policy: RetryPolicy | None = None,
+                      max_in_flight: int | None = None) -> AsyncIterator[Gateway]:
+        """A gateway for one async run: its HTTP client (at most `max_in_flight` requests on the wire) and
+        its group committer, both closed when the run ends."""
+        client = self.client(policy, max_in_flight)
+        writes = GroupCommitter(self.engine)
         try:
             yield Gateway(self.engine, client, self.routing, self.price_book(), cap=self.recent_budget_cap,
-                          provider=self.settings.llm_provider)
+                          provider=self.settings.llm_provider, writes=writes)
         finally:
             await client.aclose()
+            await writes.aclose()
 
 
 def open_app(settings: Settings | None = None, *, load_demo: bool = True) -> App:

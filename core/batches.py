@@ -28,11 +28,12 @@ from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import text
+from sqlalchemy.engine import Connection
 from sqlmodel import select
 
 from core import budget
 from core.app import App
-from core.db import immediate, is_sqlite, session_scope
+from core.db import immediate, session_scope
 from core.gateway import CallContext
 from core.library import specs as library_specs
 from core.llm.errors import BudgetExceededError, LLMError
@@ -229,19 +230,24 @@ def status(app: App, batch_id: int) -> dict[str, Any]:
 
 def claim(app: App, batch_id: int, worker_id: str, limit: int, now: datetime | None = None) -> list[int]:
     """Claim up to `limit` pending (or lease-expired) items of a batch for this worker, atomically."""
+    with immediate(app.engine) as conn:
+        return claim_on(conn, app.settings.batch_lease_s, batch_id, worker_id, limit, now)
+
+
+def claim_on(conn: Connection, lease_s: float, batch_id: int, worker_id: str, limit: int,
+             now: datetime | None = None) -> list[int]:
+    """`claim` inside the caller's write transaction (see `core.commits`)."""
     now = now or utcnow()
-    lease = timedelta(seconds=app.settings.batch_lease_s)
-    params = {"b": batch_id, "w": worker_id, "exp": (now + lease).replace(tzinfo=None),
+    params = {"b": batch_id, "w": worker_id, "exp": (now + timedelta(seconds=lease_s)).replace(tzinfo=None),
               "now": now.replace(tzinfo=None), "n": limit}
     # An expired lease of this same worker is not taken back: the item is still queued or in flight here.
     pick = ("SELECT id FROM batch_items WHERE batch_id = :b AND (state = 'pending' OR "
             "(state = 'claimed' AND lease_expires_at < :now AND lease_owner <> :w)) ORDER BY id LIMIT :n")
-    if not is_sqlite(app.engine):
+    if conn.dialect.name != "sqlite":
         pick += " FOR UPDATE SKIP LOCKED"
     sql = (f"UPDATE batch_items SET state = 'claimed', lease_owner = :w, lease_expires_at = :exp, "
            f"attempts = attempts + 1, updated_at = :now WHERE id IN ({pick}) RETURNING id")
-    with immediate(app.engine) as conn:
-        return sorted(int(r[0]) for r in conn.execute(text(sql), params).all())
+    return sorted(int(r[0]) for r in conn.execute(text(sql), params).all())
 
 
 def renew_lease(app: App, item_id: int, worker_id: str) -> bool:
@@ -266,29 +272,37 @@ def release_claims(app: App, item_ids: Sequence[int], worker_id: str) -> None:
                          {"i": item_id, "w": worker_id})
 
 
+# Built once: every item ends with these.
+_FINISH_ITEM = text("UPDATE batch_items SET state = :st, error = :e, lease_owner = NULL, lease_expires_at = NULL, "
+                    "updated_at = :now WHERE id = :i AND lease_owner = :w AND state = 'claimed'")
+_INSERT_MESSAGE = Message.__table__.insert()  # type: ignore[attr-defined]
+
+
 def finish(app: App, item_id: int, worker_id: str, result: Result | None, error: str = "",
            batch_id: int | None = None, prospect_id: int | None = None) -> bool:
     """Write the message and the item's final state together; False if this worker lost the lease."""
+    with immediate(app.engine) as conn:
+        return finish_on(conn, item_id, worker_id, result, error, batch_id, prospect_id)
+
+
+def finish_on(conn: Connection, item_id: int, worker_id: str, result: Result | None, error: str = "",
+              batch_id: int | None = None, prospect_id: int | None = None) -> bool:
+    """`finish` inside the caller's write transaction (see `core.commits`)."""
     now = utcnow()
     state = result.state if result is not None else "failed"
-    with session_scope(app.engine) as s:
-        updated = s.execute(text(
-            "UPDATE batch_items SET state = :st, error = :e, lease_owner = NULL, lease_expires_at = NULL, "
-            "updated_at = :now WHERE id = :i AND lease_owner = :w AND state = 'claimed'"),
-            {"st": state, "e": (error or (result.reason if result else ""))[:1000], "now": now.replace(tzinfo=None),
-             "i": item_id, "w": worker_id}).rowcount  # type: ignore[attr-defined]
-        if updated != 1:
-            s.rollback()
-            return False
-        if result is not None:
-            s.add(Message(
-                prospect_id=prospect_id, batch_item_id=item_id, batch_id=batch_id, step=result.step,
-                template_name=result.template, variant=result.variant, text=result.message, state=state,
-                used_ai=result.used_ai, model=result.model, input_tokens=result.input_tokens,
-                output_tokens=result.output_tokens, cost_usd=result.cost_usd, guards=result.guards_json(),
-                review=result.review.as_json() if result.review else None, fallback=result.fallback,
-                reason=result.reason[:1000], created_at=now,
-            ))
+    updated = conn.execute(_FINISH_ITEM, {
+        "st": state, "e": (error or (result.reason if result else ""))[:1000], "now": now.replace(tzinfo=None),
+        "i": item_id, "w": worker_id}).rowcount
+    if updated != 1:
+        return False
+    if result is not None:
+        conn.execute(_INSERT_MESSAGE, {
+            "prospect_id": prospect_id, "batch_item_id": item_id, "batch_id": batch_id, "step": result.step,
+            "template_name": result.template, "variant": result.variant, "text": result.message, "state": state,
+            "used_ai": result.used_ai, "model": result.model, "input_tokens": result.input_tokens,
+            "output_tokens": result.output_tokens, "cost_usd": result.cost_usd, "guards": result.guards_json(),
+            "review": result.review.as_json() if result.review else None, "fallback": result.fallback,
+            "reason": result.reason[:1000], "created_at": now})
     return True
 
 
@@ -325,22 +339,26 @@ async def work_batch(app: App, batch_id: int, worker_id: str, *, stop: threading
                                                 "concurrency": batch.concurrency}})
     processed = 0
     budget_hit = asyncio.Event()
-    async with app.gateway() as gw:
+    # The batch's concurrency is the number of model calls on the wire at once (the client's slots); twice as
+    # many items are worked on, so that a slot never waits while an item writes its reservation or its result.
+    workers = 2 * batch.concurrency
+    async with app.gateway(max_in_flight=batch.concurrency) as gw:
         pipeline = Pipeline(gw, library_specs(app), app.settings.data_dir, app.summaries)
-        queue: asyncio.Queue[int] = asyncio.Queue(maxsize=batch.concurrency * 2)
+        queue: asyncio.Queue[int] = asyncio.Queue(maxsize=workers)
         claimed: set[int] = set()
         prepared: dict[int, _Prepared] = {}
 
         async def feeder() -> None:
             while not budget_hit.is_set() and not (stop and stop.is_set()):
-                current = await asyncio.to_thread(get_batch, app, batch_id)
-                if current.status not in ACTIVE:
-                    break
                 room = queue.maxsize - queue.qsize()
-                if room <= 0:
+                if room < queue.maxsize // 2:  # claim in chunks of at least half the queue, not item by item
                     await asyncio.sleep(0.01)
                     continue
-                ids = await asyncio.to_thread(claim, app, batch_id, worker_id, room)
+                current = await asyncio.to_thread(get_batch, app, batch_id)
+                if current.status not in ACTIVE:  # cancelled (or paused) from the page or another process
+                    break
+                ids = await gw.writes(
+                    lambda conn, n=room: claim_on(conn, app.settings.batch_lease_s, batch_id, worker_id, n))
                 if not ids:
                     break
                 claimed.update(ids)
@@ -366,7 +384,7 @@ async def work_batch(app: App, batch_id: int, worker_id: str, *, stop: threading
                 finally:
                     queue.task_done()
 
-        runners = [asyncio.create_task(runner()) for _ in range(batch.concurrency)]
+        runners = [asyncio.create_task(runner()) for _ in range(workers)]
         try:
             await feeder()
             await queue.join()
@@ -419,6 +437,12 @@ def _prepare(app: App, batch: Batch, item_ids: Sequence[int]) -> dict[int, _Prep
 async def _process(app: App, pipeline: Pipeline, batch: Batch, prep: _Prepared, worker_id: str) -> bool:
     item, prospect = prep.item, prep.prospect
     item_id = int(item.id)  # type: ignore[arg-type]
+    prospect_id = prospect.id if prospect is not None else None
+
+    async def done(result: Result | None, error: str = "") -> bool:
+        return await pipeline.gw.writes(
+            lambda conn: finish_on(conn, item_id, worker_id, result, error, batch.id, prospect_id))
+
     # Renewing the lease fences out a worker that lost it (its items were taken over): no call, no payment.
     # A lease with more than half its time left cannot have been taken over yet, so it needs no renewal.
     half = timedelta(seconds=app.settings.batch_lease_s / 2)
@@ -435,13 +459,13 @@ async def _process(app: App, pipeline: Pipeline, batch: Batch, prep: _Prepared, 
         except BudgetExceededError:
             raise
         except (LLMError, ValueError, LookupError) as exc:
-            return await asyncio.to_thread(finish, app, item_id, worker_id, None, f"classification failed: {exc}")
-        return await asyncio.to_thread(_finish_classified, app, item_id, worker_id)
+            return await done(None, f"classification failed: {exc}")
+        return await pipeline.gw.writes(lambda conn: _finish_classified_on(conn, item_id, worker_id))
     if prospect is None:
-        return await asyncio.to_thread(finish, app, item_id, worker_id, None, "the prospect no longer exists")
+        return await done(None, "the prospect no longer exists")
     halt = await asyncio.to_thread(_halt_reason, app, prospect.id) if prep.halted else ""
     if halt:
-        return await asyncio.to_thread(finish, app, item_id, worker_id, None, halt, batch.id, prospect.id)
+        return await done(None, halt)
     context = CallContext(batch_id=batch.id, prospect_id=prospect.id, item_id=item_id, replay=replay)
     assigned = prep.assigned
     try:
@@ -453,9 +477,8 @@ async def _process(app: App, pipeline: Pipeline, batch: Batch, prep: _Prepared, 
     except BudgetExceededError:
         raise
     except (LLMError, LookupError, ValueError) as exc:
-        return await asyncio.to_thread(finish, app, item_id, worker_id, None, f"{type(exc).__name__}: {exc}",
-                                       batch.id, prospect.id)
-    return await asyncio.to_thread(finish, app, item_id, worker_id, result, "", batch.id, prospect.id)
+        return await done(None, f"{type(exc).__name__}: {exc}")
+    return await done(result)
 
 
 def _halt_reason(app: App, prospect_id: int | None) -> str:
@@ -481,12 +504,11 @@ def _assignments(app: App, prospect_ids: Sequence[int], step: str) -> dict[int, 
     return assigned_templates(app, prospect_ids, step)
 
 
-def _finish_classified(app: App, item_id: int, worker_id: str) -> bool:
-    with immediate(app.engine) as conn:
-        return conn.execute(text(
-            "UPDATE batch_items SET state = 'ready', lease_owner = NULL, lease_expires_at = NULL, updated_at = :now "
-            "WHERE id = :i AND lease_owner = :w AND state = 'claimed'"),
-            {"now": utcnow().replace(tzinfo=None), "i": item_id, "w": worker_id}).rowcount == 1
+def _finish_classified_on(conn: Connection, item_id: int, worker_id: str) -> bool:
+    return conn.execute(text(
+        "UPDATE batch_items SET state = 'ready', lease_owner = NULL, lease_expires_at = NULL, updated_at = :now "
+        "WHERE id = :i AND lease_owner = :w AND state = 'claimed'"),
+        {"now": utcnow().replace(tzinfo=None), "i": item_id, "w": worker_id}).rowcount == 1
 
 
 def _pause_for_budget(app: App, batch_id: int) -> None:

@@ -11,16 +11,18 @@ usage ledger remains the record that spend figures and charts are computed from.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
+from typing import Any
 
-from sqlalchemy import text
+from sqlalchemy import bindparam, text
 from sqlalchemy.engine import Connection, Engine
 
 from core.db import immediate
 from core.llm.errors import BudgetExceededError
-from core.models import Reservation, StageResult, UsageEntry, from_nanos, month_of, to_nanos, utcnow
+from core.models import Money, Reservation, StageResult, UsageEntry, UTCDateTime, from_nanos, month_of, to_nanos, utcnow
 
 RESERVATION_LEASE = timedelta(minutes=10)
 ALERT_LEVELS = (Decimal("0.8"), Decimal("0.9"), Decimal("1.0"))
@@ -33,14 +35,25 @@ LEVEL_STOPPED = "stopped"  # nothing left: no model calls; batches pause
 TEMPLATE_ONLY_AT = Decimal("0.05")
 
 
+# Statements built once: the reservation and the settlement run for every model call.
+_ENSURE_MONTH = text("INSERT INTO budget_months (month, cap_usd, spent_usd, reserved_usd) VALUES (:m, :c, 0, 0) "
+                     "ON CONFLICT (month) DO NOTHING")
+_HOLD = text("UPDATE budget_months SET reserved_usd = reserved_usd + :a "
+             "WHERE month = :m AND spent_usd + reserved_usd + :a <= cap_usd")
+_TOTALS = text("SELECT cap_usd, spent_usd, reserved_usd FROM budget_months WHERE month = :m")
+_INSERT_RESERVATION = Reservation.__table__.insert()  # type: ignore[attr-defined]
+_INSERT_LEDGER = UsageEntry.__table__.insert()  # type: ignore[attr-defined]
+_INSERT_STAGE = text(
+    "INSERT INTO stage_results (batch_item_id, stage, content, model, input_tokens, output_tokens, cost_usd, "
+    "created_at) VALUES (:batch_item_id, :stage, :content, :model, :input_tokens, :output_tokens, :cost_usd, "
+    ":created_at) ON CONFLICT (batch_item_id, stage) DO NOTHING"
+).bindparams(bindparam("cost_usd", type_=Money()), bindparam("created_at", type_=UTCDateTime()))
+_CLOSE_HOLD = text("UPDATE reservations SET state = :s WHERE id = :i AND state = 'held' RETURNING month, amount_usd")
+_SPEND = text("UPDATE budget_months SET spent_usd = spent_usd + :c, reserved_usd = reserved_usd - :a WHERE month = :m")
+
+
 def ensure_month(conn: Connection, month: str, cap: Decimal) -> None:
-    conn.execute(
-        text(
-            "INSERT INTO budget_months (month, cap_usd, spent_usd, reserved_usd) VALUES (:m, :c, 0, 0) "
-            "ON CONFLICT (month) DO NOTHING"
-        ),
-        {"m": month, "c": to_nanos(cap)},
-    )
+    conn.execute(_ENSURE_MONTH, {"m": month, "c": to_nanos(cap)})
 
 
 def set_cap(engine: Engine, cap: Decimal, month: str | None = None) -> None:
@@ -56,35 +69,29 @@ def reserve(engine: Engine, amount: Decimal, *, cap: Decimal, task: str = "", no
 
     `cap` only seeds a month seen for the first time; an existing month keeps its stored cap (see `set_cap`).
     """
+    with immediate(engine) as conn:
+        return reserve_on(conn, amount, cap=cap, task=task, now=now)
+
+
+def reserve_on(conn: Connection, amount: Decimal, *, cap: Decimal, task: str = "", now: datetime | None = None) -> int:
+    """`reserve` inside the caller's write transaction (see `core.commits`)."""
     now = now or utcnow()
     month = month_of(now)
-    nanos = to_nanos(amount)
-    with immediate(engine) as conn:
+    hold = {"a": to_nanos(amount), "m": month}
+    if conn.execute(_HOLD, hold).rowcount != 1:  # the month is new, or the cap is reached
         ensure_month(conn, month, cap)
-        updated = conn.execute(
-            text(
-                "UPDATE budget_months SET reserved_usd = reserved_usd + :a "
-                "WHERE month = :m AND spent_usd + reserved_usd + :a <= cap_usd"
-            ),
-            {"a": nanos, "m": month},
-        ).rowcount
-        if updated != 1:
-            row = conn.execute(
-                text("SELECT cap_usd, spent_usd, reserved_usd FROM budget_months WHERE month = :m"), {"m": month}
-            ).one()
+        if conn.execute(_HOLD, hold).rowcount != 1:
+            row = conn.execute(_TOTALS, {"m": month}).one()
             left = from_nanos(row[0] - row[1] - row[2])
             raise BudgetExceededError(
                 f"the {month} budget cannot cover this call: it needs up to ${amount:.6f}, "
                 f"${max(left, Decimal(0)):.6f} of ${from_nanos(row[0]):.2f} is left. "
                 "Raise the budget on the Spend page or wait for the month to roll."
             )
-        result = conn.execute(
-            Reservation.__table__.insert().values(  # type: ignore[attr-defined]
-                month=month, amount_usd=amount, task=task, state="held", created_at=now,
-                expires_at=now + RESERVATION_LEASE,
-            )
-        )
-        return int(result.inserted_primary_key[0])
+    result = conn.execute(_INSERT_RESERVATION, {
+        "month": month, "amount_usd": amount, "task": task, "state": "held", "created_at": now,
+        "expires_at": now + RESERVATION_LEASE})
+    return int(result.inserted_primary_key[0])
 
 
 def settle(
@@ -94,26 +101,27 @@ def settle(
     """Write the ledger row (and the stage's answer, if any), add its cost to spend and release the
     reservation, all in one transaction."""
     with immediate(engine) as conn:
-        ensure_month(conn, entry.month, cap)
-        values = entry.model_dump(exclude={"id"})
-        conn.execute(UsageEntry.__table__.insert().values(**values))  # type: ignore[attr-defined]
-        if stage is not None:
-            conn.execute(
-                text(
-                    "INSERT INTO stage_results (batch_item_id, stage, content, model, input_tokens, output_tokens, "
-                    "cost_usd, created_at) VALUES (:i, :s, :c, :m, :it, :ot, :cost, :at) "
-                    "ON CONFLICT (batch_item_id, stage) DO NOTHING"
-                ),
-                {"i": stage.batch_item_id, "s": stage.stage, "c": stage.content, "m": stage.model,
-                 "it": stage.input_tokens, "ot": stage.output_tokens, "cost": to_nanos(stage.cost_usd),
-                 "at": stage.created_at.replace(tzinfo=None)},
-            )
-        conn.execute(
-            text("UPDATE budget_months SET spent_usd = spent_usd + :c WHERE month = :m"),
-            {"c": to_nanos(entry.cost_usd), "m": entry.month},
-        )
-        if reservation_id is not None:
-            _release(conn, reservation_id, "settled")
+        settle_on(conn, reservation_id, entry.model_dump(exclude={"id"}), cap=cap,
+                  stage=stage.model_dump(exclude={"id"}) if stage is not None else None)
+
+
+def settle_on(
+    conn: Connection, reservation_id: int | None, entry: Mapping[str, Any], *, cap: Decimal,
+    stage: Mapping[str, Any] | None = None,
+) -> None:
+    """`settle` inside the caller's write transaction (see `core.commits`), with the ledger row and the stage's
+    answer as column values: the gateway builds them for every call, cheaper than model instances."""
+    conn.execute(_INSERT_LEDGER, entry)
+    if stage is not None:
+        conn.execute(_INSERT_STAGE, stage)
+    month = entry["month"]
+    held = _close_hold(conn, reservation_id, "settled") if reservation_id is not None else None
+    if held is not None and held[0] != month:  # a hold of another month: give it back there
+        conn.execute(_SPEND, {"c": 0, "a": held[1], "m": held[0]})
+        held = None
+    if held is None:
+        ensure_month(conn, month, cap)
+    conn.execute(_SPEND, {"c": to_nanos(entry["cost_usd"]), "a": held[1] if held else 0, "m": month})
 
 
 def release(engine: Engine, reservation_id: int) -> None:
@@ -121,17 +129,17 @@ def release(engine: Engine, reservation_id: int) -> None:
         _release(conn, reservation_id, "settled")
 
 
+def _close_hold(conn: Connection, reservation_id: int, state: str) -> tuple[str, int] | None:
+    """Mark a held reservation settled or swept; its month and amount in nano-dollars, or None if it was not
+    held any more (already swept: its hold was returned then)."""
+    row = conn.execute(_CLOSE_HOLD, {"s": state, "i": reservation_id}).first()
+    return None if row is None else (str(row[0]), int(row[1]))
+
+
 def _release(conn: Connection, reservation_id: int, state: str) -> None:
-    row = conn.execute(
-        text("SELECT month, amount_usd FROM reservations WHERE id = :i AND state = 'held'"), {"i": reservation_id}
-    ).first()
-    if row is None:  # already swept: its hold was returned then
-        return
-    conn.execute(text("UPDATE reservations SET state = :s WHERE id = :i"), {"s": state, "i": reservation_id})
-    conn.execute(
-        text("UPDATE budget_months SET reserved_usd = reserved_usd - :a WHERE month = :m"),
-        {"a": row[1], "m": row[0]},
-    )
+    held = _close_hold(conn, reservation_id, state)
+    if held is not None:
+        conn.execute(_SPEND, {"c": 0, "a": held[1], "m": held[0]})
 
 
 def sweep(engine: Engine, now: datetime | None = None) -> int:

@@ -3,7 +3,8 @@
 The gateway turns a task ("personalize", "review", ...) into a request using the routing table, reserves
 the call's worst-case cost before each attempt (so retries reserve again), and writes one ledger row per
 attempt, failures included, in the same transaction that settles the reservation. If the ledger cannot be
-written, the reservation fails first and nothing is sent.
+written, the reservation fails first and nothing is sent. Those writes go through the gateway's group
+committer (`core.commits`), so concurrent calls share transactions instead of queueing for the write lock.
 """
 
 from __future__ import annotations
@@ -20,10 +21,11 @@ from sqlalchemy.engine import Engine
 from sqlmodel import select
 
 from core import budget
+from core.commits import GroupCommitter
 from core.db import session_scope
 from core.llm.client import Attempt, ChatRequest, ChatResult, LLMClient
 from core.llm.tokens import count_messages
-from core.models import StageResult, UsageEntry, month_of, utcnow
+from core.models import StageResult, month_of, utcnow
 from core.prices import PriceBook, UnknownModelPrice
 from core.routing import Route, RoutingTable
 
@@ -48,9 +50,11 @@ class Gateway:
         *,
         cap: Callable[[], Decimal],
         provider: str,
+        writes: GroupCommitter,
         today: Callable[[], date] | None = None,
     ) -> None:
         self.engine = engine
+        self.writes = writes
         self.client = client
         self.routing = routing
         self.price_book = price_book
@@ -143,52 +147,51 @@ class _LedgerHooks:
     async def before(self, number: int, request: ChatRequest) -> None:
         amount = self.gateway.worst_case(self.route, self.prompt_tokens, request.max_tokens)
         now = utcnow()
-        rid = await asyncio.to_thread(
-            budget.reserve, self.gateway.engine, amount, cap=self.gateway.cap(), task=self.task, now=now
-        )
+        cap = self.gateway.cap()
+        rid = await self.gateway.writes(lambda conn: budget.reserve_on(conn, amount, cap=cap, task=self.task, now=now))
         self.holds[number] = rid
         self.months[number] = month_of(now)
 
     async def after(self, attempt: Attempt) -> None:
         result = attempt.result
         now = utcnow()
-        entry = UsageEntry(
-            created_at=now,
-            month=self.months.pop(attempt.number, month_of(now)),
-            task=self.task,
-            model_requested=attempt.request.model,
-            model_answered=result.model if result else "",
-            input_tokens=result.prompt_tokens if result else 0,
-            output_tokens=result.completion_tokens if result else 0,
-            cost_usd=result.cost_usd if result else Decimal(0),
-            cost_source=result.cost_source if result else "none",
-            status=attempt.status,
-            error=attempt.error[:500],
-            latency_ms=attempt.latency_ms,
-            attempt=attempt.number,
-            batch_id=self.context.batch_id,
-            prospect_id=self.context.prospect_id,
-            request_id=result.request_id if result else "",
-            provider=self.gateway.provider,
-        )
+        context = self.context
+        entry = {  # a usage_ledger row
+            "created_at": now,
+            "month": self.months.pop(attempt.number, month_of(now)),
+            "task": self.task,
+            "model_requested": attempt.request.model,
+            "model_answered": result.model if result else "",
+            "input_tokens": result.prompt_tokens if result else 0,
+            "output_tokens": result.completion_tokens if result else 0,
+            "cost_usd": result.cost_usd if result else Decimal(0),
+            "cost_source": result.cost_source if result else "none",
+            "status": attempt.status,
+            "error": attempt.error[:500],
+            "latency_ms": attempt.latency_ms,
+            "attempt": attempt.number,
+            "batch_id": context.batch_id,
+            "prospect_id": context.prospect_id,
+            "request_id": result.request_id if result else "",
+            "provider": self.gateway.provider,
+        }
         if result is None:
             log.warning("model call attempt failed", extra={"fields": {
                 "task": self.task, "model": attempt.request.model, "status": attempt.status,
-                "attempt": attempt.number, "latency_ms": attempt.latency_ms, "batch_id": self.context.batch_id}})
+                "attempt": attempt.number, "latency_ms": attempt.latency_ms, "batch_id": context.batch_id}})
         stage = None
-        if result is not None and self.stage and self.context.item_id is not None:
-            stage = StageResult(batch_item_id=self.context.item_id, stage=self.stage, content=result.content,
-                                model=result.model, input_tokens=result.prompt_tokens,
-                                output_tokens=result.completion_tokens, cost_usd=result.cost_usd, created_at=now)
+        if result is not None and self.stage and context.item_id is not None:
+            stage = {"batch_item_id": context.item_id, "stage": self.stage, "content": result.content,
+                     "model": result.model, "input_tokens": result.prompt_tokens,
+                     "output_tokens": result.completion_tokens, "cost_usd": result.cost_usd, "created_at": now}
+        hold, cap = self.holds.pop(attempt.number, None), self.gateway.cap()
         try:
-            await asyncio.to_thread(
-                budget.settle, self.gateway.engine, self.holds.pop(attempt.number, None), entry,
-                cap=self.gateway.cap(), stage=stage,
-            )
+            await self.gateway.writes(lambda conn: budget.settle_on(conn, hold, entry, cap=cap, stage=stage))
         except Exception:
             # The call went out (and may be billed) but cannot be recorded: say so loudly, with the figures an
             # operator needs to reconcile it by hand. The hold stays until the sweep returns it.
             log.error("ledger write failed after a model call", extra={"fields": {
-                "task": self.task, "model": entry.model_answered or entry.model_requested, "status": entry.status,
-                "cost_usd": str(entry.cost_usd), "request_id": entry.request_id, "batch_id": entry.batch_id}})
+                "task": self.task, "model": entry["model_answered"] or entry["model_requested"],
+                "status": entry["status"], "cost_usd": str(entry["cost_usd"]), "request_id": entry["request_id"],
+                "batch_id": entry["batch_id"]}})
             raise

@@ -85,6 +85,13 @@ def _genai_cost(model: str, input_tokens: int, output_tokens: int) -> Decimal:
 
 @lru_cache(maxsize=8)
 def _load_json(path: Path) -> dict:
+    """The file's JSON, parsed again only when the file changes (routing reads the lifecycle on every call)."""
+    stat = path.stat()
+    return _parsed(path, stat.st_mtime_ns, stat.st_size)
+
+
+@lru_cache(maxsize=64)
+def _parsed(path: Path, _mtime_ns: int, _size: int) -> dict:
     return json.loads(path.read_text(encoding="utf-8"))
 
 
@@ -98,7 +105,15 @@ def file_overrides(data_dir: Path = DATA_DIR) -> dict[str, Price]:
 
 
 def load_lifecycle(data_dir: Path = DATA_DIR) -> tuple[dict[str, Lifecycle], int]:
-    raw = _load_json(data_dir / "model_lifecycle.json")
+    """Announced retirements (read-only: shared between callers until the file changes)."""
+    path = data_dir / "model_lifecycle.json"
+    stat = path.stat()
+    return _lifecycle(path, stat.st_mtime_ns, stat.st_size)
+
+
+@lru_cache(maxsize=8)
+def _lifecycle(path: Path, _mtime_ns: int, _size: int) -> tuple[dict[str, Lifecycle], int]:
+    raw = _load_json(path)
     out = {
         model: Lifecycle(model, date.fromisoformat(v["retires_on"]), v.get("replacement"), v.get("note", ""))
         for model, v in raw["models"].items()

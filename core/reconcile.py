@@ -30,7 +30,7 @@ from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-import httpx
+import httpx2
 from sqlalchemy import text
 
 from core.app import App
@@ -149,7 +149,7 @@ async def reconcile(app: App, client: LLMClient | None = None, now: datetime | N
     active = client or app.client(RetryPolicy(request_timeout_s=KEY_TIMEOUT_S))
     try:
         payload = await active.get_json("/key")
-    except (httpx.HTTPError, LLMError) as exc:
+    except (httpx2.HTTPError, LLMError) as exc:
         detail = scrub(str(exc) or type(exc).__name__, app.settings.api_key)[:300]
         return result(None, f"Could not reach /key: {detail}. The ledger total is shown alone; try again later.")
     finally:

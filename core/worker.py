@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 from core.app import App
 from core.batches import RunReport, new_worker_id, run_pending
+from core.llm.tokens import warm_up
 
 log = logging.getLogger("sam.worker")
 
@@ -56,6 +57,7 @@ class WorkerSupervisor:
     def _loop(self) -> None:
         self.state.alive = True
         try:
+            warm_up()
             while not self.stop_event.is_set():
                 try:
                     reports = run_pending(self.app, self.state.worker_id, stop=self.stop_event)
@@ -77,6 +79,7 @@ def run_forever(app: App, *, once: bool = False, poll_s: float = 1.0) -> list[Ru
     worker_id = new_worker_id()
     stop = threading.Event()
     done: list[RunReport] = []
+    warm_up()
     try:
         while True:
             reports = run_pending(app, worker_id, stop=stop)

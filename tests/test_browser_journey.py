@@ -17,7 +17,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
+import httpx2
 import pytest
 
 from core.config import PROJECT_ROOT
@@ -53,9 +53,9 @@ def console(tmp_path: Path) -> Iterator[str]:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             try:
-                if httpx.get(f"{url}/_stcore/health", timeout=2).text == "ok":
+                if httpx2.get(f"{url}/_stcore/health", timeout=2).text == "ok":
                     break
-            except httpx.HTTPError:
+            except httpx2.HTTPError:
                 pass
             time.sleep(0.5)
         else:

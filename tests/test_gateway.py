@@ -83,7 +83,7 @@ def test_a_call_is_charged_to_the_month_its_hold_was_taken_in(app: App, monkeypa
     from core import budget
 
     state = {"reserved": False}
-    reserve = budget.reserve
+    reserve = budget.reserve_on
 
     def reserve_then_midnight(*args, **kwargs):  # type: ignore[no-untyped-def]
         rid = reserve(*args, **kwargs)
@@ -96,7 +96,7 @@ def test_a_call_is_charged_to_the_month_its_hold_was_taken_in(app: App, monkeypa
         return datetime(2026, 11, 30, 23, 59, 59, tzinfo=UTC)
 
     monkeypatch.setattr(gateway, "utcnow", clock)
-    monkeypatch.setattr(budget, "reserve", reserve_then_midnight)
+    monkeypatch.setattr(budget, "reserve_on", reserve_then_midnight)
     _call(app)
     [row] = _ledger(app)
     assert row.month == "2026-11" and row.created_at.month == 12

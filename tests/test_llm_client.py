@@ -7,7 +7,7 @@ import time
 from collections.abc import Iterator
 from decimal import Decimal
 
-import httpx
+import httpx2
 import pytest
 
 from core.llm import errors as e
@@ -176,15 +176,15 @@ def test_connection_refused_is_retried_then_unavailable() -> None:
 
 
 def test_cost_is_estimated_when_server_sends_none() -> None:
-    def handler(request: httpx.Request) -> httpx.Response:
-        return httpx.Response(200, json={
+    def handler(request: httpx2.Request) -> httpx2.Response:
+        return httpx2.Response(200, json={
             "id": "x1", "model": MODEL,
             "choices": [{"finish_reason": "stop", "message": {"role": "assistant", "content": "hello"}}],
             "usage": {"prompt_tokens": 1000, "completion_tokens": 100},
         })
 
     async def go():  # type: ignore[no-untyped-def]
-        async with LLMClient("http://x/api/v1", transport=httpx.MockTransport(handler),
+        async with LLMClient("http://x/api/v1", transport=httpx2.MockTransport(handler),
                              price_book=current_book()) as client:
             return await client.chat(REQ)
 
@@ -197,7 +197,7 @@ def test_cost_is_estimated_when_server_sends_none() -> None:
     "body", [b"not json", b"[]", b'{"choices": []}', b'{"choices": [{"message": {"content": 5}}]}']
 )
 def test_bodies_that_are_not_completions(body: bytes) -> None:
-    transport = httpx.MockTransport(lambda r: httpx.Response(200, content=body))
+    transport = httpx2.MockTransport(lambda r: httpx2.Response(200, content=body))
 
     async def go():  # type: ignore[no-untyped-def]
         async with LLMClient("http://x/api/v1", transport=transport) as client:
@@ -210,12 +210,12 @@ def test_bodies_that_are_not_completions(body: bytes) -> None:
 def test_request_payload_follows_the_wire_format() -> None:
     seen: list[dict] = []
 
-    def handler(request: httpx.Request) -> httpx.Response:
+    def handler(request: httpx2.Request) -> httpx2.Response:
         import json
 
         seen.append(json.loads(request.content))
         assert request.headers["Authorization"] == "Bearer sk-abc"
-        return httpx.Response(200, json={"model": MODEL, "choices": [{"message": {"content": "{}"}}],
+        return httpx2.Response(200, json={"model": MODEL, "choices": [{"message": {"content": "{}"}}],
                                          "usage": {"prompt_tokens": 1, "completion_tokens": 1, "cost": 0.0001}})
 
     req = ChatRequest(model=MODEL, messages=[{"role": "user", "content": "x"}], max_tokens=10, temperature=0.2,
@@ -224,7 +224,7 @@ def test_request_payload_follows_the_wire_format() -> None:
                                                                              "schema": {}}})
 
     async def go():  # type: ignore[no-untyped-def]
-        async with LLMClient("http://x/api/v1", "sk-abc", transport=httpx.MockTransport(handler)) as client:
+        async with LLMClient("http://x/api/v1", "sk-abc", transport=httpx2.MockTransport(handler)) as client:
             return await client.chat(req)
 
     assert run(go()).cost_usd == Decimal("0.0001")
@@ -255,3 +255,26 @@ def test_random_faults_under_load_are_all_accounted(sim: Simulator) -> None:
     assert len(ok) + sum(isinstance(r, e.LLMError) for r in results) == 50
     assert len(hooks.rec.after) == sim.requests["POST completions"]
     assert sum(a.status == "ok" for a in hooks.rec.after) == len(ok)
+
+
+def test_max_in_flight_caps_requests_on_the_wire_and_latency_excludes_the_wait() -> None:
+    on_wire = {"now": 0, "peak": 0}
+
+    async def handler(request: httpx2.Request) -> httpx2.Response:
+        on_wire["now"] += 1
+        on_wire["peak"] = max(on_wire["peak"], on_wire["now"])
+        await asyncio.sleep(0.05)
+        on_wire["now"] -= 1
+        return httpx2.Response(200, json={"model": MODEL, "choices": [{"message": {"content": "hi"}}],
+                                         "usage": {"prompt_tokens": 1, "completion_tokens": 1, "cost": 0.0001}})
+
+    async def go():  # type: ignore[no-untyped-def]
+        async with LLMClient("http://x/api/v1", transport=httpx2.MockTransport(handler), max_in_flight=3) as client:
+            started = time.monotonic()
+            results = await asyncio.gather(*(client.chat(REQ) for _ in range(9)))
+            return results, time.monotonic() - started
+
+    results, seconds = run(go())
+    assert on_wire["peak"] == 3, "never more than max_in_flight requests at once, and all of them used"
+    assert seconds >= 0.15, "9 calls of 50 ms three at a time take three rounds"
+    assert all(r.latency_ms < 140 for r in results), "a call's latency is its time on the wire, not in the queue"

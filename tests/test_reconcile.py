@@ -6,7 +6,7 @@ import asyncio
 import dataclasses
 from decimal import Decimal
 
-import httpx
+import httpx2
 import pytest
 
 from core.app import App
@@ -34,7 +34,7 @@ def _openrouter(app: App) -> App:
     return dataclasses.replace(app, settings=settings, simulator=None)
 
 
-def _client(handler: httpx.MockTransport) -> LLMClient:
+def _client(handler: httpx2.MockTransport) -> LLMClient:
     return LLMClient(BASE, SECRET, transport=handler)
 
 
@@ -84,15 +84,15 @@ def test_simulator_restart_shows_as_ledger_above_provider(app: App) -> None:
 def test_openrouter_usage_monthly_is_read_and_compared(app: App) -> None:
     live = _openrouter(app)
     _insert(live, "1.5", provider="openrouter")
-    seen: list[httpx.Request] = []
+    seen: list[httpx2.Request] = []
 
-    def handler(request: httpx.Request) -> httpx.Response:
+    def handler(request: httpx2.Request) -> httpx2.Response:
         seen.append(request)
-        return httpx.Response(200, json={"data": {"label": "sk-or-v1-012...def", "usage": 40.25, "usage_daily": 0.5,
+        return httpx2.Response(200, json={"data": {"label": "sk-or-v1-012...def", "usage": 40.25, "usage_daily": 0.5,
                                                   "usage_weekly": 3.0, "usage_monthly": 2.0, "limit": 100,
                                                   "limit_remaining": 59.75}})
 
-    result = _run(live, _client(httpx.MockTransport(handler)))
+    result = _run(live, _client(httpx2.MockTransport(handler)))
     assert [str(r.url) for r in seen] == [f"{BASE}/key"]
     assert result.provider_usd == Decimal("2") and result.ledger_usd == Decimal("1.5")
     assert result.difference_usd == Decimal("0.5")
@@ -103,10 +103,10 @@ def test_openrouter_usage_monthly_is_read_and_compared(app: App) -> None:
 def test_failing_key_endpoint_gives_none_and_a_note(app: App) -> None:
     _calls(app, 1)
 
-    def handler(request: httpx.Request) -> httpx.Response:
-        raise httpx.ConnectError("connection refused", request=request)
+    def handler(request: httpx2.Request) -> httpx2.Response:
+        raise httpx2.ConnectError("connection refused", request=request)
 
-    result = _run(app, _client(httpx.MockTransport(handler)))
+    result = _run(app, _client(httpx2.MockTransport(handler)))
     assert result.provider_usd is None and result.difference_usd is None and not result.matches
     assert result.ledger_usd > 0
     assert result.note.startswith("Could not reach /key: connection refused")
@@ -115,11 +115,11 @@ def test_failing_key_endpoint_gives_none_and_a_note(app: App) -> None:
 def test_error_answer_never_leaks_the_key(app: App) -> None:
     live = _openrouter(app)
 
-    def handler(request: httpx.Request) -> httpx.Response:
+    def handler(request: httpx2.Request) -> httpx2.Response:
         echoed = request.headers["Authorization"]  # a hostile or buggy server echoing the credential
-        return httpx.Response(401, json={"error": {"code": 401, "message": f"invalid key {echoed} ({SECRET[:20]}x)"}})
+        return httpx2.Response(401, json={"error": {"code": 401, "message": f"invalid key {echoed} ({SECRET[:20]}x)"}})
 
-    result = _run(live, _client(httpx.MockTransport(handler)))
+    result = _run(live, _client(httpx2.MockTransport(handler)))
     assert result.provider_usd is None
     assert "401" in result.note and "Could not reach /key" in result.note
     assert SECRET not in result.note and SECRET[:20] not in result.note
@@ -137,7 +137,7 @@ def test_error_answer_never_leaks_the_key(app: App) -> None:
 )
 def test_unreadable_answers_give_none_and_say_why(app: App, payload: object, fragment: str) -> None:
     live = _openrouter(app)
-    result = _run(live, _client(httpx.MockTransport(lambda r: httpx.Response(200, json=payload))))
+    result = _run(live, _client(httpx2.MockTransport(lambda r: httpx2.Response(200, json=payload))))
     assert result.provider_usd is None and fragment in result.note
 
 
@@ -146,10 +146,10 @@ def test_openai_compatible_server_has_no_usage_endpoint(app: App) -> None:
     local = dataclasses.replace(app, settings=settings, simulator=None)
     _insert(local, "0.01", provider="openai")
 
-    def handler(request: httpx.Request) -> httpx.Response:
+    def handler(request: httpx2.Request) -> httpx2.Response:
         raise AssertionError("no request should be sent")
 
-    result = _run(local, LLMClient("http://127.0.0.1:9/v1", transport=httpx.MockTransport(handler)))
+    result = _run(local, LLMClient("http://127.0.0.1:9/v1", transport=httpx2.MockTransport(handler)))
     assert result.provider_usd is None and result.ledger_usd == Decimal("0.01")
     assert "no usage endpoint" in result.note
 

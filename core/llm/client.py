@@ -1,8 +1,8 @@
-"""An async client for chat completions in the OpenRouter wire format, over an injected httpx transport.
+"""An async client for chat completions in the OpenRouter wire format, over an injected httpx2 transport.
 
 It speaks to OpenRouter, to any OpenAI-compatible server, and to the offline simulator alike; tests swap the
-wire (an `httpx` transport or a loopback server), never the code. What it promises:
-- one overall deadline per call, besides httpx's per-request timeouts;
+wire (an `httpx2` transport or a loopback server), never the code. What it promises:
+- one overall deadline per call, besides httpx2's per-request timeouts;
 - retries of 408/429/5xx and connection errors with exponential backoff and full jitter, honouring
   `Retry-After` up to a cap (a longer wait fails at once as rate limited instead of sleeping for minutes);
 - never a retry of 400/401/403; 402 halts, except OpenRouter's transient in-flight-budget 402;
@@ -13,6 +13,7 @@ wire (an `httpx` transport or a loopback server), never the code. What it promis
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import random
 import time
@@ -22,7 +23,7 @@ from decimal import Decimal, InvalidOperation
 from email.utils import parsedate_to_datetime
 from typing import Any, Protocol
 
-import httpx
+import httpx2
 
 from core.llm import errors as e
 from core.prices import PriceBook, UnknownModelPrice
@@ -119,7 +120,7 @@ def parse_retry_after(value: str | None, now: float | None = None) -> float | No
     return max(0.0, when.timestamp() - (time.time() if now is None else now))
 
 
-def _error_body(response: httpx.Response) -> tuple[str, dict[str, Any]]:
+def _error_body(response: httpx2.Response) -> tuple[str, dict[str, Any]]:
     try:
         body = response.json()
     except ValueError:
@@ -143,29 +144,33 @@ class LLMClient:
         base_url: str,
         api_key: str | None = None,
         *,
-        http: httpx.AsyncClient | None = None,
-        transport: httpx.AsyncBaseTransport | None = None,
+        http: httpx2.AsyncClient | None = None,
+        transport: httpx2.AsyncBaseTransport | None = None,
         policy: RetryPolicy | None = None,
         price_book: PriceBook | None = None,
         provider_name: str = "openrouter",
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         rng: random.Random | None = None,
+        max_in_flight: int | None = None,
     ) -> None:
+        """`max_in_flight` caps the requests on the wire at once (a batch's concurrency); callers beyond it wait
+        for a slot, so work around the calls (reservations, ledger writes) can overlap them."""
         self.base_url = base_url.rstrip("/")
         self.policy = policy or RetryPolicy()
         self.price_book = price_book
         self.provider_name = provider_name
         self._sleep = sleep
         self._rng = rng or random.Random()
+        self._slots = asyncio.Semaphore(max_in_flight) if max_in_flight else None
         headers = {"X-Title": "Sam Funnel cost console", "HTTP-Referer": "https://github.com/sam-funnel/console"}
         if api_key:
             headers["Authorization"] = f"Bearer {api_key}"
         self._owns_http = http is None
-        self._http = http or httpx.AsyncClient(
+        self._http = http or httpx2.AsyncClient(
             transport=transport,
             headers=headers,
-            timeout=httpx.Timeout(self.policy.request_timeout_s, connect=10.0),
-            limits=httpx.Limits(max_connections=256, max_keepalive_connections=64),
+            timeout=httpx2.Timeout(self.policy.request_timeout_s, connect=10.0),
+            limits=httpx2.Limits(max_connections=max_in_flight or 256, max_keepalive_connections=max_in_flight or 64),
         )
         if not self._owns_http:
             self._http.headers.update(headers)
@@ -225,15 +230,17 @@ class LLMClient:
             state.open_attempt = (number, sent_at)
             wait: float | None = None
             try:
-                response = await self._http.post(
-                    f"{self.base_url}/chat/completions",
-                    json=request.payload(),
-                    timeout=max(0.1, min(policy.request_timeout_s, deadline - sent_at)),
-                )
+                async with self._slots or contextlib.nullcontext():
+                    sent_at = time.monotonic()  # latency is the wire's, not the wait for a slot
+                    response = await self._http.post(
+                        f"{self.base_url}/chat/completions",
+                        json=request.payload(),
+                        timeout=max(0.1, min(policy.request_timeout_s, deadline - time.monotonic())),
+                    )
                 state.open_attempt = None
-            except (httpx.TimeoutException, httpx.TransportError) as exc:
+            except (httpx2.TimeoutException, httpx2.TransportError) as exc:
                 state.open_attempt = None
-                status = "timeout" if isinstance(exc, httpx.TimeoutException) else "connect_error"
+                status = "timeout" if isinstance(exc, httpx2.TimeoutException) else "connect_error"
                 last_error = e.ProviderUnavailableError(
                     f"{status.replace('_', ' ')} talking to {self.base_url}: {type(exc).__name__}", attempts=number
                 )
@@ -317,7 +324,7 @@ class LLMClient:
             return err
         return e.BadRequestError(detail, status=status, attempts=number)
 
-    def _parse(self, response: httpx.Response, request: ChatRequest, latency: int, number: int) -> ChatResult:
+    def _parse(self, response: httpx2.Response, request: ChatRequest, latency: int, number: int) -> ChatResult:
         try:
             body = response.json()
         except ValueError:

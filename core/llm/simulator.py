@@ -6,7 +6,7 @@ tokens with a real tokenizer, prices them with the price book and reports `usage
 Knobs add latency and inject faults (an error rate per status code, `Retry-After`, stalls, malformed
 bodies), and `script()` queues exact faults for tests.
 
-It runs in-process as an `httpx` transport (the embedded default: no network, no key) or on a loopback
+It runs in-process as an `httpx2` transport (the embedded default: no network, no key) or on a loopback
 port (`python -m core simulator --port N`) for integration tests and benchmarks; both paths share
 `Simulator.handle`, so they answer identically. Nothing here calls a model.
 """
@@ -28,7 +28,7 @@ from decimal import Decimal
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-import httpx
+import httpx2
 
 from core import prompts
 from core.llm.tokens import count_messages, count_text
@@ -391,16 +391,16 @@ class Simulator:
         return SimulatorServer(self, host, port)
 
 
-class SimulatorTransport(httpx.AsyncBaseTransport):
+class SimulatorTransport(httpx2.AsyncBaseTransport):
     def __init__(self, simulator: Simulator) -> None:
         self.simulator = simulator
 
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+    async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
         body = await request.aread()
         resp = self.simulator.handle(request.method, request.url.path, body)
         if resp.delay_s:
             await asyncio.sleep(resp.delay_s)
-        return httpx.Response(resp.status, headers=resp.headers, content=resp.body, request=request)
+        return httpx2.Response(resp.status, headers=resp.headers, content=resp.body, request=request)
 
 
 class SimulatorServer:

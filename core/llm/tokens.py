@@ -27,10 +27,16 @@ def _tekken() -> Any:
     return MistralTokenizer.v3(is_tekken=True).instruct_tokenizer.tokenizer
 
 
+def warm_up() -> None:
+    """Load the tokenizer now (a second or more) rather than inside the first batch; workers call it at start."""
+    _tekken()
+
+
 def is_exact(model: str) -> bool:
     return model.startswith("mistralai/mistral-nemo")
 
 
+@lru_cache(maxsize=4096)  # a prompt is counted for the preview note and again for its reservation
 def count_text(text: str) -> int:
     if not text:
         return 0

@@ -1,0 +1,171 @@
+"""Group commit: the small write transactions of many concurrent model calls, committed together.
+
+Why: every model call writes twice (the reservation before it, the ledger row and settlement after it) and
+every batch item once more (its message and final state). Run as a transaction each on a thread each, those
+writes queue for SQLite's single write lock and its busy-wait sleeps, and for the thread pool; at a batch's
+concurrency they, not the model, set the pace. The committer runs every write submitted while the previous
+transaction was committing as one transaction, on one thread of its own.
+
+What each write keeps: one that fails (a reservation the budget cannot cover, a database error) is rolled back
+alone and its caller gets the exception, the others are committed; and its result reaches the caller only
+after the commit, so nobody acts on a write that was not stored. If the commit itself fails, every write of
+that transaction gets the error. A write is a function of the connection that touches nothing else: it may
+run twice (the first run rolled back, see `_transaction`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import queue
+import threading
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from sqlalchemy.engine import Connection, Engine
+
+from core.db import immediate
+
+log = logging.getLogger("sam.commits")
+
+T = TypeVar("T")
+Write = Callable[[Connection], T]
+
+MAX_WRITES = 256  # per transaction: bounds how long one transaction holds the write lock
+
+
+class _Pending:
+    __slots__ = ("future", "loop", "write")
+
+    def __init__(self, write: Write[Any], loop: asyncio.AbstractEventLoop, future: asyncio.Future[Any]) -> None:
+        self.write = write
+        self.loop = loop
+        self.future = future
+
+
+Outcome = tuple[_Pending, Any, BaseException | None]  # the write, its result, or the error it raised
+
+
+class GroupCommitter:
+    """Runs writes (functions of a connection inside a transaction) for async callers, many per transaction."""
+
+    def __init__(self, engine: Engine, *, max_writes: int = MAX_WRITES) -> None:
+        self.engine = engine
+        self.max_writes = max_writes
+        self._queue: queue.SimpleQueue[_Pending | None] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+        self._closed = False
+        self.transactions = 0
+        self.writes = 0
+
+    async def __call__(self, write: Write[T]) -> T:
+        """Run `write(conn)` in a transaction shared with other writes; returns its result once committed."""
+        if self._closed:
+            raise RuntimeError("the committer is closed")
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[T] = loop.create_future()
+        self._start()
+        self._queue.put(_Pending(write, loop, future))
+        return await future
+
+    def _start(self) -> None:
+        with self._lock:
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="group-commit", daemon=True)
+                self._thread.start()
+
+    async def aclose(self) -> None:
+        """Commit what was submitted, then stop the thread."""
+        self._closed = True
+        with self._lock:
+            thread, self._thread = self._thread, None
+        if thread is not None:
+            self._queue.put(None)
+            await asyncio.to_thread(thread.join)
+
+    async def __aenter__(self) -> GroupCommitter:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    def _run(self) -> None:
+        while True:
+            first = self._queue.get()
+            if first is None:
+                return
+            group = [first]
+            stop = False
+            while len(group) < self.max_writes:
+                try:
+                    nxt = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if nxt is None:
+                    stop = True
+                    break
+                group.append(nxt)
+            self._commit(group)
+            if stop:
+                return
+
+    def _commit(self, group: list[_Pending]) -> None:
+        outcomes: list[Outcome]
+        try:
+            try:
+                outcomes = self._transaction(group, isolate=False)
+            except _WriteFailed:  # rolled back: run them again, each in a savepoint of its own
+                outcomes = self._transaction(group, isolate=True)
+        except Exception as exc:
+            if len(group) > 1:
+                log.error("group commit failed", extra={"fields": {"writes": len(group), "error": repr(exc)[:300]}})
+            outcomes = [(pending, None, exc) for pending in group]
+        self.transactions += 1
+        self.writes += len(group)
+        by_loop: dict[asyncio.AbstractEventLoop, list[Outcome]] = {}
+        for outcome in outcomes:
+            by_loop.setdefault(outcome[0].loop, []).append(outcome)
+        for loop, delivered in by_loop.items():
+            with contextlib.suppress(RuntimeError):  # that loop has closed: its callers are gone
+                loop.call_soon_threadsafe(_deliver, delivered)
+
+    def _transaction(self, group: list[_Pending], *, isolate: bool) -> list[Outcome]:
+        """Run the group in one transaction. Most writes succeed, so the first try skips the savepoints (two
+        statements a write); a failure then costs one rolled-back try. A single write needs none either way."""
+        outcomes: list[Outcome] = []
+        with immediate(self.engine) as conn:
+            for pending in group:
+                if not isolate:
+                    try:
+                        outcomes.append((pending, pending.write(conn), None))
+                    except Exception as exc:
+                        if len(group) == 1:
+                            raise
+                        raise _WriteFailed from exc
+                    continue
+                savepoint = conn.begin_nested()
+                try:
+                    value = pending.write(conn)
+                except Exception as exc:
+                    savepoint.rollback()
+                    outcomes.append((pending, None, exc))
+                else:
+                    savepoint.commit()
+                    outcomes.append((pending, value, None))
+        return outcomes
+
+
+class _WriteFailed(Exception):
+    """A write of a group run without savepoints raised: the transaction is rolled back and run again."""
+
+
+def _deliver(outcomes: list[Outcome]) -> None:
+    for pending, value, error in outcomes:
+        if pending.future.done():  # the caller was cancelled; the write stands regardless
+            continue
+        if error is not None:
+            pending.future.set_exception(error)
+        else:
+            pending.future.set_result(value)
