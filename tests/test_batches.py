@@ -184,3 +184,30 @@ def test_a_reply_stops_the_sequence_for_that_prospect(demo_app: App) -> None:
         item = s.exec(select(BatchItem).where(BatchItem.prospect_id == replier.id)).one()
     assert item.state == "failed" and "replied" in item.error
     assert replier.id not in unsent_prospects(demo_app, ids, "follow_up_1")
+
+
+def test_the_batch_concurrency_caps_model_calls_on_the_wire(demo_app: App, monkeypatch: pytest.MonkeyPatch) -> None:
+    from core.llm.simulator import SimulatorTransport
+
+    assert demo_app.simulator is not None
+    demo_app.simulator.faults.latency_ms = 20  # calls overlap, as they do against a real provider
+    on_wire = {"now": 0, "peak": 0}
+    handle = SimulatorTransport.handle_async_request
+
+    async def counted(self, request):  # type: ignore[no-untyped-def]
+        on_wire["now"] += 1
+        on_wire["peak"] = max(on_wire["peak"], on_wire["now"])
+        try:
+            return await handle(self, request)
+        finally:
+            on_wire["now"] -= 1
+
+    monkeypatch.setattr(SimulatorTransport, "handle_async_request", counted)
+    batch = create_batch(demo_app, _ids(demo_app, 40), concurrency=3)
+    start_batch(demo_app, batch.id)
+    [report] = run_pending(demo_app, "w1")
+    assert report.outcome == "done" and report.processed == 40
+    with session_scope(demo_app.engine) as s:
+        calls = len(s.exec(select(UsageEntry).where(UsageEntry.batch_id == batch.id)).all())
+    assert calls > 3, "the batch made enough calls to overlap"
+    assert on_wire["peak"] == 3, "never more calls at once than the batch's concurrency, and all of its slots used"
