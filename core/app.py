@@ -129,8 +129,10 @@ class App:
             yield Gateway(self.engine, client, self.routing, self.price_book(), cap=self.recent_budget_cap,
                           provider=self.settings.llm_provider, writes=writes)
         finally:
-            await client.aclose()
-            await writes.aclose()
+            try:
+                await client.aclose()
+            finally:
+                await writes.aclose()
 
 
 def open_app(settings: Settings | None = None, *, load_demo: bool = True) -> App:

@@ -6,11 +6,12 @@ the month rolls), or cancelled. Items move pending -> claimed (lease) -> one fin
 needs_data, review_failed or failed.
 
 A worker claims a chunk of items in one statement (SQLite: inside BEGIN IMMEDIATE; PostgreSQL:
-`FOR UPDATE SKIP LOCKED`, so several workers share a batch), runs the personalization ladder at the batch's
-concurrency, and writes the message and the item's final state in one transaction fenced on its lease. Model
-answers are stored per item and stage with their ledger row (see `Gateway.call`), so an item reclaimed after
-its worker died replays what was already paid for. The same loop runs in the console's worker thread and in
-`python -m core worker`.
+`FOR UPDATE SKIP LOCKED`, so several workers share a batch) and runs the personalization ladder with at most
+the batch's concurrency of model calls on the wire. It writes the message and the item's final state in one
+write fenced on its lease (committed together with other items' writes, see `core.commits`); an item whose
+write fails goes back to pending. Model answers are stored per item and stage with their ledger row (see
+`Gateway.call`), so an item reclaimed after its worker died replays what was already paid for. The same loop
+runs in the console's worker thread and in `python -m core worker`.
 """
 
 from __future__ import annotations
@@ -381,6 +382,9 @@ async def work_batch(app: App, batch_id: int, worker_id: str, *, stop: threading
                         claimed.discard(item_id)
                     except BudgetExceededError:
                         budget_hit.set()
+                    except Exception as exc:  # e.g. a failed commit: the item goes back to pending, the run goes on
+                        log.error("batch item failed", extra={"fields": {
+                            "batch_id": batch_id, "item_id": item_id, "error": f"{type(exc).__name__}: {exc}"[:300]}})
                 finally:
                     queue.task_done()
 
@@ -505,10 +509,8 @@ def _assignments(app: App, prospect_ids: Sequence[int], step: str) -> dict[int, 
 
 
 def _finish_classified_on(conn: Connection, item_id: int, worker_id: str) -> bool:
-    return conn.execute(text(
-        "UPDATE batch_items SET state = 'ready', lease_owner = NULL, lease_expires_at = NULL, updated_at = :now "
-        "WHERE id = :i AND lease_owner = :w AND state = 'claimed'"),
-        {"now": utcnow().replace(tzinfo=None), "i": item_id, "w": worker_id}).rowcount == 1
+    return conn.execute(_FINISH_ITEM, {"st": "ready", "e": "", "now": utcnow().replace(tzinfo=None), "i": item_id,
+                                       "w": worker_id}).rowcount == 1
 
 
 def _pause_for_budget(app: App, batch_id: int) -> None:

@@ -8,9 +8,13 @@ transaction was committing as one transaction, on one thread of its own.
 
 What each write keeps: one that fails (a reservation the budget cannot cover, a database error) is rolled back
 alone and its caller gets the exception, the others are committed; and its result reaches the caller only
-after the commit, so nobody acts on a write that was not stored. If the commit itself fails, every write of
-that transaction gets the error. A write is a function of the connection that touches nothing else: it may
-run twice (the first run rolled back, see `_transaction`).
+after the commit, so nobody acts on a write that was not stored. If the transaction itself fails (a lock
+timeout, a deadlock victim on PostgreSQL) and was rolled back whole, it is run once more; otherwise, or if it
+fails again, every write of it gets the error.
+
+A write is a function of the connection that touches nothing else, since it may run more than once (earlier
+runs rolled back), and lets database errors propagate (one swallowed on PostgreSQL leaves the transaction
+aborted, failing the whole group).
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import DBAPIError, OperationalError
 
 from core.db import immediate
 
@@ -62,27 +67,25 @@ class GroupCommitter:
 
     async def __call__(self, write: Write[T]) -> T:
         """Run `write(conn)` in a transaction shared with other writes; returns its result once committed."""
-        if self._closed:
-            raise RuntimeError("the committer is closed")
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
-        self._start()
-        self._queue.put(_Pending(write, loop, future))
-        return await future
-
-    def _start(self) -> None:
         with self._lock:
-            if self._thread is None:
+            if self._closed:
+                raise RuntimeError("the committer is closed")
+            if self._thread is None or not self._thread.is_alive():
                 self._thread = threading.Thread(target=self._run, name="group-commit", daemon=True)
                 self._thread.start()
+            self._queue.put(_Pending(write, loop, future))
+        return await future
 
     async def aclose(self) -> None:
         """Commit what was submitted, then stop the thread."""
-        self._closed = True
         with self._lock:
+            self._closed = True
             thread, self._thread = self._thread, None
+            if thread is not None:
+                self._queue.put(None)
         if thread is not None:
-            self._queue.put(None)
             await asyncio.to_thread(thread.join)
 
     async def __aenter__(self) -> GroupCommitter:
@@ -115,12 +118,15 @@ class GroupCommitter:
         outcomes: list[Outcome]
         try:
             try:
-                outcomes = self._transaction(group, isolate=False)
-            except _WriteFailed:  # rolled back: run them again, each in a savepoint of its own
-                outcomes = self._transaction(group, isolate=True)
-        except Exception as exc:
-            if len(group) > 1:
-                log.error("group commit failed", extra={"fields": {"writes": len(group), "error": repr(exc)[:300]}})
+                outcomes = self._attempt(group)
+            except Exception as exc:
+                if not _rolled_back(exc):
+                    raise
+                log.warning("group commit rolled back; trying again", extra={"fields": {
+                    "writes": len(group), "error": repr(exc)[:300]}})
+                outcomes = self._attempt(group)
+        except BaseException as exc:  # never leave a caller waiting, whatever happened
+            log.error("group commit failed", extra={"fields": {"writes": len(group), "error": repr(exc)[:300]}})
             outcomes = [(pending, None, exc) for pending in group]
         self.transactions += 1
         self.writes += len(group)
@@ -131,9 +137,17 @@ class GroupCommitter:
             with contextlib.suppress(RuntimeError):  # that loop has closed: its callers are gone
                 loop.call_soon_threadsafe(_deliver, delivered)
 
+    def _attempt(self, group: list[_Pending]) -> list[Outcome]:
+        try:
+            return self._transaction(group, isolate=False)
+        except _WriteFailed as failed:  # rolled back; a lone write's error is final, a group runs again
+            if len(group) == 1:
+                return [(group[0], None, failed.__cause__)]
+            return self._transaction(group, isolate=True)
+
     def _transaction(self, group: list[_Pending], *, isolate: bool) -> list[Outcome]:
         """Run the group in one transaction. Most writes succeed, so the first try skips the savepoints (two
-        statements a write); a failure then costs one rolled-back try. A single write needs none either way."""
+        statements a write); a failure then costs one rolled-back try."""
         outcomes: list[Outcome] = []
         with immediate(self.engine) as conn:
             for pending in group:
@@ -141,8 +155,6 @@ class GroupCommitter:
                     try:
                         outcomes.append((pending, pending.write(conn), None))
                     except Exception as exc:
-                        if len(group) == 1:
-                            raise
                         raise _WriteFailed from exc
                     continue
                 savepoint = conn.begin_nested()
@@ -157,6 +169,17 @@ class GroupCommitter:
         return outcomes
 
 
+def _rolled_back(exc: Exception) -> bool:
+    """A transaction the database is known to have rolled back whole, worth one more try: SQLite's lock wait
+    ran out, or PostgreSQL chose it as a deadlock victim or failed its serialization. Not a lost connection,
+    after which a COMMIT may have landed: running the writes again could then record a call twice."""
+    if not isinstance(exc, DBAPIError) or exc.connection_invalidated:
+        return False
+    if getattr(exc.orig, "sqlstate", None) in ("40001", "40P01"):
+        return True
+    return isinstance(exc, OperationalError) and "database is locked" in str(exc.orig)
+
+
 class _WriteFailed(Exception):
     """A write of a group run without savepoints raised: the transaction is rolled back and run again."""
 
@@ -165,7 +188,10 @@ def _deliver(outcomes: list[Outcome]) -> None:
     for pending, value, error in outcomes:
         if pending.future.done():  # the caller was cancelled; the write stands regardless
             continue
-        if error is not None:
-            pending.future.set_exception(error)
-        else:
-            pending.future.set_result(value)
+        try:
+            if error is not None:
+                pending.future.set_exception(error)
+            else:
+                pending.future.set_result(value)
+        except (TypeError, RuntimeError) as exc:  # an exception a future cannot carry (StopIteration)
+            pending.future.set_exception(RuntimeError(f"the write failed: {error!r}") if error else exc)

@@ -211,3 +211,39 @@ def test_the_batch_concurrency_caps_model_calls_on_the_wire(demo_app: App, monke
         calls = len(s.exec(select(UsageEntry).where(UsageEntry.batch_id == batch.id)).all())
     assert calls > 3, "the batch made enough calls to overlap"
     assert on_wire["peak"] == 3, "never more calls at once than the batch's concurrency, and all of its slots used"
+
+
+def test_an_item_whose_result_cannot_be_written_goes_back_and_is_finished_without_paying_twice(
+        demo_app: App, monkeypatch: pytest.MonkeyPatch) -> None:
+    from sqlalchemy.exc import OperationalError
+
+    import core.batches
+
+    batch = create_batch(demo_app, _ids(demo_app, 12), concurrency=1)  # two items in flight
+    start_batch(demo_app, batch.id)
+    finish_on, broken = core.batches.finish_on, set()
+
+    def fails_for_three_items(conn, item_id, *args):  # type: ignore[no-untyped-def]
+        if item_id in broken or len(broken) < 3:
+            broken.add(item_id)
+            raise OperationalError("INSERT INTO messages", {}, Exception("disk I/O error"))
+        return finish_on(conn, item_id, *args)
+
+    monkeypatch.setattr(core.batches, "finish_on", fails_for_three_items)
+    passes: list[list] = []
+    worker = threading.Thread(target=lambda: passes.append(run_pending(demo_app, "w1")), daemon=True)
+    worker.start()
+    worker.join(60)
+    assert passes, "the pass hung: its runners died with the failed items"
+    [first] = passes[0]
+    monkeypatch.setattr(core.batches, "finish_on", finish_on)  # the disk is back
+    assert first.processed == 9, "more failures than items in flight, and the others still carried on"
+    assert status(demo_app, batch.id)["counts"]["pending"] == 3, "the items went back to pending, not lost"
+    [second] = run_pending(demo_app, "w1")
+    assert second.outcome == "done" and second.processed == 3
+    messages = _messages(demo_app, batch.id)
+    assert len(messages) == 12 and len({m.batch_item_id for m in messages}) == 12
+    with session_scope(demo_app.engine) as s:
+        paid = len(s.exec(select(UsageEntry).where(UsageEntry.batch_id == batch.id, UsageEntry.status == "ok")).all())
+        stored = len(s.exec(select(StageResult)).all())
+    assert paid == stored, "the retried item replayed its stored answer instead of paying again"

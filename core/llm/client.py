@@ -2,7 +2,7 @@
 
 It speaks to OpenRouter, to any OpenAI-compatible server, and to the offline simulator alike; tests swap the
 wire (an `httpx2` transport or a loopback server), never the code. What it promises:
-- one overall deadline per call, besides httpx2's per-request timeouts;
+- one overall deadline per call (time queued for a slot not counted), besides httpx2's per-request timeouts;
 - retries of 408/429/5xx and connection errors with exponential backoff and full jitter, honouring
   `Retry-After` up to a cap (a longer wait fails at once as rate limited instead of sleeping for minutes);
 - never a retry of 400/401/403; 402 halts, except OpenRouter's transient in-flight-budget 402;
@@ -199,12 +199,11 @@ class LLMClient:
 
     async def chat(self, request: ChatRequest, hooks: AttemptHooks | None = None) -> ChatResult:
         """Send one chat completion with retries; raises an `LLMError` subclass on failure."""
-        started = time.monotonic()
-        deadline = started + self.policy.deadline_s
-        state = _CallState()
+        state = _CallState(deadline=time.monotonic() + self.policy.deadline_s)
         try:
-            async with asyncio.timeout(self.policy.deadline_s):
-                return await self._attempts(request, hooks, deadline, state)
+            async with asyncio.timeout(self.policy.deadline_s) as scope:
+                state.scope = scope
+                return await self._attempts(request, hooks, state)
         except TimeoutError:
             if state.open_attempt is not None and hooks is not None:
                 number, sent_at = state.open_attempt
@@ -217,9 +216,7 @@ class LLMClient:
                 attempts=state.attempts,
             ) from None
 
-    async def _attempts(
-        self, request: ChatRequest, hooks: AttemptHooks | None, deadline: float, state: _CallState
-    ) -> ChatResult:
+    async def _attempts(self, request: ChatRequest, hooks: AttemptHooks | None, state: _CallState) -> ChatResult:
         policy = self.policy
         last_error: e.LLMError | None = None
         for number in range(1, policy.max_attempts + 1):
@@ -227,15 +224,20 @@ class LLMClient:
             if hooks is not None:
                 await hooks.before(number, request)
             sent_at = time.monotonic()
-            state.open_attempt = (number, sent_at)
+            state.open_attempt = (number, sent_at)  # from here on, the attempt is reported whatever happens
             wait: float | None = None
             try:
+                # Time queued for a slot counts neither against the deadline nor as latency.
+                paused = state.pause() if self._slots is not None else None
                 async with self._slots or contextlib.nullcontext():
-                    sent_at = time.monotonic()  # latency is the wire's, not the wait for a slot
+                    if paused is not None:
+                        state.resume(paused)
+                    sent_at = time.monotonic()
+                    state.open_attempt = (number, sent_at)
                     response = await self._http.post(
                         f"{self.base_url}/chat/completions",
                         json=request.payload(),
-                        timeout=max(0.1, min(policy.request_timeout_s, deadline - time.monotonic())),
+                        timeout=max(0.1, min(policy.request_timeout_s, state.deadline - sent_at)),
                     )
                 state.open_attempt = None
             except (httpx2.TimeoutException, httpx2.TransportError) as exc:
@@ -279,7 +281,7 @@ class LLMClient:
             if number == policy.max_attempts:
                 break
             wait = policy.backoff(number, self._rng) if wait is None else wait
-            if time.monotonic() + wait > deadline:
+            if time.monotonic() + wait > state.deadline:
                 break
             await self._sleep(wait)
         assert last_error is not None
@@ -386,8 +388,27 @@ class LLMClient:
 
 @dataclass
 class _CallState:
+    deadline: float  # monotonic
+    scope: asyncio.Timeout | None = None
     attempts: int = 0
     open_attempt: tuple[int, float] | None = field(default=None)
+
+    _stopped_at: float | None = None  # the scope's deadline (loop time) while the clock is stopped
+
+    def pause(self) -> float:
+        """Stop the deadline clock (while queued for a slot); returns when it stopped."""
+        scope = self.scope
+        if scope is not None and not scope.expired() and scope.when() is not None:
+            self._stopped_at = scope.when()
+            scope.reschedule(None)
+        return time.monotonic()
+
+    def resume(self, paused: float) -> None:
+        waited = time.monotonic() - paused
+        self.deadline += waited
+        if self.scope is not None and self._stopped_at is not None:
+            self.scope.reschedule(self._stopped_at + waited)
+            self._stopped_at = None
 
 
 def _ms(since: float) -> int:
