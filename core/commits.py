@@ -188,10 +188,9 @@ def _deliver(outcomes: list[Outcome]) -> None:
     for pending, value, error in outcomes:
         if pending.future.done():  # the caller was cancelled; the write stands regardless
             continue
-        try:
-            if error is not None:
-                pending.future.set_exception(error)
-            else:
-                pending.future.set_result(value)
-        except (TypeError, RuntimeError) as exc:  # an exception a future cannot carry (StopIteration)
-            pending.future.set_exception(RuntimeError(f"the write failed: {error!r}") if error else exc)
+        if error is None:
+            pending.future.set_result(value)
+        elif isinstance(error, StopIteration):  # the one exception a future refuses to carry
+            pending.future.set_exception(RuntimeError(f"the write raised {error!r}"))
+        else:
+            pending.future.set_exception(error)

@@ -17,7 +17,7 @@ import contextlib
 import json
 import random
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from email.utils import parsedate_to_datetime
@@ -227,11 +227,7 @@ class LLMClient:
             state.open_attempt = (number, sent_at)  # from here on, the attempt is reported whatever happens
             wait: float | None = None
             try:
-                # Time queued for a slot counts neither against the deadline nor as latency.
-                paused = state.pause() if self._slots is not None else None
-                async with self._slots or contextlib.nullcontext():
-                    if paused is not None:
-                        state.resume(paused)
+                async with self._slot(state):
                     sent_at = time.monotonic()
                     state.open_attempt = (number, sent_at)
                     response = await self._http.post(
@@ -289,6 +285,17 @@ class LLMClient:
         if isinstance(last_error, e.RateLimitedError | e.ProviderUnavailableError):
             last_error.message = f"{last_error.message} (gave up after {state.attempts} attempts)"
         raise last_error
+
+    @contextlib.asynccontextmanager
+    async def _slot(self, state: _CallState) -> AsyncIterator[None]:
+        """A place on the wire; time queued for it counts neither against the deadline nor as latency."""
+        if self._slots is None:
+            yield
+            return
+        paused = state.pause()
+        async with self._slots:
+            state.resume(paused)
+            yield
 
     @staticmethod
     async def _report(hooks: AttemptHooks | None, attempt: Attempt) -> None:
