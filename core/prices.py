@@ -85,13 +85,6 @@ def _genai_cost(model: str, input_tokens: int, output_tokens: int) -> Decimal:
 
 @lru_cache(maxsize=8)
 def _load_json(path: Path) -> dict:
-    """The file's JSON, parsed again only when the file changes (routing reads the lifecycle on every call)."""
-    stat = path.stat()
-    return _parsed(path, stat.st_mtime_ns, stat.st_size)
-
-
-@lru_cache(maxsize=64)
-def _parsed(path: Path, _mtime_ns: int, _size: int) -> dict:
     return json.loads(path.read_text(encoding="utf-8"))
 
 
@@ -105,7 +98,8 @@ def file_overrides(data_dir: Path = DATA_DIR) -> dict[str, Price]:
 
 
 def load_lifecycle(data_dir: Path = DATA_DIR) -> tuple[dict[str, Lifecycle], int]:
-    """Announced retirements (read-only: shared between callers until the file changes)."""
+    """Announced retirements, parsed again only when the file changes: routing reads them on every call (the
+    result is shared between callers, read-only)."""
     path = data_dir / "model_lifecycle.json"
     stat = path.stat()
     return _lifecycle(path, stat.st_mtime_ns, stat.st_size)
