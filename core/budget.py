@@ -71,8 +71,8 @@ class BudgetBusyError(BudgetExceededError):
 
 
 # Statements built once: the reservation and the settlement run for every model call.
-_ENSURE_MONTH = text("INSERT INTO budget_months (month, cap_usd, spent_usd, reserved_usd, held_settled_usd, cap_source) "
-                     "VALUES (:m, :c, 0, 0, 0, 'env') ON CONFLICT (month) DO NOTHING")
+_ENSURE_MONTH = text("INSERT INTO budget_months (month, cap_usd, spent_usd, reserved_usd, held_settled_usd, "
+                     "cap_source) VALUES (:m, :c, 0, 0, 0, 'env') ON CONFLICT (month) DO NOTHING")
 _HOLD = text("UPDATE budget_months SET reserved_usd = reserved_usd + :a "
              "WHERE month = :m AND spent_usd + reserved_usd + :a <= cap_usd")
 _TOTALS = text("SELECT cap_usd, spent_usd, reserved_usd FROM budget_months WHERE month = :m")
@@ -179,6 +179,23 @@ def reserve(engine: Engine, amount: Decimal, *, cap: Decimal, task: str = "", no
         return reserve_on(conn, amount, cap=cap, task=task, now=now)
 
 
+def _refusal(month: str, amount: Decimal, row: Any, own: int = 0) -> BudgetExceededError:
+    """Why a hold of `amount` (beside `own` nano-dollars this call already holds) does not fit: busy when it would
+    fit once the other holds in flight settle, exhausted otherwise."""
+    cap, spent, reserved = int(row[0]), int(row[1]), int(row[2])
+    if reserved - own > 0 and spent + own + to_nanos(amount) <= cap:
+        return BudgetBusyError(
+            f"the {month} budget has ${from_nanos(cap - spent):.6f} unspent but ${from_nanos(reserved - own):.6f} "
+            f"of it is held by calls in flight; this call needs up to ${amount:.6f} more: wait for them to settle."
+        )
+    left = from_nanos(cap - spent - reserved)
+    return BudgetExceededError(
+        f"the {month} budget cannot cover this call: it needs up to ${amount:.6f}, "
+        f"${max(left, Decimal(0)):.6f} of ${from_nanos(cap):.2f} is left. "
+        "Raise the budget on the Spend page or wait for the month to roll."
+    )
+
+
 def reserve_on(conn: Connection, amount: Decimal, *, cap: Decimal, task: str = "", now: datetime | None = None) -> int:
     """`reserve` inside the caller's write transaction (see `core.commits`)."""
     now = now or utcnow()
@@ -187,23 +204,25 @@ def reserve_on(conn: Connection, amount: Decimal, *, cap: Decimal, task: str = "
     if conn.execute(_HOLD, hold).rowcount != 1:  # the month is new, or the cap is reached
         ensure_month(conn, month, cap)
         if conn.execute(_HOLD, hold).rowcount != 1:
-            row = conn.execute(_TOTALS, {"m": month}).one()
-            left = from_nanos(row[0] - row[1] - row[2])
-            if row[2] > 0 and row[1] + hold["a"] <= row[0]:
-                raise BudgetBusyError(
-                    f"the {month} budget has ${from_nanos(row[0] - row[1]):.6f} unspent but "
-                    f"${from_nanos(row[2]):.6f} of it is held by calls in flight; this call needs up to "
-                    f"${amount:.6f}: wait for them to settle."
-                )
-            raise BudgetExceededError(
-                f"the {month} budget cannot cover this call: it needs up to ${amount:.6f}, "
-                f"${max(left, Decimal(0)):.6f} of ${from_nanos(row[0]):.2f} is left. "
-                "Raise the budget on the Spend page or wait for the month to roll."
-            )
+            raise _refusal(month, amount, conn.execute(_TOTALS, {"m": month}).one())
     result = conn.execute(_INSERT_RESERVATION, {
         "month": month, "amount_usd": amount, "task": task, "state": "held", "created_at": now,
         "expires_at": now + RESERVATION_LEASE})
     return int(result.inserted_primary_key[0])
+
+
+def top_up_on(conn: Connection, reservation_id: int, extra: Decimal) -> None:
+    """Raise a held reservation by `extra` (its worst case grew since it was taken: a learned cost factor),
+    under the same cap check as a new hold; BudgetBusyError / BudgetExceededError when it does not fit."""
+    row = conn.execute(text("SELECT month, amount_usd FROM reservations WHERE id = :i AND state = 'held'"),
+                       {"i": reservation_id}).first()
+    if row is None:  # swept meanwhile: nothing is held to raise
+        return
+    month, own = str(row[0]), int(row[1])
+    if conn.execute(_HOLD, {"a": to_nanos(extra), "m": month}).rowcount != 1:
+        raise _refusal(month, extra, conn.execute(_TOTALS, {"m": month}).one(), own)
+    conn.execute(text("UPDATE reservations SET amount_usd = amount_usd + :x WHERE id = :i"),
+                 {"x": to_nanos(extra), "i": reservation_id})
 
 
 def settle(

@@ -89,15 +89,22 @@ class Gateway:
     async def reserve(self, amount: Decimal, task: str, wait_s: float) -> tuple[int, str]:
         """Hold `amount`; while it does not fit only because of holds in flight, wait up to `wait_s` for them to
         settle. Returns (reservation id, month)."""
+        now, cap = utcnow(), self.cap()
+
+        def hold(conn: Connection) -> int:
+            return budget.reserve_on(conn, amount, cap=cap, task=task, now=now)
+
+        return await self._with_room(hold, wait_s), month_of(now)
+
+    async def top_up(self, reservation_id: int, extra: Decimal, wait_s: float) -> None:
+        await self._with_room(lambda conn: budget.top_up_on(conn, reservation_id, extra), wait_s)
+
+    async def _with_room(self, write: Callable[[Connection], Any], wait_s: float) -> Any:
         give_up = time.monotonic() + wait_s
         while True:
             woken = self._settled
-            now = utcnow()
-            cap = self.cap()
             try:
-                rid = await self.writes(
-                    lambda conn, cap=cap, now=now: budget.reserve_on(conn, amount, cap=cap, task=task, now=now))
-                return rid, month_of(now)
+                return await self.writes(write)
             except budget.BudgetBusyError as exc:
                 left = give_up - time.monotonic()
                 if left <= 0:
@@ -224,6 +231,17 @@ class _LedgerHooks:
         if number not in self.holds:  # the first attempt's hold was taken by Gateway.call
             await self.hold(number, request, RETRY_HOLD_WAIT_S)
 
+    async def sending(self, number: int, request: ChatRequest) -> None:
+        """Just before the request goes out: a model's factor learned since the hold was taken (the hold waited
+        for a slot) raises the hold first, so no call leaves held below what its model is known to bill."""
+        if number not in self.holds:
+            return
+        rid, held = self.holds[number]
+        now_worst = self.gateway.worst_case(self.route, self.prompt_tokens, request.max_tokens)
+        if now_worst > held:
+            await self.gateway.top_up(rid, now_worst - held, RETRY_HOLD_WAIT_S)
+            self.holds[number] = (rid, now_worst)
+
     async def release_unsent(self) -> None:
         """Holds of attempts never sent (the call failed before them) go back at once."""
         for number in list(self.holds):
@@ -276,7 +294,7 @@ class _LedgerHooks:
             "attempt": attempt.number,
             "batch_id": context.batch_id,
             "prospect_id": context.prospect_id,
-            "request_id": result.request_id if result else "",
+            "request_id": result.request_id if result else attempt.request_id,
             "provider": self.gateway.provider,
         }
         if result is None:

@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import json
 import random
+import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
@@ -84,6 +85,7 @@ class Attempt:
     # No answer, but the request went out (read timeout, deadline): the provider may have billed it, so the
     # ledger must not book it at $0 (see core.settlement).
     maybe_billed: bool = False
+    request_id: str = ""  # the generation id when known without a parsed answer (a broken 200's body)
 
 
 class AttemptHooks(Protocol):
@@ -91,7 +93,10 @@ class AttemptHooks(Protocol):
         """Called before each attempt is sent; raising stops the call (e.g. BudgetExceededError)."""
 
     async def after(self, attempt: Attempt) -> None:
-        """Called once per attempt, success or failure."""
+        """Called once per attempt, success or failure.
+
+    A hook object may also have `async sending(number, request)`, called once the attempt has a place on the
+    wire, just before it is sent; raising stops the call (e.g. the hold no longer covers the worst case)."""
 
 
 @dataclass
@@ -232,6 +237,9 @@ class LLMClient:
             wait: float | None = None
             try:
                 async with self._slot(state):
+                    sending = getattr(hooks, "sending", None)  # optional: a last word before the request goes out
+                    if sending is not None:
+                        await sending(number, request)
                     sent_at = time.monotonic()
                     state.open_attempt = (number, sent_at)
                     state.on_wire = True
@@ -260,7 +268,8 @@ class LLMClient:
                         exc.attempts = number
                         # A 200 whose body broke may still have been generated and billed.
                         await self._report(hooks, Attempt(number, request, exc.kind, 200, str(exc), latency,
-                                                          maybe_billed=isinstance(exc, e.MalformedResponseError)))
+                                                          maybe_billed=isinstance(exc, e.MalformedResponseError),
+                                                          request_id=_loose_id(response)))
                         raise
                     await self._report(hooks, Attempt(number, request, "ok", 200, "", latency, result))
                     return result
@@ -427,6 +436,15 @@ class _CallState:
         if self.scope is not None and self._stopped_at is not None:
             self.scope.reschedule(self._stopped_at + waited)
             self._stopped_at = None
+
+
+_ID_RE = re.compile(r'"id"\s*:\s*"([A-Za-z0-9_.:-]{1,120})"')
+
+
+def _loose_id(response: httpx2.Response) -> str:
+    """The generation id of an answer whose body is broken (for the reconcile lookup), or ""."""
+    match = _ID_RE.search(response.text[:2000])
+    return match.group(1) if match else response.headers.get("x-request-id", "")[:120]
 
 
 def _ms(since: float) -> int:
