@@ -206,10 +206,18 @@ with st.form("spend_budget_form", border=False):
     st.form_submit_button("Set the budget", on_click=_apply_cap, key="spend_set_cap")
 
 st.subheader("Reconcile with the provider")
-st.caption("Compares this month's ledger total with the provider's own usage figure (usage_monthly from GET /key).")
-if st.button("Reconcile with provider", key="spend_reconcile"):
+st.caption("Settles calls that timed out after they were sent (GET /generation, else the /key usage), then compares "
+           "this month's ledger total with the provider's own usage figure (usage_monthly from GET /key).")
+
+
+def _settle_open_calls() -> None:
+    # A callback runs before the rerun, so the figures at the top of the page already count the settled calls.
+    st.session_state["spend_settled"] = asyncio.run(settle_unreconciled(app))
+
+
+if st.button("Reconcile with provider", key="spend_reconcile", on_click=_settle_open_calls):
+    settled = st.session_state.pop("spend_settled")
     with st.spinner("Asking the provider…"):
-        settled = asyncio.run(settle_unreconciled(app))
         check = asyncio.run(reconcile(app))
     if settled.open_before:
         st.text(f"Unreconciled calls: {settled.open_before} open, {settled.by_generation} settled by the generation "

@@ -105,3 +105,31 @@ def test_spend_page_says_why_the_environment_value_is_not_used(console_env: Sett
     [note] = [i.value for i in at.info if "MONTHLY_BUDGET_USD" in i.value]
     assert "set to \\$500 on the Spend page" in note and "MONTHLY_BUDGET_USD=250 is not used" in note
     assert next(m for m in at.metric if m.label == "Monthly budget").value == "$500.00"
+
+
+def test_the_money_migration_keeps_a_cap_set_on_the_spend_page_before_it(db_url: str) -> None:
+    """A database from before the migration: the Spend page's cap was one global setting."""
+    from sqlalchemy import text
+
+    from core.db import get_engine
+    from core.migrations import migrate
+
+    engine = get_engine(db_url)
+    migrate(engine)
+    month = month_of(utcnow())
+    with engine.begin() as conn:  # back to the schema before 004_money
+        conn.execute(text("DROP TABLE model_cost_factors"))
+        for column in ("held_settled_usd", "cap_source", "cap_set_at"):
+            conn.execute(text(f"ALTER TABLE budget_months DROP COLUMN {column}"))
+        conn.execute(text("DELETE FROM schema_migrations WHERE name = '004_money'"))
+        conn.execute(text("INSERT INTO settings (key, value, updated_at) VALUES ('monthly_budget_usd', :v, :at)"),
+                     {"v": json.dumps({"usd": "500"}), "at": utcnow().replace(tzinfo=None)})
+        conn.execute(text("INSERT INTO budget_months (month, cap_usd, spent_usd, reserved_usd) VALUES (:m, :c, 0, 0)"),
+                     {"m": month, "c": 500 * 10**9})
+        conn.execute(text("INSERT INTO budget_months (month, cap_usd, spent_usd, reserved_usd) VALUES ('2020-01', :c, "
+                          "0, 0)"), {"c": 12000 * 10**9})
+    assert migrate(engine) == ["004_money"]
+    kept = budget.cap_info(engine, Decimal("250"), month)
+    assert kept.source == "spend_page" and kept.cap_usd == Decimal("500") and kept.set_at is not None
+    assert budget.cap_info(engine, Decimal("250"), "2020-01").source == "env"
+    assert budget.cost_factors(engine) == {}
