@@ -284,6 +284,19 @@ def cost_factors(engine: Engine) -> dict[str, Decimal]:
     return out
 
 
+def known_models(engine: Engine) -> set[str]:
+    """Models with at least one believable settlement in this database (a row in model_cost_factors)."""
+    with engine.connect() as conn:
+        return {str(r[0]) for r in conn.execute(text("SELECT model FROM model_cost_factors")).all()}
+
+
+def note_model_on(conn: Connection, model: str, *, now: datetime) -> None:
+    """Remember that `model` has settled a believable call (factor 1 unless one was learned)."""
+    conn.execute(text("INSERT INTO model_cost_factors (model, factor, reported_usd, worst_case_usd, updated_at) "
+                      "VALUES (:m, '1', 0, 0, :at) ON CONFLICT (model) DO NOTHING"),
+                 {"m": model, "at": now.astimezone(UTC).replace(tzinfo=None)})
+
+
 def learn_factor_on(conn: Connection, model: str, factor: Decimal, *, reported: Decimal, worst: Decimal,
                     now: datetime) -> None:
     """Store a model's factor if it is above the one stored (factors only go up)."""

@@ -77,6 +77,8 @@ class Gateway:
         self.provider = provider
         self._today = today or (lambda: utcnow().date())
         self.factors: dict[str, Decimal] = budget.cost_factors(engine)
+        self.known: set[str] = budget.known_models(engine)  # models with a settled call: no probe needed
+        self._probes: dict[str, asyncio.Lock] = {}
         self._settled = asyncio.Event()  # set (and replaced) at every settlement: wakes calls waiting for room
 
     def base_worst_case(self, model: str, prompt_tokens: int, max_tokens: int) -> Decimal | None:
@@ -182,6 +184,17 @@ class Gateway:
             if replay is not None:
                 return replay
         route, request = self.build_request(task, messages, response_format=response_format, max_tokens=max_tokens)
+        if request.model in self.known:
+            return await self._call(task, route, request, messages, context, stage)
+        # A model this database has never settled a call of goes out alone first: if its provider bills above the
+        # worst case, only that one call's difference can pass the cap before the factor is learned.
+        async with self._probes.setdefault(request.model, asyncio.Lock()):
+            if request.model not in self.known:
+                return await self._call(task, route, request, messages, context, stage)
+        return await self._call(task, route, request, messages, context, stage)
+
+    async def _call(self, task: str, route: Route, request: ChatRequest, messages: list[dict[str, str]],
+                    context: CallContext, stage: str | None) -> ChatResult:
         hooks = _LedgerHooks(self, task, route, context, count_messages(messages), stage)
         # The first hold is taken before the call's deadline starts, so waiting for room does not eat into it.
         await hooks.hold(1, request, HOLD_WAIT_S)
@@ -305,9 +318,14 @@ class _LedgerHooks:
             log.warning("provider usage refused", extra={"fields": {
                 "task": self.task, "model": result.model, "error": error[:300], "batch_id": context.batch_id}})
         learned = None
-        if result is not None and status == attempt.status and held is not None and cost > held:
-            base = self.gateway.base_worst_case(result.model, self.prompt_tokens, attempt.request.max_tokens)
-            learned = self.gateway.learn(result.model, cost, base if base is not None else held)
+        first = False  # the first believable settlement of these models in this database: remember them
+        if result is not None and status == attempt.status:
+            if held is not None and cost > held:
+                base = self.gateway.base_worst_case(result.model, self.prompt_tokens, attempt.request.max_tokens)
+                learned = self.gateway.learn(result.model, cost, base if base is not None else held)
+            models = {result.model, attempt.request.model}
+            first = not models <= self.gateway.known
+            self.gateway.known |= models
         stage = None
         if result is not None and self.stage and context.item_id is not None:
             stage = {"batch_item_id": context.item_id, "stage": self.stage, "content": result.content,
@@ -319,6 +337,9 @@ class _LedgerHooks:
             budget.settle_on(conn, hold_id, entry, cap=cap, stage=stage)
             if learned is not None and result is not None:
                 budget.learn_factor_on(conn, result.model, learned, reported=cost, worst=held or cost, now=now)
+            if first and result is not None:
+                for model in {result.model, attempt.request.model}:
+                    budget.note_model_on(conn, model, now=now)
 
         try:
             await self.gateway.writes(write)

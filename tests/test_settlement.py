@@ -154,3 +154,31 @@ def test_a_provider_billing_above_the_worst_case_stops_at_the_cap(app: App) -> N
             await writes.aclose()
 
     assert asyncio.run(fresh_hold()) == billed
+
+
+def test_a_new_model_near_the_cap_goes_out_alone_until_its_bill_is_known(app: App) -> None:
+    """The first wave: 16 calls of a model never settled here, with room for 20 worst cases. Sent together, each
+    billed three times its hold, they would end 28 worst cases past the cap before anything could be learned."""
+    book = app.price_book()
+    route = app.routing.route(TASK, __import__("datetime").date.today())
+    prompt = count_messages(MESSAGES)
+    worst = book.cost(MODEL, prompt, route.max_tokens)
+    billed = worst * 3
+    cap = worst * 20
+    app.set_budget_cap(cap)
+    in_flight = peak = 0
+
+    async def handler(request: httpx2.Request) -> httpx2.Response:
+        nonlocal in_flight, peak
+        in_flight += 1
+        peak = max(peak, in_flight)
+        await asyncio.sleep(0.005)
+        in_flight -= 1
+        return httpx2.Response(200, json=_completion({"prompt_tokens": prompt, "completion_tokens": 40,
+                                                      "cost": float(billed)}))
+
+    results = _run(app, handler, calls=16, max_in_flight=16)
+    state = app.budget_state()
+    assert state.spent_usd <= cap + (billed - worst), f"spent ${state.spent_usd} of a ${cap} cap"
+    assert any(isinstance(r, BudgetExceededError) for r in results)
+    assert peak > 1, "once the model's bill is known, calls go out together again"
