@@ -25,6 +25,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import bindparam, text
@@ -55,11 +56,18 @@ LEVEL_TEMPLATE_ONLY = "template_only"  # <= 5% left: no model writing, plain tem
 LEVEL_STOPPED = "stopped"  # nothing left: no model calls; batches pause
 TEMPLATE_ONLY_AT = Decimal("0.05")
 
-# Who set a month's cap (budget_months.cap_source).
-CAP_FROM_ENV = "env"
-CAP_FROM_SPEND_PAGE = "spend_page"
-CAP_FROM_CLI = "cli"
-CAP_SOURCES = (CAP_FROM_ENV, CAP_FROM_SPEND_PAGE, CAP_FROM_CLI)
+class CapSource(StrEnum):
+    """Who set a month's cap (budget_months.cap_source)."""
+
+    ENV = "env"  # MONTHLY_BUDGET_USD, applied again at every start
+    SPEND_PAGE = "spend_page"  # a person, on the Spend page: kept for the month
+    CLI = "cli"  # a person, with `python -m core budget set`: kept for the month
+
+
+CAP_FROM_ENV = CapSource.ENV
+CAP_FROM_SPEND_PAGE = CapSource.SPEND_PAGE
+CAP_FROM_CLI = CapSource.CLI
+CAP_SOURCES = tuple(CapSource)
 _SOURCE_WORDS = {CAP_FROM_SPEND_PAGE: "on the Spend page", CAP_FROM_CLI: "with `python -m core budget set`"}
 
 
@@ -95,14 +103,14 @@ def ensure_month(conn: Connection, month: str, cap: Decimal) -> None:
 def set_cap(engine: Engine, cap: Decimal, month: str | None = None, *, source: str = CAP_FROM_ENV,
             now: datetime | None = None) -> None:
     """Set the month's cap (a raised cap lets paused batches resume), recording who set it (`CAP_SOURCES`)."""
-    if source not in CAP_SOURCES:
+    if source not in set(CAP_SOURCES):
         raise ValueError(f"unknown cap source {source!r}")
     now = now or utcnow()
     month = month or month_of(now)
     with immediate(engine) as conn:
         ensure_month(conn, month, cap)
         conn.execute(text("UPDATE budget_months SET cap_usd = :c, cap_source = :s, cap_set_at = :at WHERE month = :m"),
-                     {"c": to_nanos(cap), "m": month, "s": source,
+                     {"c": to_nanos(cap), "m": month, "s": str(source),
                       "at": None if source == CAP_FROM_ENV else now.astimezone(UTC).replace(tzinfo=None)})
 
 
@@ -321,6 +329,11 @@ def _close_hold(conn: Connection, reservation_id: int, state: str) -> tuple[str,
     held any more (already swept: its hold was returned then)."""
     row = conn.execute(_CLOSE_HOLD, {"s": state, "i": reservation_id}).first()
     return None if row is None else (str(row[0]), int(row[1]))
+
+
+def release_on(conn: Connection, reservation_id: int) -> None:
+    """Give a hold back unspent (its call was never sent), inside the caller's write transaction."""
+    _release(conn, reservation_id, "settled")
 
 
 def _release(conn: Connection, reservation_id: int, state: str) -> None:

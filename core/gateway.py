@@ -259,7 +259,7 @@ class _LedgerHooks:
         """Holds of attempts never sent (the call failed before them) go back at once."""
         for number in list(self.holds):
             rid, _ = self.holds.pop(number)
-            await self.gateway.writes(lambda conn, rid=rid: budget._release(conn, rid, "settled"))
+            await self.gateway.writes(lambda conn, rid=rid: budget.release_on(conn, rid))
             self.gateway.settled()
 
     def _booking(self, attempt: Attempt, held: Decimal | None) -> tuple[Decimal, str, str, str, int, int]:

@@ -170,7 +170,13 @@ async def reconcile(app: App, client: LLMClient | None = None, now: datetime | N
         reported = _usage_monthly(payload)
     except ValueError as exc:
         return result(None, f"Could not read the provider's usage: {scrub(str(exc), app.settings.api_key)}.")
-    return result(reported, _explain(provider, month, ledger, reported))
+    note = _explain(provider, month, ledger, reported)
+    open_calls = [r for r in await asyncio.to_thread(_open_rows, app, provider) if r[1] == month]
+    if open_calls:
+        held = sum((r[2] for r in open_calls), Decimal(0))
+        note += (f" The ledger counts {len(open_calls)} unreconciled call(s) at their hold (${money_str(held)}): they "
+                 "timed out after they were sent, and the provider may have billed less.")
+    return result(reported, note)
 
 
 # /key counts a call a little after it ends; an open call younger than this waits for the next reconcile.

@@ -185,3 +185,29 @@ def test_spend_json_counts_unreconciled_calls(app: App, capsys: pytest.CaptureFi
     assert main(["spend", "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["unreconciled_calls"] == 1 and Decimal(out["unreconciled_usd"]) == _holds(app)[0]
+
+
+def test_budget_reconcile_verb_settles_open_calls(app: App, capsys: pytest.CaptureFixture[str],
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    import json
+
+    from sqlalchemy import text
+
+    from core import cli
+    from core.models import utcnow
+
+    assert app.simulator is not None
+    app.simulator.faults.stall_s = 5.0
+    app.simulator.script(Scripted("billed_stall"))
+    with pytest.raises(DeadlineExceededError):
+        _call(app, RetryPolicy(deadline_s=0.3, max_attempts=1))
+    with app.engine.begin() as conn:  # older than the minute /key may take to count it
+        conn.execute(text("UPDATE usage_ledger SET created_at = :t"),
+                     {"t": (utcnow() - timedelta(minutes=2)).replace(tzinfo=None)})
+    monkeypatch.setattr(cli, "_app", app)
+    capsys.readouterr()
+    assert main(["budget", "reconcile", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["open_before"] == 1 and out["settled_by_key"] == 1 and out["open_after"] == 0
+    [row] = _ledger(app)
+    assert row.status == "reconciled" and row.cost_usd == app.simulator.billed_usd
