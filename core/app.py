@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -32,8 +31,7 @@ from core.prices import Price, PriceBook, current_book, retirement_warnings
 from core.routing import RoutingTable, load_routing
 from core.summaries import SummaryCache
 
-BUDGET_KEY = "monthly_budget_usd"
-CAP_CACHE_S = 5.0
+BUDGET_KEY = "monthly_budget_usd"  # before migration 004_money: the Spend page's cap, one for every month
 
 
 @dataclass
@@ -45,7 +43,6 @@ class App:
     summaries: SummaryCache = field(default_factory=lambda: SummaryCache())
     _book: PriceBook | None = field(default=None, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
-    _cap_cache: tuple[float, Decimal] | None = field(default=None, repr=False)
 
     # ---- prices ----
     def price_book(self) -> PriceBook:
@@ -73,9 +70,7 @@ class App:
     def budget_cap(self, month: str | None = None) -> Decimal:
         """The month's cap: as stored for the month (set by a person, or MONTHLY_BUDGET_USD at the last start),
         else MONTHLY_BUDGET_USD."""
-        cap = budget.cap_info(self.engine, self.settings.monthly_budget_usd, month).cap_usd
-        self._cap_cache = (time.monotonic(), cap)
-        return cap
+        return budget.cap_info(self.engine, self.settings.monthly_budget_usd, month).cap_usd
 
     def recent_budget_cap(self) -> Decimal:
         """The cap a month seen for the first time starts with: MONTHLY_BUDGET_USD (the gateway asks on every
@@ -93,7 +88,6 @@ class App:
         if not amount.is_finite() or amount < 0:
             raise ValueError("the monthly budget must be a non-negative amount of USD")
         budget.set_cap(self.engine, amount, month, source=source)
-        self._cap_cache = None
 
     def budget_state(self, month: str | None = None) -> budget.BudgetState:
         return budget.budget_state(self.engine, self.budget_cap(), self.settings.throttle_at, month)
