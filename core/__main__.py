@@ -155,6 +155,9 @@ def build_parser() -> argparse.ArgumentParser:
     from core.experiments_cli import register as register_experiments
 
     register_experiments(sub, add)
+    from core.budget_cli import register as register_budget
+
+    register_budget(sub, add)
     return parser
 
 

@@ -7,13 +7,13 @@ embedded default) loads the demo data on first start. The LLM client is created 
 
 from __future__ import annotations
 
+import logging
 import threading
-import time
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager, suppress
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import date
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 
 from sqlalchemy.engine import Engine
 from sqlmodel import select
@@ -26,13 +26,12 @@ from core.gateway import Gateway
 from core.llm.client import LLMClient, RetryPolicy
 from core.llm.simulator import Faults, Simulator
 from core.migrations import migrate
-from core.models import PriceOverride, Setting, utcnow
+from core.models import PriceOverride, utcnow
 from core.prices import Price, PriceBook, current_book, retirement_warnings
 from core.routing import RoutingTable, load_routing
 from core.summaries import SummaryCache
 
-BUDGET_KEY = "monthly_budget_usd"
-CAP_CACHE_S = 5.0
+BUDGET_KEY = "monthly_budget_usd"  # before migration 004_money: the Spend page's cap, one for every month
 
 
 @dataclass
@@ -44,7 +43,6 @@ class App:
     summaries: SummaryCache = field(default_factory=lambda: SummaryCache())
     _book: PriceBook | None = field(default=None, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
-    _cap_cache: tuple[float, Decimal] | None = field(default=None, repr=False)
 
     # ---- prices ----
     def price_book(self) -> PriceBook:
@@ -69,35 +67,27 @@ class App:
             self.simulator.price_book = self.price_book()
 
     # ---- budget ----
-    def budget_cap(self) -> Decimal:
-        """The monthly cap: a stored override (Spend page), else MONTHLY_BUDGET_USD."""
-        cap = self.settings.monthly_budget_usd
-        with session_scope(self.engine) as s:
-            row = s.get(Setting, BUDGET_KEY)
-        if row is not None:
-            with suppress(KeyError, TypeError, InvalidOperation):
-                cap = Decimal(str(row.value["usd"]))
-        self._cap_cache = (time.monotonic(), cap)
-        return cap
+    def budget_cap(self, month: str | None = None) -> Decimal:
+        """The month's cap: as stored for the month (set by a person, or MONTHLY_BUDGET_USD at the last start),
+        else MONTHLY_BUDGET_USD."""
+        return budget.cap_info(self.engine, self.settings.monthly_budget_usd, month).cap_usd
 
     def recent_budget_cap(self) -> Decimal:
-        """`budget_cap`, read at most every few seconds: the gateway asks on every call, and it only seeds a
-        month's row (the cap in force for reservations is the one stored in `budget_months`)."""
-        cached = self._cap_cache
-        if cached is not None and time.monotonic() - cached[0] < CAP_CACHE_S:
-            return cached[1]
-        return self.budget_cap()
+        """The cap a month seen for the first time starts with: MONTHLY_BUDGET_USD (the gateway asks on every
+        call; the cap in force for reservations is the one stored in `budget_months`)."""
+        return self.settings.monthly_budget_usd
 
-    def set_budget_cap(self, amount: Decimal) -> None:
+    def cap_info(self, month: str | None = None) -> budget.CapInfo:
+        """The month's cap, who set it, and why MONTHLY_BUDGET_USD is or is not it."""
+        return budget.cap_info(self.engine, self.settings.monthly_budget_usd, month)
+
+    def set_budget_cap(self, amount: Decimal, month: str | None = None, *,
+                       source: str = budget.CAP_FROM_SPEND_PAGE) -> None:
+        """A person sets a month's cap (default: this month, from the Spend page); it is kept for that month
+        even if MONTHLY_BUDGET_USD changes, which applies again from the next month."""
         if not amount.is_finite() or amount < 0:
             raise ValueError("the monthly budget must be a non-negative amount of USD")
-        with session_scope(self.engine) as s:
-            row = s.get(Setting, BUDGET_KEY) or Setting(key=BUDGET_KEY)
-            row.value = {"usd": str(amount)}
-            row.updated_at = utcnow()
-            s.add(row)
-        self._cap_cache = None
-        budget.set_cap(self.engine, amount)
+        budget.set_cap(self.engine, amount, month, source=source)
 
     def budget_state(self, month: str | None = None) -> budget.BudgetState:
         return budget.budget_state(self.engine, self.budget_cap(), self.settings.throttle_at, month)
@@ -144,7 +134,10 @@ def open_app(settings: Settings | None = None, *, load_demo: bool = True) -> App
     app = App(settings=settings, engine=engine, routing=load_routing(settings.data_dir))
     if settings.is_simulated:
         app.simulator = Simulator(app.price_book(), Faults(latency_ms=settings.simulator_latency_ms))
-    budget.set_cap(engine, app.budget_cap())
+    cap = budget.apply_env_cap(engine, settings.monthly_budget_usd)
+    if not cap.env_applies and cap.cap_usd != settings.monthly_budget_usd:
+        logging.getLogger("sam.budget").warning("MONTHLY_BUDGET_USD not applied this month",
+                                                extra={"fields": {"message": cap.message}})
     if load_demo:
         from core.demo import load_demo_data
 

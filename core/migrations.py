@@ -6,7 +6,9 @@ runs in its own transaction, so a failed migration leaves the database at the pr
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
+from decimal import Decimal
 
 from sqlalchemy import inspect, text
 from sqlalchemy.engine import Connection, Engine
@@ -52,10 +54,37 @@ def _m003_ledger_indexes(conn: Connection) -> None:
     conn.execute(text(f"CREATE INDEX IF NOT EXISTS ix_usage_day_cost ON usage_ledger (({day}), cost_usd)"))
 
 
+def _m004_money(conn: Connection) -> None:
+    """Money (issue 12): who set each month's cap, the holds settled per month (the ladder's in-flight ratio),
+    and per-model cost factors learned from providers that bill above the worst case."""
+    columns = {c["name"] for c in inspect(conn).get_columns("budget_months")}
+    added = {
+        "held_settled_usd": "BIGINT NOT NULL DEFAULT 0",
+        "cap_source": "VARCHAR NOT NULL DEFAULT 'env'",
+        "cap_set_at": "TIMESTAMP NULL",
+    }
+    for name, ddl in added.items():
+        if name not in columns:
+            conn.execute(text(f"ALTER TABLE budget_months ADD COLUMN {name} {ddl}"))
+    models.ModelCostFactor.__table__.create(conn, checkfirst=True)  # type: ignore[attr-defined]
+    # Before this migration a cap set on the Spend page was one global setting; the months whose cap is that
+    # value were set by a person then.
+    row = conn.execute(text("SELECT value, updated_at FROM settings WHERE key = 'monthly_budget_usd'")).first()
+    if row is not None:
+        value = row[0] if isinstance(row[0], dict) else json.loads(row[0] or "{}")
+        try:
+            nanos = models.to_nanos(Decimal(str(value["usd"])))
+        except (KeyError, TypeError, ArithmeticError):
+            return
+        conn.execute(text("UPDATE budget_months SET cap_source = 'spend_page', cap_set_at = :at WHERE cap_usd = :c"),
+                     {"at": row[1], "c": nanos})
+
+
 MIGRATIONS: list[tuple[str, Callable[[Connection], None]]] = [
     ("001_initial", _m001_initial),
     ("002_stage_results", _m002_stage_results),
     ("003_ledger_indexes", _m003_ledger_indexes),
+    ("004_money", _m004_money),
 ]
 
 

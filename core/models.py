@@ -293,6 +293,28 @@ class BudgetMonth(SQLModel, table=True):
     cap_usd: Decimal = money_field()
     spent_usd: Decimal = money_field()
     reserved_usd: Decimal = money_field()
+    # Sum of the holds that settled this month: spent / held_settled is how much of a worst case a call really
+    # costs, which the throttle ladder applies to the holds still in flight.
+    held_settled_usd: Decimal = money_field()
+    # Who set the cap: "env" (MONTHLY_BUDGET_USD, followed at every start), "spend_page" or "cli" (a person:
+    # kept for the month, the environment value applies from the next month).
+    cap_source: str = "env"
+    cap_set_at: datetime | None = time_field(nullable=True)
+
+
+class ModelCostFactor(SQLModel, table=True):
+    """Per model, how far the provider's reported cost went above the worst case held for it (>= 1).
+
+    Later holds of the model are multiplied by it, so a provider that bills more than its price list cannot
+    carry the month past its cap by more than one call's difference.
+    """
+
+    __tablename__ = "model_cost_factors"
+    model: str = Field(primary_key=True)
+    factor: str = "1"  # a Decimal as text: a ratio, not money
+    reported_usd: Decimal = money_field()  # the call that set the factor: what the provider reported
+    worst_case_usd: Decimal = money_field()  # ... and what it was held at
+    updated_at: datetime = time_field()
 
 
 class Reservation(SQLModel, table=True):

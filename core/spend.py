@@ -14,9 +14,11 @@ from typing import Any
 
 from sqlalchemy import text
 
+from core import budget
 from core.app import App
 from core.forecast import Projection, project
 from core.models import from_nanos, money_str, month_of, utcnow
+from core.settlement import Booking
 
 
 @dataclass(frozen=True)
@@ -121,6 +123,30 @@ def projection(app: App, today: date, spent_this_month: Decimal) -> Projection:
     return project([v for _, v in daily_spend(app, start, today)], spent_this_month, today)
 
 
+def unreconciled(app: App) -> tuple[int, Decimal]:
+    """(count, amount booked) of calls that may have been billed without an answer, every month: each is
+    booked at its hold until `core.reconcile.settle_unreconciled` settles it."""
+    with app.engine.connect() as conn:
+        row = conn.execute(text("SELECT COUNT(*), COALESCE(SUM(cost_usd), 0) FROM usage_ledger WHERE status = :s"),
+                           {"s": str(Booking.UNRECONCILED)}).one()
+    return int(row[0]), from_nanos(row[1])
+
+
+def refused_settlements(app: App, month: str, limit: int = 50) -> tuple[int, Decimal, list[dict[str, Any]]]:
+    """Calls whose provider figures were refused this month: (count, amount booked, the latest rows)."""
+    params = {"s": str(Booking.REFUSED_USAGE), "m": month}
+    with app.engine.connect() as conn:
+        total = conn.execute(text("SELECT COUNT(*), COALESCE(SUM(cost_usd), 0) FROM usage_ledger "
+                                  "WHERE status = :s AND month = :m"), params).one()
+        rows = conn.execute(text(
+            "SELECT created_at, task, model_answered, cost_usd, request_id, error FROM usage_ledger "
+            "WHERE status = :s AND month = :m ORDER BY id DESC LIMIT :n"), {**params, "n": limit}).all()
+    listed = [{"when": str(r[0])[:19], "task": str(r[1]), "model": str(r[2] or ""),
+               "booked_usd": money_str(from_nanos(r[3])), "request_id": str(r[4] or ""), "why": str(r[5] or "")}
+              for r in rows]
+    return int(total[0]), from_nanos(total[1]), listed
+
+
 def summary(app: App, now: datetime | None = None) -> dict[str, Any]:
     """The month's figures as plain JSON-able values (what `python -m core spend --json` prints)."""
     now = now or utcnow()
@@ -130,6 +156,9 @@ def summary(app: App, now: datetime | None = None) -> dict[str, Any]:
     state = app.budget_state(month)
     proj = projection(app, now.astimezone(UTC).date(), spent)
     remaining = state.cap_usd - spent - state.reserved_usd
+    open_calls, open_usd = unreconciled(app)
+    refused, refused_usd, _ = refused_settlements(app, month, limit=0)
+    cap = budget.cap_info(app.engine, app.settings.monthly_budget_usd, month)
     return {
         "month": month,
         "budget_usd": money_str(state.cap_usd),
@@ -148,4 +177,10 @@ def summary(app: App, now: datetime | None = None) -> dict[str, Any]:
         "by_model": {b.key or "(none)": money_str(b.cost_usd) for b in _fold(groups, 1)},
         "by_task": {b.key: money_str(b.cost_usd) for b in _fold(groups, 0)},
         "alerts": state.alerts,
+        "unreconciled_calls": open_calls,
+        "unreconciled_usd": money_str(open_usd),
+        "refused_settlements": refused,
+        "refused_settlements_usd": money_str(refused_usd),
+        "budget_source": cap.source,
+        "budget_source_message": cap.message,
     }

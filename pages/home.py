@@ -31,10 +31,19 @@ st.progress(min(1.0, float(state.used_fraction)), text=f"{float(state.used_fract
             f"{state.describe_level()}")
 
 warnings = app.warnings()
+if figures["unreconciled_calls"]:
+    warnings.append(f"{figures['unreconciled_calls']:,} call(s) timed out after they were sent: booked at their hold "
+                    f"({usd(figures['unreconciled_usd'], 6)}) until reconciled on the Spend page.")
+if figures["refused_settlements"]:
+    warnings.append(f"{figures['refused_settlements']:,} call(s) this month had provider usage figures that were "
+                    "refused and booked at their hold: see the Spend page.")
+cap_info = app.cap_info()
+if not cap_info.env_applies and cap_info.cap_usd != cap_info.env_usd:
+    warnings.append(cap_info.message)
 if warnings:
     st.subheader("Warnings")
     for w in warnings:
-        st.warning(w, icon="⚠️")
+        st.warning(w.replace("$", "\\$"), icon="⚠️")
 
 st.subheader("This console")
 st.dataframe(

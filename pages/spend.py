@@ -19,8 +19,18 @@ import streamlit as st
 from console import get_app, sidebar, usd
 from core.exports import ledger_csv
 from core.models import month_of, utcnow
-from core.reconcile import reconcile
-from core.spend import Breakdown, by_batch, by_model, by_task, daily_spend, month_totals, projection
+from core.reconcile import reconcile, settle_unreconciled
+from core.spend import (
+    Breakdown,
+    by_batch,
+    by_model,
+    by_task,
+    daily_spend,
+    month_totals,
+    projection,
+    refused_settlements,
+    unreconciled,
+)
 
 app = get_app()
 sidebar(app)
@@ -66,6 +76,27 @@ row2[2].metric("Projected year at this rate", usd(proj.annual_usd),
                help=f"Mean daily spend {md_usd(proj.daily_mean_usd, 6)} × 365.")
 st.caption(f"Projected month-end band (95%): {md_usd(proj.month_end_low_usd)} to "
            f"{md_usd(proj.month_end_high_usd)}.")
+cap_info = app.cap_info(month)
+if cap_info.env_applies or cap_info.cap_usd == cap_info.env_usd:
+    st.caption(cap_info.message.replace("$", "\\$"))
+else:
+    st.info(cap_info.message.replace("$", "\\$"), icon="ℹ️")
+
+open_calls, open_usd = unreconciled(app)
+refused, refused_usd, refused_rows = refused_settlements(app, month)
+row3 = st.columns(2)
+row3[0].metric("Unreconciled calls", f"{open_calls:,}", help=f"Booked at their hold: {md_usd(open_usd, 6)}. Calls "
+               "that timed out after they were sent may still be billed; each stays booked at its worst case until "
+               "Reconcile with provider asks what it cost.")
+row3[1].metric("Refused provider figures", f"{refused:,}", help=f"Booked at their hold: {md_usd(refused_usd, 6)}.")
+if open_calls:
+    st.warning(f"{open_calls:,} call(s) timed out after they were sent and may have been billed: booked at their "
+               f"hold, {md_usd(open_usd, 6)} in all, until reconciled (button below).", icon="⏳")
+if refused:
+    st.warning(f"{refused:,} call(s) this month came back with usage figures that cannot be right (negative, "
+               f"missing or far above the worst case). Each is booked at its hold, {md_usd(refused_usd, 6)} in all; "
+               "the provider's raw figures are in the table and the ledger CSV.", icon="🧾")
+    st.dataframe(refused_rows, hide_index=True, width="stretch")  # provider text shown as plain cells
 
 st.subheader("Budget ladder")
 level_text = state.describe_level()
@@ -170,14 +201,30 @@ def _apply_cap() -> None:
 with st.form("spend_budget_form", border=False):
     st.number_input("New monthly budget (USD)", min_value=0.0, value=float(state.cap_usd), step=100.0,
                     format="%.2f", key="spend_new_cap",
-                    help="Applies to this month from now on; reservations already held stay held.")
+                    help="Applies to this month from now on and is kept for the month even if MONTHLY_BUDGET_USD "
+                    "changes (that value applies from the next month); reservations already held stay held.")
     st.form_submit_button("Set the budget", on_click=_apply_cap, key="spend_set_cap")
 
 st.subheader("Reconcile with the provider")
-st.caption("Compares this month's ledger total with the provider's own usage figure (usage_monthly from GET /key).")
-if st.button("Reconcile with provider", key="spend_reconcile"):
+st.caption("Settles calls that timed out after they were sent (GET /generation, else the /key usage), then compares "
+           "this month's ledger total with the provider's own usage figure (usage_monthly from GET /key).")
+
+
+def _settle_open_calls() -> None:
+    # A callback runs before the rerun, so the figures at the top of the page already count the settled calls.
+    st.session_state["spend_settled"] = asyncio.run(settle_unreconciled(app))
+
+
+if st.button("Reconcile with provider", key="spend_reconcile", on_click=_settle_open_calls):
+    settled = st.session_state.pop("spend_settled")
     with st.spinner("Asking the provider…"):
         check = asyncio.run(reconcile(app))
+    if settled.open_before:
+        st.text(f"Unreconciled calls: {settled.open_before} open, {settled.by_generation} settled by the generation "
+                f"lookup, {settled.by_key} from /key, {settled.open_after} still open; booked spend changed by "
+                f"${settled.change_usd:.6f}.")
+        for note in settled.notes or []:
+            st.text(note)
     cols = st.columns(3)
     cols[0].metric("Ledger", usd(check.ledger_usd, 6))
     cols[1].metric("Provider", "not available" if check.provider_usd is None else usd(check.provider_usd, 6))

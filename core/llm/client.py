@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import json
 import random
+import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
@@ -69,6 +70,7 @@ class ChatResult:
     latency_ms: int
     request_id: str
     attempts: int = 1
+    usage: dict[str, Any] | None = None  # the provider's `usage` object as it came (checked at settlement)
 
 
 @dataclass(frozen=True)
@@ -80,6 +82,10 @@ class Attempt:
     error: str = ""
     latency_ms: int = 0
     result: ChatResult | None = None
+    # No answer, but the request went out (read timeout, deadline): the provider may have billed it, so the
+    # ledger must not book it at $0 (see core.settlement).
+    maybe_billed: bool = False
+    request_id: str = ""  # the generation id when known without a parsed answer (a broken 200's body)
 
 
 class AttemptHooks(Protocol):
@@ -87,7 +93,10 @@ class AttemptHooks(Protocol):
         """Called before each attempt is sent; raising stops the call (e.g. BudgetExceededError)."""
 
     async def after(self, attempt: Attempt) -> None:
-        """Called once per attempt, success or failure."""
+        """Called once per attempt, success or failure.
+
+    A hook object may also have `async sending(number, request)`, called once the attempt has a place on the
+    wire, just before it is sent; raising stops the call (e.g. the hold no longer covers the worst case)."""
 
 
 @dataclass
@@ -209,7 +218,7 @@ class LLMClient:
                 number, sent_at = state.open_attempt
                 await hooks.after(Attempt(number, request, "deadline", None,
                                           f"deadline of {self.policy.deadline_s:g}s passed",
-                                          int((time.monotonic() - sent_at) * 1000)))
+                                          int((time.monotonic() - sent_at) * 1000), maybe_billed=state.on_wire))
             raise e.DeadlineExceededError(
                 f"no answer within the {self.policy.deadline_s:g}s deadline "
                 f"after {state.attempts} attempt{'s' if state.attempts != 1 else ''}",
@@ -228,21 +237,28 @@ class LLMClient:
             wait: float | None = None
             try:
                 async with self._slot(state):
+                    sending = getattr(hooks, "sending", None)  # optional: a last word before the request goes out
+                    if sending is not None:
+                        await sending(number, request)
                     sent_at = time.monotonic()
                     state.open_attempt = (number, sent_at)
+                    state.on_wire = True
                     response = await self._http.post(
                         f"{self.base_url}/chat/completions",
                         json=request.payload(),
                         timeout=max(0.1, min(policy.request_timeout_s, state.deadline - sent_at)),
                     )
-                state.open_attempt = None
+                state.open_attempt, state.on_wire = None, False
             except (httpx2.TimeoutException, httpx2.TransportError) as exc:
-                state.open_attempt = None
+                state.open_attempt, state.on_wire = None, False
                 status = "timeout" if isinstance(exc, httpx2.TimeoutException) else "connect_error"
                 last_error = e.ProviderUnavailableError(
                     f"{status.replace('_', ' ')} talking to {self.base_url}: {type(exc).__name__}", attempts=number
                 )
-                await self._report(hooks, Attempt(number, request, status, None, str(last_error), _ms(sent_at)))
+                # A read or write timeout came after the request started going out: it may have been billed.
+                sent = isinstance(exc, httpx2.ReadTimeout | httpx2.WriteTimeout)
+                await self._report(hooks, Attempt(number, request, status, None, str(last_error), _ms(sent_at),
+                                                  maybe_billed=sent))
             else:
                 latency = _ms(sent_at)
                 if response.status_code == 200:
@@ -250,9 +266,10 @@ class LLMClient:
                         result = self._parse(response, request, latency, number)
                     except e.LLMError as exc:
                         exc.attempts = number
-                        await self._report(
-                            hooks, Attempt(number, request, exc.kind, 200, str(exc), latency)
-                        )
+                        # A 200 whose body broke may still have been generated and billed.
+                        await self._report(hooks, Attempt(number, request, exc.kind, 200, str(exc), latency,
+                                                          maybe_billed=isinstance(exc, e.MalformedResponseError),
+                                                          request_id=_loose_id(response)))
                         raise
                     await self._report(hooks, Attempt(number, request, "ok", 200, "", latency, result))
                     return result
@@ -355,7 +372,8 @@ class LLMClient:
                 content = ""
             if not isinstance(content, str):
                 raise TypeError("content is not a string")
-            usage = body.get("usage") or {}
+            raw_usage = body.get("usage")
+            usage = raw_usage if isinstance(raw_usage, dict) else {}
             prompt_tokens = int(usage.get("prompt_tokens", 0))
             completion_tokens = int(usage.get("completion_tokens", 0))
         except (KeyError, IndexError, TypeError, ValueError) as exc:
@@ -375,6 +393,7 @@ class LLMClient:
             latency_ms=latency,
             request_id=request_id,
             attempts=number,
+            usage=raw_usage if isinstance(raw_usage, dict) else None,
         )
 
     def _cost(self, reported: Any, model: str, prompt: int, completion: int) -> tuple[Decimal, str]:
@@ -399,6 +418,7 @@ class _CallState:
     scope: asyncio.Timeout | None = None
     attempts: int = 0
     open_attempt: tuple[int, float] | None = field(default=None)
+    on_wire: bool = False  # the open attempt's request is being sent or answered (not queued for a slot)
 
     _stopped_at: float | None = None  # the scope's deadline (loop time) while the clock is stopped
 
@@ -416,6 +436,15 @@ class _CallState:
         if self.scope is not None and self._stopped_at is not None:
             self.scope.reschedule(self._stopped_at + waited)
             self._stopped_at = None
+
+
+_ID_RE = re.compile(r'"id"\s*:\s*"([A-Za-z0-9_.:-]{1,120})"')
+
+
+def _loose_id(response: httpx2.Response) -> str:
+    """The generation id of an answer whose body is broken (for the reconcile lookup), or ""."""
+    match = _ID_RE.search(response.text[:2000])
+    return match.group(1) if match else response.headers.get("x-request-id", "")[:120]
 
 
 def _ms(since: float) -> int:

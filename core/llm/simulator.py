@@ -27,6 +27,7 @@ from datetime import UTC, date, datetime
 from decimal import Decimal
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+from urllib.parse import parse_qs
 
 import httpx2
 
@@ -49,7 +50,8 @@ class Faults:
 
 @dataclass
 class Scripted:
-    """One queued response: an error status (with optional Retry-After), 'malformed', or 'stall'."""
+    """One queued response: an error status (with optional Retry-After), 'malformed', 'stall', or
+    'billed_stall' (the call is generated and billed, then the answer never comes: a timed-out paid call)."""
 
     status: int | str
     retry_after: float | None = None
@@ -216,6 +218,7 @@ class Simulator:
         self._ids = itertools.count(1)
         self.requests: Counter[str] = Counter()
         self.billed_usd = Decimal(0)
+        self.generations: dict[str, dict[str, Any]] = {}  # id -> what GET /generation?id= answers
 
     def script(self, *responses: Scripted) -> None:
         with self._lock:
@@ -232,9 +235,21 @@ class Simulator:
             billed = float(self.billed_usd)
             return self._json(200, {"data": {"label": "simulator", "usage": billed, "usage_monthly": billed,
                                              "limit": None, "is_free_tier": False}})
+        if method == "GET" and route.endswith("/generation"):
+            return self._generation(path)
         if method == "POST" and route.endswith("/chat/completions"):
             return self._chat(body)
         return self._error(404, f"no such endpoint: {method} {route}")
+
+    def _generation(self, path: str) -> SimResponse:
+        """OpenRouter's `GET /generation?id=`: `{"data": {"id", "total_cost", "model", "tokens_prompt", ...}}`."""
+        query = parse_qs(path.split("?", 1)[1]) if "?" in path else {}
+        gen_id = (query.get("id") or [""])[0]
+        with self._lock:
+            data = self.generations.get(gen_id)
+        if data is None:
+            return self._error(404, f"Generation {gen_id or '(no id)'} not found")
+        return self._json(200, {"data": dict(data)})
 
     def models(self) -> dict[str, Any]:
         lifecycle, _ = load_lifecycle()
@@ -286,6 +301,9 @@ class Simulator:
     def _chat(self, raw: bytes) -> SimResponse:
         fault = self._draw_fault()
         delay = self._delay()
+        billed_stall = fault is not None and fault.status == "billed_stall"
+        if billed_stall:
+            fault = None
         if fault is not None:
             if fault.status == "stall":
                 return SimResponse(200, b"", {}, delay_s=self.faults.stall_s)
@@ -326,6 +344,13 @@ class Simulator:
         with self._lock:
             self.billed_usd += cost
             gen = next(self._ids)
+            self.generations[f"gen-sim-{gen}"] = {
+                "id": f"gen-sim-{gen}", "model": answered, "total_cost": float(cost), "usage": float(cost),
+                "tokens_prompt": prompt_tokens, "tokens_completion": completion_tokens,
+                "native_tokens_prompt": prompt_tokens, "native_tokens_completion": completion_tokens,
+                "finish_reason": finish, "provider_name": "Simulator"}
+        if billed_stall:
+            return SimResponse(200, b"", {}, delay_s=self.faults.stall_s)
         payload = {
             "id": f"gen-sim-{gen}",
             "object": "chat.completion",
@@ -397,7 +422,7 @@ class SimulatorTransport(httpx2.AsyncBaseTransport):
 
     async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
         body = await request.aread()
-        resp = self.simulator.handle(request.method, request.url.path, body)
+        resp = self.simulator.handle(request.method, request.url.raw_path.decode("ascii"), body)
         if resp.delay_s:
             await asyncio.sleep(resp.delay_s)
         return httpx2.Response(resp.status, headers=resp.headers, content=resp.body, request=request)
