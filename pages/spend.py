@@ -16,11 +16,13 @@ from decimal import Decimal
 import plotly.graph_objects as go
 import streamlit as st
 
-from console import get_app, sidebar, usd
+from console import enter, get_app, sidebar, usd
 from core.exports import ledger_csv
 from core.models import month_of, utcnow
 from core.reconcile import reconcile
 from core.spend import Breakdown, by_batch, by_model, by_task, daily_spend, month_totals, projection
+
+enter()  # the shell and the access gate, whichever address Streamlit started this run at
 
 app = get_app()
 sidebar(app)

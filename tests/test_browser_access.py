@@ -1,0 +1,325 @@
+"""Access in a real browser: a freshly started, password-protected console opened at a page's own address.
+
+Each case starts its own server the way `make run` does (the command is read from the Makefile) and makes a
+page address the very first request, because the hole only shows on a server that no session has unlocked:
+Streamlit then runs the file in `pages/` directly instead of `app.py`. The password form must show and nothing
+of the page; after the password the page shows with the same sidebar and layout as when entering at `/`.
+The upload case measures the server process: uploads from a session that has not unlocked are refused and
+leave its memory flat, and an unlocked session's uploads are capped.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx2
+import pytest
+
+from core.access import hash_password
+from core.config import PROJECT_ROOT
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+PASSWORD = "let me in please"
+PASSWORD_INPUT = 'input[type="password"]'
+PAGE_TITLES = {
+    "spend": "Spend", "review": "Review queue", "batches": "Batches", "settings": "Settings",
+    "replies": "Replies", "experiments": "Experiments", "preview": "Preview a message", "scenarios": "Scenarios",
+}
+CONTENT = ('[data-testid="stFileUploader"], [data-testid="stDownloadButton"], [data-testid="stMetric"], '
+           '[data-testid="stDataFrame"], [data-testid="stSidebarNav"], [data-testid="stPlotlyChart"]')
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def run_target_script() -> str:
+    """The script `make run` hands to `streamlit run`: the test starts the console exactly as users do."""
+    makefile = (PROJECT_ROOT / "Makefile").read_text(encoding="utf-8")
+    recipe = re.search(r"^run:.*\n\t(.+)$", makefile, re.MULTILINE)
+    assert recipe, "the Makefile has a run target"
+    found = re.search(r"streamlit run (\S+)", recipe.group(1))
+    assert found, recipe.group(1)
+    return found.group(1)
+
+
+@dataclass
+class Server:
+    url: str
+    pid: int
+
+
+@contextmanager
+def _servers(tmp_path: Path) -> Iterator[Callable[..., Server]]:
+    """Start consoles on free ports (each on its own database); all are stopped on leaving."""
+    procs: list[tuple[subprocess.Popen[bytes], Any]] = []
+
+    def start(*extra: str) -> Server:
+        port = _free_port()
+        env = {**os.environ, "DATABASE_URL": f"sqlite:///{tmp_path / f'console-{port}.db'}",
+               "LLM_PROVIDER": "simulator", "SAM_INPROCESS_WORKER": "0",
+               "CONSOLE_PASSWORD_HASH": hash_password(PASSWORD, iterations=1000)}
+        env.pop("OPENROUTER_API_KEY", None)
+        log = (tmp_path / f"streamlit-{port}.log").open("wb")
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "streamlit", "run", run_target_script(), "--server.port", str(port),
+             "--server.headless", "true", "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false",
+             *extra],
+            cwd=PROJECT_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+        procs.append((proc, log))
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                if httpx2.get(f"{url}/_stcore/health", timeout=2).text == "ok":
+                    return Server(url, proc.pid)
+            except httpx2.HTTPError:
+                pass
+            time.sleep(0.3)
+        pytest.fail("the console did not answer /_stcore/health within 60 s")
+
+    try:
+        yield start
+    finally:
+        for proc, log in procs:
+            proc.terminate()
+            try:
+                proc.wait(15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+            log.close()
+
+
+@pytest.fixture
+def start_server(tmp_path: Path) -> Iterator[Callable[..., Server]]:
+    with _servers(tmp_path) as start:
+        yield start
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    if not Path(CHROMIUM).exists():
+        pytest.skip("Debian's chromium is not installed (.ci/run installs it)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        chromium = pw.chromium.launch(
+            executable_path=CHROMIUM, headless=True,
+            args=["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                  "--disable-background-networking", "--disable-component-update", "--disable-sync"])
+        yield chromium
+        chromium.close()
+
+
+def _settle(page: Any) -> None:
+    page.wait_for_timeout(400)
+    page.wait_for_function("() => !document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=60_000)
+    exceptions = page.locator('[data-testid="stException"]')
+    assert exceptions.count() == 0, exceptions.first.inner_text()
+
+
+def _assert_locked(page: Any, title: str | None) -> None:
+    page.locator(f"{PASSWORD_INPUT}, h1").first.wait_for()  # the password form, or a page that skipped it
+    _settle(page)
+    shown = page.locator("h1").all_inner_texts()
+    assert page.locator(PASSWORD_INPUT).count() == 1, f"no password form; the page shows {shown}"
+    assert page.locator("h1").all_inner_texts() == ["Sam Funnel cost console"]
+    if title:
+        assert page.get_by_text(title, exact=True).count() == 0
+    assert page.locator(CONTENT).count() == 0, "page content before the password"
+    assert page.locator('[data-testid="stSidebarUserContent"] [data-testid="stElementContainer"]').count() == 0
+
+
+def _unlock(page: Any) -> None:
+    page.locator(PASSWORD_INPUT).fill(PASSWORD)
+    page.get_by_role("button", name="Enter").click()
+
+
+def _go(page: Any, title: str) -> None:
+    """Follow the sidebar's link (a full page load would be a new session, locked again)."""
+    page.locator('[data-testid="stSidebarNav"] a', has_text=title).click()
+    _settle(page)
+
+
+def _shell(page: Any) -> dict[str, Any]:
+    """What must not depend on the entry address: the navigation, the sidebar's widgets, the layout width."""
+    page.locator('[data-testid="stSidebarNav"]').wait_for()
+    _settle(page)
+    nav = page.locator('[data-testid="stSidebarNav"] a').all_inner_texts()
+    sidebar = page.locator('[data-testid="stSidebarUserContent"] [data-testid="stElementContainer"] > div')
+    main = page.locator('[data-testid="stMainBlockContainer"]').bounding_box()
+    return {"nav": [n.split("\n")[-1].strip() for n in nav],
+            "sidebar": [el.get_attribute("data-testid") for el in sidebar.all()],
+            "main_width": round(main["width"]) if main else None}
+
+
+@pytest.fixture(scope="module")
+def root_shell(browser: Any, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """The shell as a user entering at `/` sees it, after the password, then on Spend."""
+    with _servers(tmp_path_factory.mktemp("root")) as start:
+        server = start()
+        context = browser.new_context(viewport={"width": 1400, "height": 1000})
+        page = context.new_page()
+        page.set_default_timeout(60_000)
+        page.goto(server.url)
+        _assert_locked(page, None)
+        _unlock(page)
+        page.get_by_text("Spent this month").first.wait_for()
+        _go(page, "Spend")
+        page.get_by_role("heading", name="Spend", exact=True).wait_for()
+        shell = _shell(page)
+        context.close()
+        return shell
+
+
+@pytest.mark.parametrize("path", sorted(PAGE_TITLES))
+def test_direct_page_address_on_a_fresh_server_is_gated(
+        path: str, browser: Any, start_server: Callable[..., Server], request: pytest.FixtureRequest) -> None:
+    server = start_server()
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    page = context.new_page()
+    page.set_default_timeout(60_000)
+    try:
+        page.goto(f"{server.url}/{path}")  # the first page request this server ever gets
+        _assert_locked(page, PAGE_TITLES[path])
+        _unlock(page)
+        page.get_by_role("heading", name=PAGE_TITLES[path], exact=True).wait_for()
+        assert page.url.rstrip("/").endswith(f"/{path}")
+        shell = _shell(page)
+        root_shell = request.getfixturevalue("root_shell")
+        assert shell["nav"] == root_shell["nav"]
+        assert shell["main_width"] == root_shell["main_width"]
+        if path == "spend":
+            assert shell == root_shell
+        assert "Home" in shell["nav"] and "Spend" in shell["nav"]
+    finally:
+        context.close()
+
+
+def _rss_kb(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise AssertionError("no VmRSS")
+
+
+def _session_id_listener(page: Any) -> list[str]:
+    """Collect the session id the server announces on the websocket (NewSession.initialize.session_id)."""
+    from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
+
+    ids: list[str] = []
+
+    def on_frame(payload: Any) -> None:
+        if isinstance(payload, bytes | bytearray):
+            msg = ForwardMsg()
+            try:
+                msg.ParseFromString(bytes(payload))
+            except Exception:  # a frame that is not one ForwardMsg
+                return
+            if msg.WhichOneof("type") == "new_session" and msg.new_session.initialize.session_id:
+                ids.append(msg.new_session.initialize.session_id)
+
+    page.on("websocket", lambda ws: ws.on("framereceived", on_frame))
+    return ids
+
+
+def _put(page: Any, server: Server, session_id: str, xsrf: str, size: int) -> int:
+    response = page.request.put(
+        f"{server.url}/_stcore/upload_file/{session_id}/{uuid.uuid4()}",
+        headers={"X-Xsrftoken": xsrf},
+        multipart={"file": {"name": "p.csv", "mimeType": "text/csv", "buffer": b"a" * size}},
+        timeout=60_000)
+    return int(response.status)
+
+
+def test_uploads_before_unlock_are_refused_and_leave_memory_flat(
+        browser: Any, start_server: Callable[..., Server]) -> None:
+    server = start_server("--server.maxUploadSize", "10")  # 10 MB a file; a session holds 40 MB at most
+    context = browser.new_context()
+    page = context.new_page()
+    page.set_default_timeout(60_000)
+    try:
+        ids = _session_id_listener(page)
+        page.goto(server.url)
+        page.locator(PASSWORD_INPUT).wait_for()
+        _settle(page)
+        assert ids, "the websocket announced the session id"
+        xsrf = next(c["value"] for c in context.cookies() if c["name"] == "_streamlit_xsrf")
+        five_mb = 5 * 1024 * 1024
+
+        before = _rss_kb(server.pid)
+        locked = [_put(page, server, ids[-1], xsrf, five_mb) for _ in range(20)]
+        time.sleep(1)
+        grown_mb = (_rss_kb(server.pid) - before) / 1024
+        print(f"locked: statuses {sorted(set(locked))}, server RSS +{grown_mb:.1f} MB after 20 x 5 MB")
+        assert set(locked) == {403}, locked
+        assert grown_mb < 30, f"server memory grew by {grown_mb:.1f} MB from refused uploads"
+
+        _unlock(page)
+        page.get_by_text("Spent this month").first.wait_for()
+        _settle(page)
+        unlocked = [_put(page, server, ids[-1], xsrf, five_mb) for _ in range(10)]
+        accepted = next((i for i, status in enumerate(unlocked) if status != 204), len(unlocked))
+        print(f"unlocked: statuses {unlocked}")
+        assert accepted >= 4, f"an unlocked session can upload: {unlocked}"
+        assert accepted * 5 <= 4 * 10, f"at most 4 files of the 10 MB maximum are held: {unlocked}"
+        assert set(unlocked[accepted:]) == {413}, f"beyond the cap every upload is refused: {unlocked}"
+    finally:
+        context.close()
+
+
+def test_downloads_are_served_only_to_a_browser_that_unlocked(
+        browser: Any, start_server: Callable[..., Server]) -> None:
+    server = start_server()
+    owner = browser.new_context(accept_downloads=True)
+    stranger = browser.new_context()
+    try:
+        page = owner.new_page()
+        page.set_default_timeout(60_000)
+        page.goto(server.url)
+        page.locator(PASSWORD_INPUT).wait_for()
+        _unlock(page)
+        page.get_by_text("Spent this month").first.wait_for()
+        _go(page, "Preview")  # one model call, so the month has a ledger to download
+        page.get_by_role("button", name="Run preview").click()
+        page.get_by_text("Final message").first.wait_for()
+        _settle(page)
+        _go(page, "Spend")
+        button = page.get_by_role("button", name=re.compile(r"Download the .* ledger \(CSV\)"))
+        with page.expect_download() as download:
+            button.click()
+        url = download.value.url
+        assert "/media/" in url, url
+
+        mine = page.request.get(url)
+        assert mine.status == 200 and b"model" in mine.body(), "the browser that unlocked gets its download"
+
+        other = stranger.new_page()
+        other.set_default_timeout(60_000)
+        other.goto(server.url)  # a live session of its own, sitting at the password form
+        other.locator(PASSWORD_INPUT).wait_for()
+        theirs = other.request.get(url)
+        anonymous = httpx2.get(url, timeout=10)
+        print(f"download: unlocked browser {mine.status}, locked browser {theirs.status}, "
+              f"no cookie {anonymous.status_code}")
+        assert theirs.status == 404, "a browser that has not unlocked is not served the file"
+        assert anonymous.status_code == 404
+    finally:
+        owner.close()
+        stranger.close()
