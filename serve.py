@@ -29,6 +29,7 @@ import streamlit as st
 from starlette.middleware import Middleware
 from starlette.responses import PlainTextResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from streamlit.runtime.pages_manager import PagesManager
 
 from core.access import CLIENT_COOKIE, UNLOCKED
 
@@ -142,5 +143,11 @@ class AccessGate:
             if self._in_flight[session_id] <= 0:
                 del self._in_flight[session_id]
 
+
+# Streamlit runs the files in pages/ directly (without app.py, so without its gate) until some session has
+# called st.navigation; it decides that once, when the first session starts, from whether pages/ exists. The
+# console always calls st.navigation, so say so before any session starts: every run then goes through app.py.
+# (The pages' own entry guard, console.enter, covers `streamlit run app.py` and tests that run a page file.)
+PagesManager.uses_pages_directory = False
 
 app = st.App("app.py", middleware=[Middleware(AccessGate)])
