@@ -104,3 +104,34 @@ def test_root_and_direct_page_share_the_shell(locked: Settings) -> None:
     assert not root.exception and not direct.exception
     assert "Spend" in [t.value for t in root.title] and "Spend" in [t.value for t in direct.title]
     assert [n.type for n in _walk(root.sidebar)] == [n.type for n in _walk(direct.sidebar)]
+
+
+OIDC = {"redirect_uri": "http://127.0.0.1:8501/oauth2callback", "cookie_secret": "not a secret",
+        "client_id": "console", "client_secret": "x",
+        "server_metadata_url": "https://login.example.com/.well-known/openid-configuration"}
+
+
+def _oidc(path: str, user: dict[str, Any]) -> AppTest:
+    at = AppTest.from_file(str(PROJECT_ROOT / path), default_timeout=60)
+    at.secrets["auth"] = OIDC
+    at.user = user
+    return at.run()
+
+
+@pytest.mark.parametrize("path", ["pages/spend.py", "pages/batches.py", "pages/review.py"])
+def test_oidc_login_comes_first_on_every_entry_path(
+        console_env: Settings, monkeypatch: pytest.MonkeyPatch, path: str) -> None:
+    monkeypatch.setenv("CONSOLE_ALLOWED_EMAILS", "ana@example.com")
+    for user, allowed in (({"is_logged_in": False}, ["Log in"]),
+                          ({"is_logged_in": True, "email": "eve@example.com"}, ["Log out"])):
+        at = _oidc(path, user)
+        assert not at.exception
+        types = set(_element_types(at))
+        assert types <= {"title", "text", "button", "error"}, f"page content for {user}: {sorted(types)}"
+        assert [b.label for b in at.button] == allowed
+        assert not list(_walk(at.sidebar))[1:]
+
+    at = _oidc(path, {"is_logged_in": True, "email": "Ana@example.com"})
+    assert not at.exception
+    assert PAGES[path][1] in [t.value for t in at.title]
+    assert "Signed in as Ana@example.com" in [t.value for t in at.sidebar.text]

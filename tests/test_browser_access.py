@@ -71,11 +71,11 @@ def _servers(tmp_path: Path) -> Iterator[Callable[..., Server]]:
     """Start consoles on free ports (each on its own database); all are stopped on leaving."""
     procs: list[tuple[subprocess.Popen[bytes], Any]] = []
 
-    def start(*extra: str, script: str | None = None) -> Server:
+    def start(*extra: str, script: str | None = None, password: bool = True) -> Server:
         port = _free_port()
         env = {**os.environ, "DATABASE_URL": f"sqlite:///{tmp_path / f'console-{port}.db'}",
                "LLM_PROVIDER": "simulator", "SAM_INPROCESS_WORKER": "0",
-               "CONSOLE_PASSWORD_HASH": hash_password(PASSWORD, iterations=1000)}
+               "CONSOLE_PASSWORD_HASH": hash_password(PASSWORD, iterations=1000) if password else ""}
         env.pop("OPENROUTER_API_KEY", None)
         log = (tmp_path / f"streamlit-{port}.log").open("wb")
         proc = subprocess.Popen(
@@ -258,8 +258,32 @@ def _put(page: Any, server: Server, session_id: str, xsrf: str, size: int) -> in
     return int(response.status)
 
 
+def _upload_csv(page: Any, tmp_path: Path) -> None:
+    csv_file = tmp_path / "prospects.csv"
+    csv_file.write_text("First Name,Last Name,Company\nAna,Lima,Acme\nBo,Berg,Globex\nCy,Chen,Initech\n",
+                        encoding="utf-8")
+    page.locator('[data-testid="stFileUploader"] input[type="file"]').set_input_files(str(csv_file))
+    page.get_by_text("3 records, 3 columns").wait_for()
+    _settle(page)
+
+
+def test_open_console_uploads_through_the_served_console(
+        browser: Any, start_server: Callable[..., Server], tmp_path: Path) -> None:
+    """Open mode (no password): the HTTP gate lets every session's uploads through, with the banner shown."""
+    server = start_server(password=False)
+    context = browser.new_context()
+    page = context.new_page()
+    page.set_default_timeout(60_000)
+    try:
+        page.goto(f"{server.url}/batches")
+        page.get_by_text("Open console").first.wait_for()
+        _upload_csv(page, tmp_path)
+    finally:
+        context.close()
+
+
 def test_uploads_before_unlock_are_refused_and_leave_memory_flat(
-        browser: Any, start_server: Callable[..., Server]) -> None:
+        browser: Any, start_server: Callable[..., Server], tmp_path: Path) -> None:
     server = start_server("--server.maxUploadSize", "10")  # 10 MB a file; a session holds 40 MB at most
     context = browser.new_context()
     page = context.new_page()
@@ -290,6 +314,19 @@ def test_uploads_before_unlock_are_refused_and_leave_memory_flat(
         assert accepted >= 4, f"an unlocked session can upload: {unlocked}"
         assert accepted * 5 <= 4 * 10, f"at most 4 files of the 10 MB maximum are held: {unlocked}"
         assert set(unlocked[accepted:]) == {413}, f"beyond the cap every upload is refused: {unlocked}"
+
+        _go(page, "Batches")  # the page's own uploader works for the unlocked session
+        _upload_csv(page, tmp_path)
+
+        stranger = browser.new_context()  # another browser that learnt the unlocked session's id
+        try:
+            other = stranger.new_page()
+            other.goto(server.url)
+            other.locator(PASSWORD_INPUT).wait_for()
+            their_xsrf = next(c["value"] for c in stranger.cookies() if c["name"] == "_streamlit_xsrf")
+            assert _put(other, server, ids[-1], their_xsrf, 1024) == 403
+        finally:
+            stranger.close()
     finally:
         context.close()
 
