@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import streamlit as st
+from streamlit import runtime
 from streamlit.runtime.scriptrunner import get_script_run_ctx
 
 from core.access import (
@@ -96,6 +97,8 @@ def _remember(granted: bool) -> None:
         return
     if granted:
         UNLOCKED.grant(ctx.session_id, st.context.cookies.get(CLIENT_COOKIE))
+        if len(UNLOCKED) > 256 and runtime.exists():
+            UNLOCKED.prune(runtime.get_instance().is_active_session)
     else:
         UNLOCKED.revoke(ctx.session_id)
 

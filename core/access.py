@@ -103,6 +103,17 @@ class UnlockedSessions:
         with self._lock:
             return bool(client) and session_id in self._client_of and self._client_of[session_id] == client
 
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._client_of)
+
+    def prune(self, is_live: Callable[[str], bool]) -> None:
+        """Forget the sessions that have ended (Streamlit has no hook for the end of a session)."""
+        with self._lock:
+            ended = [sid for sid in self._client_of if not is_live(sid)]
+            for sid in ended:
+                del self._client_of[sid]
+
     def may_download(self, client: str | None, is_live: Callable[[str], bool]) -> bool:
         """A browser that holds a live unlocked session; sessions that ended are forgotten on the way."""
         if not client:
