@@ -135,3 +135,13 @@ def test_oidc_login_comes_first_on_every_entry_path(
     assert not at.exception
     assert PAGES[path][1] in [t.value for t in at.title]
     assert "Signed in as Ana@example.com" in [t.value for t in at.sidebar.text]
+
+
+def test_every_page_file_is_in_the_navigation_and_gated_here() -> None:
+    """A new file in pages/ must join console.PAGE_TABLE (else only Streamlit's fallback reaches it) and the
+    table above (so the gate test runs it directly)."""
+    import console
+
+    files = sorted(str(p.relative_to(PROJECT_ROOT)) for p in (PROJECT_ROOT / "pages").glob("*.py"))
+    assert sorted(path for path, *_ in console.PAGE_TABLE) == files
+    assert sorted(PAGES) == files
