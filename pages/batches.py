@@ -10,7 +10,7 @@ import hashlib
 
 import streamlit as st
 
-from console import get_app, sidebar, usd
+from console import enter, get_app, sidebar, usd
 from core.batches import (
     BatchError,
     cancel_batch,
@@ -26,6 +26,8 @@ from core.library import list_templates
 from core.library import steps as step_specs
 from core.prospects import import_prospects
 from core.tabular import CANONICAL_FIELDS, REQUIRED_FIELDS, UnreadableFile, read_table, suggest_mapping
+
+enter()  # the shell and the access gate, whichever address Streamlit started this run at
 
 app = get_app()
 sidebar(app)

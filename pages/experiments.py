@@ -15,7 +15,7 @@ from typing import Any
 import plotly.graph_objects as go
 import streamlit as st
 
-from console import get_app, sidebar, usd
+from console import enter, get_app, sidebar, usd
 from core.experiments import (
     METRICS,
     OutcomeImportError,
@@ -43,6 +43,8 @@ from core.variants import (
     generate_variants,
     industries,
 )
+
+enter()  # the shell and the access gate, whichever address Streamlit started this run at
 
 app = get_app()
 sidebar(app)

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import streamlit as st
 
-from console import get_app, sidebar, usd
+from console import enter, get_app, sidebar, usd
 from core.config import redact_url
 from core.prospects import count_prospects
 from core.spend import summary
+
+enter()  # the shell and the access gate, whichever address Streamlit started this run at
 
 app = get_app()
 sidebar(app)

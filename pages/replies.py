@@ -12,7 +12,7 @@ from datetime import date
 import plotly.graph_objects as go
 import streamlit as st
 
-from console import get_app, sidebar, usd
+from console import enter, get_app, sidebar, usd
 from core.batches import create_batch, start_batch
 from core.batches import status as batch_status
 from core.llm.errors import BudgetExceededError, LLMError
@@ -29,6 +29,8 @@ from core.replies import (
 )
 from core.reply_rules import CATEGORIES
 from core.tabular import UnreadableFile
+
+enter()  # the shell and the access gate, whichever address Streamlit started this run at
 
 app = get_app()
 sidebar(app)

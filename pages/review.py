@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from console import get_app, sidebar
+from console import enter, get_app, sidebar
 from core.batches import list_batches
 from core.guards import GUARD_NAMES
 from core.review_queue import (
@@ -17,6 +17,8 @@ from core.review_queue import (
     queue,
     reject,
 )
+
+enter()  # the shell and the access gate, whichever address Streamlit started this run at
 
 app = get_app()
 sidebar(app)

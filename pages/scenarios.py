@@ -12,7 +12,7 @@ from typing import Any
 import plotly.graph_objects as go
 import streamlit as st
 
-from console import get_app, sidebar
+from console import enter, get_app, sidebar
 from core.models import utcnow
 from core.prices import seed_book
 from core.scenarios import (
@@ -41,6 +41,8 @@ from core.scenarios import (
     split_bounds,
     unit_slip_check,
 )
+
+enter()  # the shell and the access gate, whichever address Streamlit started this run at
 
 app = get_app()
 sidebar(app)

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import streamlit as st
 
-from console import get_app, sidebar
+from console import enter, get_app, sidebar
 from core.models import utcnow
 from core.prices import retirement_warnings
+
+enter()  # the shell and the access gate, whichever address Streamlit started this run at
 
 app = get_app()
 sidebar(app)

@@ -16,7 +16,7 @@ from decimal import Decimal
 import plotly.graph_objects as go
 import streamlit as st
 
-from console import get_app, sidebar, usd
+from console import enter, get_app, sidebar, usd
 from core.exports import ledger_csv
 from core.models import month_of, utcnow
 from core.reconcile import reconcile, settle_unreconciled
@@ -31,6 +31,8 @@ from core.spend import (
     refused_settlements,
     unreconciled,
 )
+
+enter()  # the shell and the access gate, whichever address Streamlit started this run at
 
 app = get_app()
 sidebar(app)

@@ -56,3 +56,27 @@ def test_password_gate(console_env: Settings, monkeypatch: pytest.MonkeyPatch) -
     assert not at.exception
     assert any(m.label == "Spent this month" for m in at.metric)
     assert not any("Open console" in w.value for w in at.sidebar.warning)
+
+
+def test_unlocked_sessions_bind_a_session_to_its_browser() -> None:
+    from core.access import UnlockedSessions
+
+    reg = UnlockedSessions()
+    reg.grant("s1", "browser-a")
+    reg.grant("s2", None)  # served without serve.py: no client cookie
+    assert reg.may_upload("s1", "browser-a")
+    assert not reg.may_upload("s1", "browser-b"), "another browser cannot use an unlocked session's id"
+    assert not reg.may_upload("s1", None) and not reg.may_upload("s2", None)
+    assert not reg.may_upload("s3", "browser-a"), "a session that never unlocked"
+    live = {"s1", "s2"}
+    assert reg.may_download("browser-a", live.__contains__)
+    assert not reg.may_download("browser-b", live.__contains__) and not reg.may_download(None, live.__contains__)
+    live.discard("s1")
+    assert not reg.may_download("browser-a", live.__contains__), "a browser whose unlocked session ended"
+    assert "s1" not in reg
+    reg.revoke("s2")
+    assert "s2" not in reg and len(reg) == 0
+    reg.grant("s4", "c")
+    reg.grant("s5", "d")
+    reg.prune({"s5"}.__contains__)
+    assert "s4" not in reg and "s5" in reg
