@@ -24,7 +24,6 @@ The API key is never part of a result: error texts are scrubbed before they reac
 from __future__ import annotations
 
 import asyncio
-import re
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
@@ -36,13 +35,13 @@ from sqlalchemy import text
 from core.app import App
 from core.llm.client import LLMClient, RetryPolicy
 from core.llm.errors import LLMError
+from core.logs import scrub  # the one scrubber; re-exported here for callers of reconcile.scrub
 from core.models import NANO, from_nanos, money_str, month_of, utcnow
 
 PERIOD_MONTH = "month"
 # Provider totals arrive as floats; a gap below a millionth of a dollar is float noise, not money.
 MATCH_TOLERANCE = Decimal("0.000001")
 KEY_TIMEOUT_S = 15.0
-_KEY_PATTERNS = (re.compile(r"sk-[A-Za-z0-9_\-]{6,}"), re.compile(r"(?i)(bearer\s+)\S+"))
 
 
 @dataclass(frozen=True)
@@ -73,15 +72,6 @@ def ledger_total(app: App, month: str, provider: str) -> Decimal:
             {"m": month, "p": provider},
         ).scalar()
     return from_nanos(total)
-
-
-def scrub(message: str, secret: str | None = None) -> str:
-    """Remove an API key (the configured one, and anything shaped like one) from a message."""
-    if secret:
-        message = message.replace(secret, "***")
-    for pattern in _KEY_PATTERNS:
-        message = pattern.sub(lambda m: (m.group(1) if m.groups() else "sk-") + "***", message)
-    return message
 
 
 def _usage_monthly(payload: Any) -> Decimal:
