@@ -46,7 +46,7 @@ __all__ = [
     "strip_invisible",
 ]
 
-GUARD_NAMES = ("placeholders", "length", "banned_phrases", "contacts", "markup", "instruction_echo")
+GUARD_NAMES = ("placeholders", "length", "banned_phrases", "contacts", "markup", "instruction_echo", "invisible")
 INJECTION_KINDS = ("invisible_chars", "instruction_override", "role_tag", "template_syntax", "exfiltration")
 
 
@@ -390,17 +390,27 @@ def _check_banned(folded: str, phrases: Sequence[str]) -> str:
 # --------------------------------------------------------------------------------------------------
 
 # Common generic TLDs plus country codes that are not English words, so "thanks.so", "in.it" or "join.us"
-# from a missing space is not taken for a domain. A link with a scheme or "www." is caught whatever its TLD.
+# from a missing space is not taken for a domain. A link with a scheme or "www." is caught whatever its TLD,
+# and so is a domain of any two-letter TLD followed by a path ("t.me/x", "join.us/now").
 _TLDS = (
     "com|net|org|io|co|ai|app|dev|biz|info|xyz|tech|ly|gg|sh|vc|tv|cc|uk|de|fr|nl|es|ca|au|eu|ch|se|pl|"
     "ru|cn|jp|br|mx|gov|edu|site|online|store|shop|blog|cloud|link|page|club|pro|agency|digital|"
-    "solutions|studio|bio|fm|gl|li|sg|hk|nz|za|ie|dk|fi|pt|cz|ro|il|kr|tw|ua|tr"
+    "solutions|studio|bio|fm|gl|li|sg|hk|nz|za|ie|dk|fi|pt|cz|ro|il|kr|tw|ua|tr|"
+    "top|click|live|icu|buzz|rest|space|website|email|network|zone|bid|loan|ltd|company|global|group|"
+    r"systems|software|cam|lol|quest|sbs|cfd|bond|gd|ws|su|tk|ml|ga|cf|gq|cx|pw|xn--[a-z0-9\-]+"
 )
 _URL_CHARS = r"[^\s<>\"'()\[\]{}|\\^`]"
-_SCHEME_URL_RE = re.compile(rf"(?i)\b(?:https?://|www\.){_URL_CHARS}+")
-_EMAIL_RE = re.compile(r"(?i)(?<![\w.+\-])[a-z0-9._%+\-]+@[a-z0-9\-]+(?:\.[a-z0-9\-]+)*\.[a-z]{2,}(?![\w\-])")
+# Any scheme with "//" (https, ftp, file, intent, ...) or "www."; and schemes that need no "//".
+_SCHEME_URL_RE = re.compile(rf"(?i)(?<![\w+.\-])(?:[a-z][a-z0-9+.\-]{{1,30}}://|www\.){_URL_CHARS}*")
+_COLON_SCHEME_RE = re.compile(
+    r"(?i)(?<![\w+.\-])(?:javascript|vbscript|livescript|data|file|blob|mailto|tel|sms|smsto|mms|callto|facetime"
+    rf"|sip|sips|skype|whatsapp|tg|viber|intent|jar|view-source|ms-[a-z\-]+|ftp|wss?):(?=[^\s]){_URL_CHARS}*"
+)
+_EMAIL_RE = re.compile(r"(?i)(?<![\w.+\-])[\w.%+\-]+@[^\W_][\w\-]*(?:\.[\w\-]+)*\.[^\W\d_]{2,}(?![\w\-])")
+_LABEL = r"[^\W_](?:[\w\-]{0,61}[^\W_])?"
 _BARE_DOMAIN_RE = re.compile(
-    rf"(?i)(?<![\w@./\-])(?:[a-z0-9](?:[a-z0-9\-]{{0,61}}[a-z0-9])?\.)+(?:{_TLDS})(?![\w\-])(?:/{_URL_CHARS}*)?"
+    rf"(?i)(?<![\w@./\-])(?:{_LABEL}\.)+(?:(?:{_TLDS})(?![\w\-])(?:/{_URL_CHARS}*)?|[a-z]{{2}}/{_URL_CHARS}+)"
+    rf"|(?<![\w.])(?:\d{{1,3}}\.){{3}}\d{{1,3}}(?::\d{{2,5}}|/{_URL_CHARS}*)"  # an IP address with a port or path
 )
 _TECH_NAMES = frozenset({"asp.net", "vb.net", "ado.net"})
 _PHONE_CANDIDATE_RE = re.compile(r"(?<![\w+])\+?\(?[0-9][0-9 ().\-]{5,}[0-9](?![\w])")
@@ -408,13 +418,60 @@ _THOUSANDS_RE = re.compile(r"\d{1,3}(?:[ .]\d{3})+")
 _YEAR_RANGE_RE = re.compile(r"(?:19|20)\d{2}\s*-\s*(?:19|20)\d{2}")
 _DATE_RE = re.compile(r"\d{4}[\-./]\d{1,2}[\-./]\d{1,2}|\d{1,2}[\-./]\d{1,2}[\-./]\d{2,4}")
 _LOCAL_PHONE_RE = re.compile(r"\d{3}[\- ]\d{4}")
-# Prefilters (see _may_match): the scheme form needs "://" or "www." (on _ignorecase_key), an e-mail an
+# Prefilters (see _may_match): the scheme forms need "://", "www." or ":" (on _ignorecase_key), an e-mail an
 # "@"; the two below are the domain and phone patterns without their look-arounds, so a text they do not
-# find cannot hold a match of the full pattern. Every TLD starts with a letter.
+# find cannot hold a match of the full pattern. Every TLD starts with a letter; an IP address has digits.
 _SCHEME_NEEDLES = _any("://", "www.")
-_DOT_LETTER_RE = re.compile(r"\.[a-z]", re.I)
+_DOT_LETTER_RE = re.compile(r"\.[^\W\d_]|\d\.\d", re.I)
 _PHONE_DIGITS_RE = re.compile(r"[0-9][0-9 ().\-]{5,}[0-9]")
 _TRAILING_PUNCT = ".,;:!?'\")*"
+
+# Disguises undone before looking for contacts: "hxxps[:]//", "evil[.]com", "evil (dot) com", "sam[at]evil".
+_DISGUISE_HINT_RE = re.compile(r"(?i)[\[({]|h(?:xx|\*\*|__)p| dot ")
+_DISGUISED_SCHEME_RE = re.compile(
+    r"(?i)\b(?:h(?:xx|\*\*|__)p(s?)(?:\s*[\[({]\s*:\s*[\])}]\s*|:)//|(https?|ftp)\s*[\[({]\s*:\s*[\])}]\s*//)"
+)
+_BRACKETED_DOT_RE = re.compile(r"(?i)(?<=[^\W_])\s*[\[({]\s*(?:\.|dot)\s*[\])}]\s*(?=[^\W_])")
+_BRACKETED_AT_RE = re.compile(r"(?i)(?<=[^\W_.])\s*[\[({]\s*(?:at|@)\s*[\])}]\s*(?=[^\W_])")
+_SPELLED_DOT_RE = re.compile(rf"(?i)\b([^\W_][\w\-]*) dot ((?:{_TLDS})(?![\w\-]))")
+_NOT_A_HOST = frozenset({"the", "a", "an", "of", "that", "this", "dot", "and", "or", "old", "first", "second"})
+# Characters browsers read as a dot in a host name, and separators used to space out a phone number.
+_CONTACT_CHARS = str.maketrans({"\u3002": ".", "\uff61": ".", "\u00b7": ".", "\u2027": ".", "\u30fb": "."})
+
+
+class _AsciiDigits(dict[int, str]):
+    """A ``str.translate`` table mapping every decimal digit of any script to its ASCII digit."""
+
+    def __missing__(self, code: int) -> str:
+        value = unicodedata.decimal(chr(code), None)
+        if value is None:
+            raise LookupError(code)
+        self[code] = str(value)
+        return self[code]
+
+
+_ASCII_DIGITS = _AsciiDigits()
+
+
+def _plain_scheme(match: re.Match[str]) -> str:
+    return f"{match.group(2).lower()}://" if match.group(2) else f"http{match.group(1).lower()}://"
+
+
+def _undisguise(text: str) -> str:
+    text = _DISGUISED_SCHEME_RE.sub(_plain_scheme, text)
+    text = _BRACKETED_DOT_RE.sub(".", text)
+    text = _BRACKETED_AT_RE.sub("@", text)
+    return _SPELLED_DOT_RE.sub(lambda m: m.group(0) if m.group(1).lower() in _NOT_A_HOST
+                               else f"{m.group(1)}.{m.group(2)}", text)  # fmt: skip
+
+
+def _contact_form(text: str) -> str:
+    """The text contacts are looked for in: visible characters only, NFKC (fullwidth forms become ASCII),
+    other scripts' digits and dots mapped to ASCII, and the usual disguises undone."""
+    text = strip_invisible(text)
+    if not text.isascii():
+        text = unicodedata.normalize("NFKC", text).translate(_CONTACT_CHARS).translate(_ASCII_DIGITS)
+    return _undisguise(text) if _DISGUISE_HINT_RE.search(text) else text
 
 
 def _digits(value: str) -> str:
@@ -447,7 +504,10 @@ def _canonical_link(link: str) -> str:
 
 
 def _find_contacts(text: str) -> list[tuple[str, str, str]]:
-    """(kind, as written, canonical) for every link, e-mail address and phone number in ``text``."""
+    """(kind, as written, canonical) for every link, e-mail address and phone number in ``text``.
+
+    ``text`` is already in :func:`_contact_form`.
+    """
     found: list[tuple[str, str, str]] = []
     taken: set[int] = set()  # character positions already part of a contact
 
@@ -458,11 +518,12 @@ def _find_contacts(text: str) -> list[tuple[str, str, str]]:
         taken.update(span)
         return True
 
-    if _may_match(_ignorecase_key(text), _SCHEME_NEEDLES):
-        for match in _SCHEME_URL_RE.finditer(text):
-            written = match.group(0).rstrip(_TRAILING_PUNCT)
-            claim(match)
-            found.append(("link", written, _canonical_link(written)))
+    if ":" in text or _may_match(_ignorecase_key(text), _SCHEME_NEEDLES):
+        for pattern in (_SCHEME_URL_RE, _COLON_SCHEME_RE):
+            for match in pattern.finditer(text):
+                written = match.group(0).rstrip(_TRAILING_PUNCT)
+                if claim(match):
+                    found.append(("link", written, _canonical_link(written)))
     if "@" in text:
         for match in _EMAIL_RE.finditer(text):
             if claim(match):
@@ -480,12 +541,12 @@ def _find_contacts(text: str) -> list[tuple[str, str, str]]:
 
 
 def _haystack(value: str) -> str:
-    text = unicodedata.normalize("NFKC", strip_invisible(value)).lower()
+    text = _contact_form(value).lower()
     text = re.sub(r"https?://", " ", text)
     return re.sub(r"(?<![\w.\-])www\.", " ", text)
 
 
-def _contact_in_inputs(kind: str, canonical: str, haystacks: Sequence[str], phones: set[str]) -> bool:
+def _contact_in_template(kind: str, canonical: str, haystack: str, phones: set[str]) -> bool:
     if kind == "phone number":
         return any(
             canonical == known or (min(len(canonical), len(known)) >= 7 and
@@ -494,30 +555,31 @@ def _contact_in_inputs(kind: str, canonical: str, haystacks: Sequence[str], phon
         )  # fmt: skip
     # The contact must appear as a whole: "acme.io" is not in "notacme.io" nor in "acme.io.evil.com".
     pattern = re.compile(rf"(?<![\w.@+\-]){re.escape(canonical)}(?![\w\-@]|\.[\w])")
-    return any(pattern.search(haystack) for haystack in haystacks)
+    return pattern.search(haystack) is not None
 
 
-def _check_contacts(text: str, inputs: Mapping[str, str]) -> str:
-    contacts = _find_contacts(_nfkc(strip_invisible(text)))
+def _check_contacts(text: str, template: str) -> str:
+    """Links, e-mail addresses and phone numbers are allowed only when ``template`` (its text) has them.
+
+    Prospect fields do not count: whatever a field or a model put there, the template's author did not write.
+    """
+    contacts = _find_contacts(_contact_form(text))
     if not contacts:
         return ""
-    values = [v for v in inputs.values() if isinstance(v, str) and v]
-    haystacks = [_haystack(v) for v in values]
-    phones = {
-        _digits(m.group(0)) for v in values for m in _PHONE_CANDIDATE_RE.finditer(unicodedata.normalize("NFKC", v))
-    }
+    haystack = _haystack(template) if template else ""
+    phones = {_digits(m.group(0)) for m in _PHONE_CANDIDATE_RE.finditer(_contact_form(template))} if template else set()
     unknown: dict[str, list[str]] = {}
     checked: set[tuple[str, str]] = set()
     for kind, written, canonical in contacts:
         if (kind, canonical) in checked:
             continue
         checked.add((kind, canonical))
-        if not _contact_in_inputs(kind, canonical, haystacks, phones):
+        if not _contact_in_template(kind, canonical, haystack, phones):
             unknown.setdefault(kind, []).append(written)
     if not unknown:
         return ""
     parts = [f"{kind} {_join_found(items)}" for kind, items in unknown.items()]
-    return "; ".join(parts) + " not found in the prospect data or template"
+    return "; ".join(parts) + " not in the template"
 
 
 # --------------------------------------------------------------------------------------------------
@@ -634,6 +696,27 @@ def _check_echo(folded: str) -> str:
 
 
 # --------------------------------------------------------------------------------------------------
+# Guard: invisible characters
+# --------------------------------------------------------------------------------------------------
+
+
+def _check_invisible(text: str) -> str:
+    """Refuse zero-width, bidi-control, tag and other format characters (Cf), blank letters and control
+    characters other than line breaks and tabs.
+
+    They show nothing (or reorder what is shown), so what a reviewer reads is not what the recipient gets,
+    and they hide words from every other guard. Model snippets are cleaned before they are used (see
+    ``core.personalize``); anything still here came from a template or a prospect field, which this guard
+    does not rewrite behind the author's back. A zero-width joiner inside an emoji sequence is kept.
+    """
+    hidden = [ch for ch in _invisible_chars(text) if ch != "\r"]
+    if not hidden:
+        return ""
+    codes = ", ".join(dict.fromkeys(f"U+{ord(ch):04X}" for ch in hidden))
+    return f"{len(hidden)} invisible or direction-control character(s): {codes}"
+
+
+# --------------------------------------------------------------------------------------------------
 # Public message API
 # --------------------------------------------------------------------------------------------------
 
@@ -641,17 +724,21 @@ def _check_echo(folded: str) -> str:
 def check_message(
     text: str,
     *,
-    inputs: Mapping[str, str],
+    inputs: Mapping[str, str] | None = None,
     max_chars: int,
     banned_phrases: Sequence[str] = (),
+    template: str | None = None,
 ) -> list[GuardResult]:
     """Run every guard on a candidate message; one result per guard, in ``GUARD_NAMES`` order.
 
-    ``inputs`` are the texts the message was built from (prospect fields and the template text): a link,
-    e-mail address or phone number is only allowed when it appears in one of them. ``max_chars`` is the
-    LinkedIn limit in force (300 for a connection note, 200 on free accounts).
+    ``template`` is the text of the template the message was built from (default: ``inputs["__template__"]``):
+    a link, e-mail address or phone number is only allowed when the template itself contains it, never
+    because a prospect field (or a model) supplied it. ``max_chars`` is the LinkedIn limit in force (300 for
+    a connection note, 200 on free accounts).
     """
     _check_max_chars(max_chars)
+    if template is None:
+        template = (inputs or {}).get("__template__") or ""
     placeholders = _check_placeholders(text)
     length = _check_length(text, max_chars)
     folded = _fold(text)  # shared by the banned-phrase and the echo guard
@@ -659,9 +746,10 @@ def check_message(
         placeholders,
         length,
         _check_banned(folded, banned_phrases),
-        _check_contacts(text, inputs),
+        _check_contacts(text, template if isinstance(template, str) else str(template)),
         _check_markup(text),
         _check_echo(folded),
+        _check_invisible(text),
     )
     return [GuardResult(name=name, passed=False, detail=detail) if detail else _PASSED[name]
             for name, detail in zip(GUARD_NAMES, details, strict=True)]  # fmt: skip
