@@ -12,6 +12,7 @@ from core.guards import (
     _BARE_DOMAIN_RE,
     _BULLET_RE,
     _COLON_SCHEME_RE,
+    _CONFUSABLE_KEYS,
     _CONFUSABLES,
     _CONTACT_CHARS,
     _DELEET,
@@ -41,6 +42,7 @@ from core.guards import (
     _check_length,
     _check_max_chars,
     _contact_in_template,
+    _deaccent,
     _digits,
     _haystack,
     _is_invisible,
@@ -73,6 +75,11 @@ def _invisible_chars_reference(value: str) -> list[str]:
 def _fold_reference(value: str) -> str:
     text = unicodedata.normalize("NFKC", _strip_invisible_reference(value)).casefold()
     text = text.translate(_CONFUSABLES).translate(_TYPOGRAPHY)
+    return _HORIZONTAL_SPACE_RE.sub(" ", text)
+
+
+def _fold_unmapped_reference(value: str) -> str:
+    text = unicodedata.normalize("NFKC", _strip_invisible_reference(value)).casefold().translate(_TYPOGRAPHY)
     return _HORIZONTAL_SPACE_RE.sub(" ", text)
 
 
@@ -190,12 +197,18 @@ def _check_markup_reference(text: str) -> str:
 
 def _check_echo_reference(text: str) -> str:
     folded = _fold_reference(text)
-    found = []
-    for label, pattern, _ in _ECHO_PATTERNS:
-        match = pattern.search(folded)
-        if match:
-            found.append(f"{label} {_snip(match.group(0).strip() or match.group(0))}")
-    return "; ".join(found[:3]) if found else ""
+    readings = [folded, _deaccent(folded)]
+    if any(ch in _CONFUSABLE_KEYS for ch in folded + text.casefold()):
+        readings.append(_deaccent(_fold_unmapped_reference(text)))
+    for reading in dict.fromkeys(readings):
+        found = []
+        for label, pattern, _ in _ECHO_PATTERNS:
+            match = pattern.search(reading)
+            if match:
+                found.append(f"{label} {_snip(match.group(0).strip() or match.group(0))}")
+        if found:
+            return "; ".join(found[:3])
+    return ""
 
 
 def _check_message_reference(
@@ -237,6 +250,11 @@ def _variants_reference(value: str) -> list[str]:
     if "\u202e" in value or "\u202b" in value:
         flipped = _RLO_SEGMENT_RE.sub(lambda m: f" {m.group(1)[::-1]} ", value)
         variants.append(_collapse_spaced_reference(_fold_reference(flipped)))
+    if not value.isascii():
+        variants.append(_deaccent(variants[2]))
+        if any(ch in _CONFUSABLE_KEYS for ch in value.casefold()):
+            unmapped = _collapse_spaced_reference(_fold_unmapped_reference(value))
+            variants.append(_deaccent(re.sub(r"[^\w\n'{}%#$<>|\[\]/:]+", " ", unmapped)))
     return list(dict.fromkeys(variants))
 
 
