@@ -198,8 +198,9 @@ def _may_match(text: str, groups: _Needles) -> bool:
 _Gate = tuple[frozenset[str], tuple[frozenset[str], ...]]  # one-needle groups, then the longer groups
 
 
-def _gates(tables: Iterable[_Needles]) -> tuple[tuple[str, ...], tuple[_Gate, ...]]:
-    """For a whole table at once: every distinct needle, and each pattern's groups as a :data:`_Gate`.
+def _gates(tables: Iterable[_Needles]) -> tuple[tuple[tuple[str, ...], tuple[str, ...]], tuple[_Gate, ...]]:
+    """For a whole table at once: every distinct needle (ASCII ones, then the others), and each pattern's
+    groups as a :data:`_Gate`.
 
     Looking each needle up once (``present = {n for n in needles if n in text}``) and then testing each
     pattern's gate with :func:`_open` is much cheaper than :func:`_may_match` per pattern when there are
@@ -210,8 +211,8 @@ def _gates(tables: Iterable[_Needles]) -> tuple[tuple[str, ...], tuple[_Gate, ..
          tuple(frozenset(group) for group in groups if len(group) > 1))
         for groups in tables
     )  # fmt: skip
-    needles = {needle for singles, groups in gates for needle in singles.union(*groups)}
-    return tuple(sorted(needles)), gates
+    needles = sorted({needle for singles, groups in gates for needle in singles.union(*groups)})
+    return (tuple(n for n in needles if n.isascii()), tuple(n for n in needles if not n.isascii())), gates
 
 
 def _open(gate: _Gate, present: set[str]) -> bool:
@@ -426,12 +427,12 @@ _LOCAL_PHONE_RE = re.compile(r"\d{3}[\- ]\d{4}")
 # "@"; the two below are the domain and phone patterns without their look-arounds, so a text they do not
 # find cannot hold a match of the full pattern. Every TLD starts with a letter; an IP address has digits.
 _SCHEME_NEEDLES = _any("://", "www.")
-_DOT_LETTER_RE = re.compile(r"\.[^\W\d_]|\d\.\d", re.I)
+_DOT_LETTER_RE = re.compile(r"\.[^\W\d_]")
+_DIGIT_DOT_RE = re.compile(r"\d\.\d")  # an IP address
 _PHONE_DIGITS_RE = re.compile(r"[0-9][0-9 ().\-]{5,}[0-9]")
 _TRAILING_PUNCT = ".,;:!?'\")*"
 
 # Disguises undone before looking for contacts: "hxxps[:]//", "evil[.]com", "evil (dot) com", "sam[at]evil".
-_DISGUISE_HINT_RE = re.compile(r"(?i)[\[({]|h(?:xx|\*\*|__)p| dot ")
 _DISGUISED_SCHEME_RE = re.compile(
     r"(?i)\b(?:h(?:xx|\*\*|__)p(s?)(?:\s*[\[({]\s*:\s*[\])}]\s*|:)//|(https?|ftp)\s*[\[({]\s*:\s*[\])}]\s*//)"
 )
@@ -448,9 +449,7 @@ class _AsciiDigits(dict[int, str]):
 
     def __missing__(self, code: int) -> str:
         value = unicodedata.decimal(chr(code), None)
-        if value is None:
-            raise LookupError(code)
-        self[code] = str(value)
+        self[code] = chr(code) if value is None else str(value)  # a character that is not a digit stays
         return self[code]
 
 
@@ -475,7 +474,15 @@ def _contact_form(text: str) -> str:
     text = strip_invisible(text)
     if not text.isascii():
         text = unicodedata.normalize("NFKC", text).translate(_CONTACT_CHARS).translate(_ASCII_DIGITS)
-    return _undisguise(text) if _DISGUISE_HINT_RE.search(text) else text
+    return _undisguise(text) if _may_be_disguised(text) else text
+
+
+def _may_be_disguised(text: str) -> bool:
+    """False only when :func:`_undisguise` would leave ``text`` as it is (every disguise needs one of these)."""
+    if "[" in text or "(" in text or "{" in text:
+        return True
+    lower = text.lower()
+    return " dot " in lower or "xxp" in lower or "**p" in lower or "__p" in lower
 
 
 def _digits(value: str) -> str:
@@ -532,7 +539,7 @@ def _find_contacts(text: str) -> list[tuple[str, str, str]]:
         for match in _EMAIL_RE.finditer(text):
             if claim(match):
                 found.append(("e-mail", match.group(0), match.group(0).lower()))
-    if _DOT_LETTER_RE.search(text):
+    if _DOT_LETTER_RE.search(text) or ("." in text and _DIGIT_DOT_RE.search(text)):
         for match in _BARE_DOMAIN_RE.finditer(text):
             written = match.group(0).rstrip(_TRAILING_PUNCT)
             if written.lower() not in _TECH_NAMES and claim(match):
@@ -688,12 +695,12 @@ _ECHO_PATTERNS_EN: tuple[tuple[str, re.Pattern[str], _Needles], ...] = (
 
 def _check_echo(folded: str) -> str:
     """``folded`` is ``_fold`` of the message, without accents (:func:`_deaccent`) when it is not ASCII."""
-    present = {needle for needle in _ECHO_NEEDLES if needle in folded}
+    present = _present(_ECHO_NEEDLES, folded)
     if not present:  # every gate has at least one needle
         return ""
     found = []
     for (label, pattern, _), gate in zip(_ECHO_PATTERNS, _ECHO_GATES, strict=True):
-        match = pattern.search(folded) if _open(gate, present) else None
+        match = pattern.search(folded) if _open(gate, present) and _second_gate(pattern, folded) else None
         if match:
             found.append(f"{label} {_snip(match.group(0).strip() or match.group(0))}")
     return "; ".join(found[:3]) if found else ""
@@ -945,11 +952,12 @@ _OBJ_FORMS = (
               r"|instructie|instrukcj\w*|instruksjon(?:er)?|instructiun\w*"),
     ("istruz", r"istruzion[ei]"), ("consign", r"consignes?"), ("anweis", r"anweisung(?:en)?"),
     ("prompt", r"prompts?|systemprompts?|systeemprompts?"),
-    ("direc", r"directives?|directivas?|directrices|directions"), ("diret", r"diretrizes|diretivas?|direttive"),
+    ("directiv", r"directives?|directivas?"), ("directric", r"directrices"),
+    ("diret", r"diretrizes|diretivas?|direttive"),
     ("richtl", r"richtlinien|richtlijnen"), ("vorgab", r"vorgaben"), ("aanwijz", r"aanwijzingen"),
     ("wytyczn", r"wytyczn\w*"), ("polecen", r"polecen\w*"), ("talimat", r"talimat\w*"), ("yonerge", r"yonerge\w*"),
-    ("indica", r"indications|indicaciones|indicacoes|indicazioni"),
-    ("orienta", r"orientations|orientaciones|orientacoes"), ("befehl", r"befehle"),
+    ("indicac", r"indicaciones|indicacoes"), ("indicati", r"indications"), ("indicaz", r"indicazioni"),
+    ("orientac", r"orientaciones|orientacoes"), ("befehl", r"befehle"),
     ("comand", r"comandos|comandi"), ("opdracht", r"opdrachten"), ("komut", r"komutlar\w*"),
 )
 _OBJ_STEMS = tuple(stem for stem, _ in _OBJ_FORMS)
@@ -981,7 +989,7 @@ _OVERRIDE_VERB = _words(
     r"vergi(?:ss|b)\w*", r"vergess\w*", r"missacht\w*", r"ueberspring\w*", r"uberspring\w*", r"ubergeh\w*",
     r"verwirf", r"nege(?:er|ren)\w*", r"verge(?:et|ten)\w*", "houd geen rekening", "negeer",
     # pl / sv / da / no / ro / en
-    r"zapomnij\w*", r"pomin\w*", "glom", "glem", "bortse fran", "se bort fra", r"uita\w*",
+    r"zapomnij\w*", r"pomin\w*", "glom", "glem", "bortse fran", "se bort fra",
     r"disregard\w*", r"forget\w*", "bypass", r"overrid\w*",
 )
 _OVERRIDE_ML_RE = re.compile(
@@ -1161,6 +1169,33 @@ _ECHO_PATTERNS = _ECHO_PATTERNS_EN + tuple(
 _ECHO_NEEDLES, _ECHO_GATES = _gates(needles for *_, needles in _ECHO_PATTERNS)
 _INJECTION_NEEDLES, _INJECTION_GATES = _gates(needles for *_, needles in _INJECTION_PATTERNS)
 
+# A second prefilter for the costly other-language override patterns: besides an object ("instructions"),
+# a match always contains one of these pieces of an override verb. Looked for only once the first gate opened.
+_ML_VERB_STEMS = (
+    "ignor", "oubli", "neglige", "outrepass", "contourne", "compte", "abstraction", "e outre", "z outre", "r outre",
+    "annule", "efface",
+    "olvid", "omiso", "hagas caso", "omit", "descart", "por alto", "esquec", "desconsider", "de lado", "em conta",
+    "dimentic", "considerare", "tenere conto", "trascur", "tralasci", "verg", "missacht", "berspring", "bergeh",
+    "verwirf", "nege", "rekening", "zapomn", "pomin", "glom", "glem", "bortse", "se bort", "disregard",
+    "forget", "bypass", "overrid", "yok say", "gormezden", "unut",
+)  # fmt: skip
+# Keyed by id: hashing a compiled pattern hashes its (long) source text on every lookup.
+_SECOND_GATES: dict[int, tuple[str, ...]] = {id(_OVERRIDE_ML_RE): _ML_VERB_STEMS, id(_EVERYTHING_ML_RE): _ML_VERB_STEMS}
+
+
+def _second_gate(pattern: re.Pattern[str], text: str) -> bool:
+    stems = _SECOND_GATES.get(id(pattern))
+    return stems is None or any(stem in text for stem in stems)
+
+
+def _present(needles: tuple[tuple[str, ...], tuple[str, ...]], text: str) -> set[str]:
+    """The needles found in ``text``; the ones with letters outside ASCII are looked for only in such text."""
+    ascii_needles, other_needles = needles
+    present = {needle for needle in ascii_needles if needle in text}
+    if not text.isascii():
+        present.update(needle for needle in other_needles if needle in text)
+    return present
+
 _SPACED_RUN_RE = re.compile(r"(?<![^\W_])(?:[^\W_][ \t._*·\-]+){2,}[^\W_](?![^\W_])")
 # Runs of characters outside \w and the symbols the patterns look for become one space. A lone space is
 # left out of the pattern: replacing it by a space would change nothing and costs a replacement per word.
@@ -1217,11 +1252,11 @@ def screen_fields(fields: Mapping[str, str | None]) -> list[InjectionFlag]:
         variants = _variants(value)
         # A needle found in this join is in at least one variant ("\x00" is in no needle and no variant).
         joined = variants[0] if len(variants) == 1 else "\x00".join(variants)
-        present = {needle for needle in _INJECTION_NEEDLES if needle in joined}
+        present = _present(_INJECTION_NEEDLES, joined)
         for (kind, label, pattern, _), gate in zip(_INJECTION_PATTERNS, _INJECTION_GATES, strict=True):
             if not present:
                 break  # every gate has at least one needle
-            if kind in found or not _open(gate, present):
+            if kind in found or not _open(gate, present) or not _second_gate(pattern, joined):
                 continue
             for variant in variants:
                 match = pattern.search(variant)
