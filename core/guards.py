@@ -427,8 +427,7 @@ _LOCAL_PHONE_RE = re.compile(r"\d{3}[\- ]\d{4}")
 # "@"; the two below are the domain and phone patterns without their look-arounds, so a text they do not
 # find cannot hold a match of the full pattern. Every TLD starts with a letter; an IP address has digits.
 _SCHEME_NEEDLES = _any("://", "www.")
-_DOT_LETTER_RE = re.compile(r"\.[^\W\d_]")
-_DIGIT_DOT_RE = re.compile(r"\d\.\d")  # an IP address
+_DOT_WORD_RE = re.compile(r"\.[^\W_]")  # a TLD starts with a letter; an IP address has a digit after a dot
 _PHONE_DIGITS_RE = re.compile(r"[0-9][0-9 ().\-]{5,}[0-9]")
 _TRAILING_PUNCT = ".,;:!?'\")*"
 
@@ -539,7 +538,7 @@ def _find_contacts(text: str) -> list[tuple[str, str, str]]:
         for match in _EMAIL_RE.finditer(text):
             if claim(match):
                 found.append(("e-mail", match.group(0), match.group(0).lower()))
-    if _DOT_LETTER_RE.search(text) or ("." in text and _DIGIT_DOT_RE.search(text)):
+    if _DOT_WORD_RE.search(text):
         for match in _BARE_DOMAIN_RE.finditer(text):
             written = match.group(0).rstrip(_TRAILING_PUNCT)
             if written.lower() not in _TECH_NAMES and claim(match):
@@ -720,6 +719,8 @@ def _check_invisible(text: str) -> str:
     ``core.personalize``); anything still here came from a template or a prospect field, which this guard
     does not rewrite behind the author's back. A zero-width joiner inside an emoji sequence is kept.
     """
+    if _surely_visible(text):  # the common case
+        return ""
     hidden = [ch for ch in _invisible_chars(text) if ch != "\r"]
     if not hidden:
         return ""
@@ -992,21 +993,34 @@ _OVERRIDE_VERB = _words(
     r"zapomnij\w*", r"pomin\w*", "glom", "glem", "bortse fran", "se bort fra",
     r"disregard\w*", r"forget\w*", "bypass", r"overrid\w*",
 )
-_OVERRIDE_ML_RE = re.compile(
+_VERB_AT = rf"\b{_NOT_BEFORE}{_OVERRIDE_VERB}{_NOT_AFTER}{_SEP}{_FILLS}"
+_LATE_VERB = r"(?:ignor\w*|vergess\w*|negeren|yok say\w*|gormezden gel\w*|unut\w*|olvid\w*|dimentic\w*|oubli\w*)"
+_OVERRIDE_STRONG = (
     # verb, fillers, (earlier), strong object: "ignorez toutes les instructions", "vergiss alle vorherigen Anweisungen"
-    rf"\b{_NOT_BEFORE}{_OVERRIDE_VERB}{_NOT_AFTER}{_SEP}{_FILLS}(?:{_EARLIER_ML}{_SEP}{_FILLS})?{_STRONG}\b"
-    # verb, fillers, object, earlier: "ignora las reglas anteriores", "olvida los mensajes previos"
-    rf"|\b{_NOT_BEFORE}{_OVERRIDE_VERB}{_NOT_AFTER}{_SEP}{_FILLS}(?:{_STRONG}|{_WEAK}){_SEP}"
-    rf"(?:{_FILL}{_SEP}){{0,2}}{_EARLIER_ML}"
-    # verb, fillers, earlier, weak object: "vergiss alle vorherigen Regeln"
-    rf"|\b{_NOT_BEFORE}{_OVERRIDE_VERB}{_NOT_AFTER}{_SEP}{_FILLS}{_EARLIER_ML}{_SEP}{_WEAK}"
-    # object first (German infinitive, Turkish, Russian order): "vorherigen Anweisungen ignorieren"
-    rf"|\b{_EARLIER_ML}{_SEP}(?:{_FILL}{_SEP})?(?:{_STRONG}|{_WEAK}){_SEP}(?:zu{_SEP})?"
-    r"(?:ignor\w*|vergess\w*|negeren|yok say\w*|gormezden gel\w*|unut\w*|olvid\w*|dimentic\w*|oubli\w*)"
+    rf"{_VERB_AT}(?:{_EARLIER_ML}{_SEP}{_FILLS})?{_STRONG}\b"
+    # object first (German infinitive, Turkish order): "vorherigen Anweisungen ignorieren"
+    rf"|\b{_EARLIER_ML}{_SEP}(?:{_FILL}{_SEP})?{_STRONG}{_SEP}(?:zu{_SEP})?{_LATE_VERB}"
     # spaced-out text collapsed into one word: "ignorezlesinstructionsprecedentes"
     rf"|\b(?:ignor|oubli|olvid|esquec|dimentic|vergi|vergess|nege|zapomn)[a-z]{{0,30}}?"
     rf"(?:{'|'.join(_OBJ_STEMS)})[a-z]{{0,20}}?(?:precedent|anterior|previ|vorherig|vorig|eerder|poprzedn)"
 )
+
+
+def _override_weak(weak: str) -> str:
+    return (
+        # verb, fillers, object, earlier: "ignora las reglas anteriores", "olvida los mensajes previos"
+        rf"{_VERB_AT}(?:{_STRONG}|{weak}){_SEP}(?:{_FILL}{_SEP}){{0,2}}{_EARLIER_ML}"
+        # verb, fillers, earlier, weak object: "vergiss alle vorherigen Regeln"
+        rf"|{_VERB_AT}{_EARLIER_ML}{_SEP}{weak}"
+        rf"|\b{_EARLIER_ML}{_SEP}(?:{_FILL}{_SEP})?{weak}{_SEP}(?:zu{_SEP})?{_LATE_VERB}"
+    )
+
+
+_OVERRIDE_ML_RE = re.compile(f"{_OVERRIDE_STRONG}|{_override_weak(_WEAK)}")
+# The message guard leaves out "messages" (fewer needles to look for in every message it checks).
+_RULES = _words(*(stem + r"\w*" for stem in _WEAK_STEMS))
+_OVERRIDE_ML_ECHO_RE = re.compile(f"{_OVERRIDE_STRONG}|{_override_weak(_RULES)}")
+_OVERRIDE_ML_ECHO_NEEDLES = _any(*_OBJ_STEMS, *_WEAK_STEMS)
 _OVERRIDE_ML_NEEDLES = _any(*_OBJ_STEMS, *_WEAK_STEMS, "messag", "mensaj", "mensag", "nachricht", "bericht")
 # Everything said so far: "oublie tout ce qui précède", "olvida todo lo anterior", "vergiss alles davor".
 _EVERYTHING_ML_RE = re.compile(
@@ -1055,7 +1069,7 @@ _ROLE_ML_NEEDLES = _any("maintenant", "desormais", "dorenavant", "a present", "a
                         "ab jetzt", "von nun an", "ab sofort", "je bent", "vanaf nu", "semblant", "fing", "finj",
                         "finta", "als ob", "warst", "waerst", "alsof", "activ", "ativ", "attiv", "aktivier")
 # A header that introduces new instructions, or the model's "real task": "Nouvelles instructions :".
-_NEW_ML_RE = re.compile(
+_NEW_ML_HEADER = (
     r"\b(?:nouvelles?|nuevas?|novas?|nuove|nuova|neuen?|nieuwe|nowe|nya|nye|yeni|noi)\s+(?:instructions?|consignes"
     r"|instrucciones|instrucoes|instrucao|istruzioni|anweisungen|anweisung|instruktionen|instructies|instrukcje"
     r"|instruktioner|instruksjoner|talimatlar|instructiuni)\s*[:\-–—]"
@@ -1063,11 +1077,16 @@ _NEW_ML_RE = re.compile(
     r"(?:(?:tes|vos|tus|sus|suas|tuas|deine|ihre|le tue|le sue|je|jouw|uw|twoje)\s+)?(?:nouvelles?|nuevas?|novas?"
     r"|nuove|neuen?|nieuwe|nowe)\s+(?:instructions|consignes|instrucciones|instrucoes|istruzioni|anweisungen"
     r"|instructies|instrukcje)"
-    r"|\b(?:ta|votre|tu|su|sua|deine|ihre|il tuo|je|jouw)\s+(?:vraie|veritable|verdadera|verdadeira|eigentliche"
-    r"|wahre|vero|echte)\s+(?:tache|mission|tarea|mision|tarefa|missao|aufgabe|compito|taak|opdracht)\b"
     r"|\bnovye instrukcii\s*:|\bновые инструкции\s*[:\-–—]"
 )
-_NEW_ML_NEEDLES = (*_any("instr", "istruz", "consign", "anweis", "talimat", "инструкц"),
+_NEW_ML_HEADER_RE = re.compile(_NEW_ML_HEADER)
+_NEW_ML_HEADER_NEEDLES = _any("instr", "istruz", "consign", "anweis", "talimat", "инструкц")
+_NEW_ML_RE = re.compile(
+    _NEW_ML_HEADER
+    + r"|\b(?:ta|votre|tu|su|sua|deine|ihre|il tuo|je|jouw)\s+(?:vraie|veritable|verdadera|verdadeira|eigentliche"
+    r"|wahre|vero|echte)\s+(?:tache|mission|tarea|mision|tarefa|missao|aufgabe|compito|taak|opdracht)\b"
+)
+_NEW_ML_NEEDLES = (*_NEW_ML_HEADER_NEEDLES,
                    *_any("vraie", "veritable", "verdadera", "verdadeira", "eigentliche", "wahre", "vero", "echte"))
 # Speaks to the model: "Note à l'IA :", "Si eres una IA", "Antworte nur mit", "Réponds uniquement par oui".
 _ADDRESS_ML_RE = re.compile(
@@ -1163,8 +1182,9 @@ _INJECTION_PATTERNS = _INJECTION_PATTERNS_EN + _MULTILINGUAL_PATTERNS
 # whichever field or model put it there.
 _ECHO_PATTERNS = _ECHO_PATTERNS_EN + tuple(
     ("echoes an instruction", pattern, needles)
-    for pattern, needles in ((_OVERRIDE_ML_RE, _OVERRIDE_ML_NEEDLES), (_EVERYTHING_ML_RE, _EVERYTHING_ML_NEEDLES),
-                             (_OVERRIDE_CJK_RE, _OVERRIDE_CJK_NEEDLES), (_NEW_ML_RE, _NEW_ML_NEEDLES))
+    for pattern, needles in ((_OVERRIDE_ML_ECHO_RE, _OVERRIDE_ML_ECHO_NEEDLES),
+                             (_EVERYTHING_ML_RE, _EVERYTHING_ML_NEEDLES), (_OVERRIDE_CJK_RE, _OVERRIDE_CJK_NEEDLES),
+                             (_NEW_ML_HEADER_RE, _NEW_ML_HEADER_NEEDLES))
 )
 _ECHO_NEEDLES, _ECHO_GATES = _gates(needles for *_, needles in _ECHO_PATTERNS)
 _INJECTION_NEEDLES, _INJECTION_GATES = _gates(needles for *_, needles in _INJECTION_PATTERNS)
@@ -1180,7 +1200,9 @@ _ML_VERB_STEMS = (
     "forget", "bypass", "overrid", "yok say", "gormezden", "unut",
 )  # fmt: skip
 # Keyed by id: hashing a compiled pattern hashes its (long) source text on every lookup.
-_SECOND_GATES: dict[int, tuple[str, ...]] = {id(_OVERRIDE_ML_RE): _ML_VERB_STEMS, id(_EVERYTHING_ML_RE): _ML_VERB_STEMS}
+_SECOND_GATES: dict[int, tuple[str, ...]] = {
+    id(pattern): _ML_VERB_STEMS for pattern in (_OVERRIDE_ML_RE, _OVERRIDE_ML_ECHO_RE, _EVERYTHING_ML_RE)
+}
 
 
 def _second_gate(pattern: re.Pattern[str], text: str) -> bool:

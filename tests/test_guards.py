@@ -780,11 +780,10 @@ def _prefilter_cases() -> list[PrefilterCase]:
         ),
         ("colon scheme", guards._COLON_SCHEME_RE, lambda t: ":" in t),
         ("e-mail", guards._EMAIL_RE, lambda t: "@" in t),
-        ("domain", guards._BARE_DOMAIN_RE,
-         lambda t: guards._DOT_LETTER_RE.search(t) is not None or guards._DIGIT_DOT_RE.search(t) is not None),
+        ("domain", guards._BARE_DOMAIN_RE, lambda t: guards._DOT_WORD_RE.search(t) is not None),
         ("phone", guards._PHONE_CANDIDATE_RE, lambda t: guards._PHONE_DIGITS_RE.search(t) is not None),
     ]
-    for pattern in (guards._OVERRIDE_ML_RE, guards._EVERYTHING_ML_RE):
+    for pattern in (guards._OVERRIDE_ML_RE, guards._OVERRIDE_ML_ECHO_RE, guards._EVERYTHING_ML_RE):
         stems = guards._SECOND_GATES[id(pattern)]
         cases.append(("second gate", pattern, lambda t, stems=stems: any(stem in t for stem in stems)))
     for name, pattern in [("disguised scheme", guards._DISGUISED_SCHEME_RE), ("spelled dot", guards._SPELLED_DOT_RE),
