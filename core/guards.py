@@ -729,9 +729,12 @@ def _check_invisible(text: str) -> str:
 
 
 def _check_echo_unicode(text: str, folded: str) -> str:
-    """The echo guard on a non-ASCII message: as folded, without accents, and (for Cyrillic or Greek
-    letters) without the look-alike mapping, so Russian words are read as themselves."""
-    readings = [folded, _deaccent(folded)]
+    """The echo guard on a non-ASCII message, read without accents (every pattern is written without them);
+    Japanese kana also as folded (removing marks changes the kana themselves), and Cyrillic or Greek
+    letters also without the look-alike mapping, so Russian words are read as themselves."""
+    readings = [_deaccent(folded)]
+    if _KANA_RE.search(folded):
+        readings.append(folded)
     if not _CONFUSABLE_KEYS.isdisjoint(folded) or not _CONFUSABLE_KEYS.isdisjoint(text.casefold()):
         readings.append(_deaccent(_fold(text, confusables=False)))
     for reading in dict.fromkeys(readings):
@@ -739,6 +742,9 @@ def _check_echo_unicode(text: str, folded: str) -> str:
         if found:
             return found
     return ""
+
+
+_KANA_RE = re.compile("[\u3040-\u30ff]")
 
 
 # --------------------------------------------------------------------------------------------------

@@ -197,7 +197,12 @@ def _check_markup_reference(text: str) -> str:
 
 def _check_echo_reference(text: str) -> str:
     folded = _fold_reference(text)
-    readings = [folded, _deaccent(folded)]
+    if folded.isascii():
+        readings = [folded]
+    else:
+        readings = [_deaccent(folded)]
+        if any("\u3040" <= ch <= "\u30ff" for ch in folded):
+            readings.append(folded)
     if any(ch in _CONFUSABLE_KEYS for ch in folded + text.casefold()):
         readings.append(_deaccent(_fold_unmapped_reference(text)))
     for reading in dict.fromkeys(readings):
