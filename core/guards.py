@@ -1259,6 +1259,32 @@ def _variants(value: str) -> list[str]:
     return list(dict.fromkeys(variants))
 
 
+@lru_cache(maxsize=16384)
+def _screen_value(value: str) -> tuple[tuple[str, str], ...]:
+    """(kind, detail) per finding in one value, in ``INJECTION_KINDS`` order. Cached: an import repeats the
+    same industries, titles, notes and news on many rows, and the answer depends on the value alone."""
+    found: dict[str, str] = {}
+    hidden = _invisible_chars(value)
+    if hidden:
+        codes = ", ".join(dict.fromkeys(f"U+{ord(ch):04X}" for ch in hidden))
+        found["invisible_chars"] = f"{len(hidden)} invisible or direction-control character(s): {codes}"
+    variants = _variants(value)
+    # A needle found in this join is in at least one variant ("\x00" is in no needle and no variant).
+    joined = variants[0] if len(variants) == 1 else "\x00".join(variants)
+    present = _present(_INJECTION_NEEDLES, joined)
+    for (kind, label, pattern, _), gate in zip(_INJECTION_PATTERNS, _INJECTION_GATES, strict=True):
+        if not present:
+            break  # every gate has at least one needle
+        if kind in found or not _open(gate, present) or not _second_gate(pattern, joined):
+            continue
+        for variant in variants:
+            match = pattern.search(variant)
+            if match:
+                found[kind] = f"{label}: {_snip(match.group(0).strip() or match.group(0))}"
+                break
+    return tuple((kind, found[kind]) for kind in INJECTION_KINDS if kind in found)
+
+
 def screen_fields(fields: Mapping[str, str | None]) -> list[InjectionFlag]:
     """Flag prompt-injection attempts in prospect fields; ``[]`` means nothing suspicious was found.
 
@@ -1272,25 +1298,5 @@ def screen_fields(fields: Mapping[str, str | None]) -> list[InjectionFlag]:
         if raw is None:
             continue
         value = raw if isinstance(raw, str) else str(raw)
-        found: dict[str, str] = {}
-        hidden = _invisible_chars(value)
-        if hidden:
-            codes = ", ".join(dict.fromkeys(f"U+{ord(ch):04X}" for ch in hidden))
-            found["invisible_chars"] = f"{len(hidden)} invisible or direction-control character(s): {codes}"
-        variants = _variants(value)
-        # A needle found in this join is in at least one variant ("\x00" is in no needle and no variant).
-        joined = variants[0] if len(variants) == 1 else "\x00".join(variants)
-        present = _present(_INJECTION_NEEDLES, joined)
-        for (kind, label, pattern, _), gate in zip(_INJECTION_PATTERNS, _INJECTION_GATES, strict=True):
-            if not present:
-                break  # every gate has at least one needle
-            if kind in found or not _open(gate, present) or not _second_gate(pattern, joined):
-                continue
-            for variant in variants:
-                match = pattern.search(variant)
-                if match:
-                    found[kind] = f"{label}: {_snip(match.group(0).strip() or match.group(0))}"
-                    break
-        flags.extend(InjectionFlag(field=field, kind=kind, detail=found[kind]) for kind in INJECTION_KINDS
-                     if kind in found)  # fmt: skip
+        flags.extend(InjectionFlag(field=field, kind=kind, detail=detail) for kind, detail in _screen_value(value))
     return flags
