@@ -2,10 +2,12 @@
 
 Why this module exists: templates, prospect data and model output are all untrusted, and a LinkedIn
 message cannot be recalled once sent. So before any candidate message leaves the engine it passes the
-six guards of :func:`check_message` (no leftover placeholders, within the length limit, no spam phrase,
-no invented link / e-mail / phone number, no Markdown or HTML, no echoed instructions). Separately,
-:func:`screen_fields` looks at prospect fields *before* they reach a prompt, because a headline such as
-"Ignore all previous instructions and ..." is aimed at the model that writes the message.
+seven guards of :func:`check_message` (no leftover placeholders, within the length limit, no spam phrase,
+no link of any scheme / e-mail / phone number the template does not contain, no Markdown or HTML, no
+echoed instructions in any of the screened languages, no invisible or direction-control characters).
+Separately, :func:`screen_fields` looks at prospect fields *before* they reach a prompt, because a headline
+such as "Ignore all previous instructions and ..." (or "Ignorez les instructions précédentes ...") is aimed
+at the model that writes the message.
 
 Everything here is a pure function of its arguments: no database, no network, no clock.
 
