@@ -184,3 +184,19 @@ def test_log_lines_are_scrubbed(monkeypatch: pytest.MonkeyPatch) -> None:
     line = stream.getvalue()
     assert json.loads(line)["error"] and leaks(line) == [], line
     assert not re.search(r"Bearer (?!\*\*\*)", line)
+
+
+def test_the_clients_key_is_masked_in_logs_even_when_it_is_not_in_the_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("LLM_API_KEY", raising=False)
+    monkeypatch.delenv("OPENROUTER_API_KEY", raising=False)
+    key = "secrets-toml-key-5e6f7a8b9c0d"  # e.g. read from .streamlit/secrets.toml
+    assert logs.scrub(f"boom {key}") == f"boom {key}"  # unknown until a client uses it
+    LLMClient("http://127.0.0.1:9/v1", key)
+    assert leaks(logs.scrub(f"boom {key}; tail {key[-10:]}"), key) == []
+
+
+def test_a_password_in_a_url_is_masked() -> None:
+    cleaned = logs.scrub("connect error talking to https://bob:hunter2pass@proxy.example:8080/v1")
+    assert "hunter2pass" not in cleaned and "https://bob:***@proxy.example:8080/v1" in cleaned

@@ -26,7 +26,7 @@ from typing import Any, Protocol
 import httpx2
 
 from core.llm import errors as e
-from core.logs import scrub
+from core.logs import remember_secret, scrub
 from core.prices import PriceBook, UnknownModelPrice
 
 RETRYABLE_STATUS = {408, 409, 425, 429, 500, 502, 503, 504, 520, 522, 524, 529}
@@ -175,6 +175,7 @@ class LLMClient:
         headers = {"X-Title": "Sam Funnel cost console", "HTTP-Referer": "https://github.com/sam-funnel/console"}
         if api_key:
             headers["Authorization"] = f"Bearer {api_key}"
+            remember_secret(api_key)  # so log lines mask it too, wherever the key came from
         self._owns_http = http is None
         self._http = http or httpx2.AsyncClient(
             transport=transport,
