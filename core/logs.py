@@ -34,6 +34,7 @@ _SECRET_PATTERNS = (
     re.compile(r"(?i)(\b[a-z][a-z0-9+.\-]*://[^\s/@:]+:)[^\s/@]+(?=@)"),
 )
 _KEY_VARIABLES = ("OPENROUTER_API_KEY", "LLM_API_KEY")
+_PIECE = 8  # a run of this many characters of a known key is masked, so a partly echoed key is caught too
 _REMEMBERED: set[str] = set()  # keys in use that may not be in the environment (e.g. from secrets.toml)
 
 
@@ -41,7 +42,6 @@ def remember_secret(secret: str | None) -> None:
     """Have :func:`scrub` mask ``secret`` from now on in this process (the LLM client registers its key)."""
     if secret and len(secret) >= _PIECE and len(_REMEMBERED) < 16:
         _REMEMBERED.add(secret)
-_PIECE = 8  # a run of this many characters of a known key is masked, so a partly echoed key is caught too
 
 
 def scrub(text: str, *secrets: str | None) -> str:
@@ -80,33 +80,6 @@ def _mask_pieces(text: str, secret: str) -> str:
             covered[at : at + _PIECE] = b"\x01" * _PIECE
             at = text.find(piece, at + 1)
     if not any(covered):
-        return text
-    out: list[str] = []
-    for i, ch in enumerate(text):
-        if not covered[i]:
-            out.append(ch)
-        elif i == 0 or not covered[i - 1]:
-            out.append(_MASK)
-    return "".join(out)
-
-
-_MASKS_RE = re.compile(r"(?:\*\*\*){2,}")  # "sk-or-v1-***" then masked as a piece of the key: one mask
-
-
-def _mask_pieces(text: str, secret: str) -> str:
-    if secret in text:
-        text = text.replace(secret, _MASK)
-    if len(text) < _PIECE:
-        return text
-    pieces = {secret[i : i + _PIECE] for i in range(len(secret) - _PIECE + 1)}
-    covered = [False] * len(text)
-    hit = False
-    for i in range(len(text) - _PIECE + 1):
-        if text[i : i + _PIECE] in pieces:
-            hit = True
-            for j in range(i, i + _PIECE):
-                covered[j] = True
-    if not hit:
         return text
     out: list[str] = []
     for i, ch in enumerate(text):
