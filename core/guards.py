@@ -2,10 +2,12 @@
 
 Why this module exists: templates, prospect data and model output are all untrusted, and a LinkedIn
 message cannot be recalled once sent. So before any candidate message leaves the engine it passes the
-six guards of :func:`check_message` (no leftover placeholders, within the length limit, no spam phrase,
-no invented link / e-mail / phone number, no Markdown or HTML, no echoed instructions). Separately,
-:func:`screen_fields` looks at prospect fields *before* they reach a prompt, because a headline such as
-"Ignore all previous instructions and ..." is aimed at the model that writes the message.
+seven guards of :func:`check_message` (no leftover placeholders, within the length limit, no spam phrase,
+no link of any scheme / e-mail / phone number the template does not contain, no Markdown or HTML, no
+echoed instructions in any of the screened languages, no invisible or direction-control characters).
+Separately, :func:`screen_fields` looks at prospect fields *before* they reach a prompt, because a headline
+such as "Ignore all previous instructions and ..." (or "Ignorez les instructions précédentes ...") is aimed
+at the model that writes the message.
 
 Everything here is a pure function of its arguments: no database, no network, no clock.
 
@@ -46,7 +48,7 @@ __all__ = [
     "strip_invisible",
 ]
 
-GUARD_NAMES = ("placeholders", "length", "banned_phrases", "contacts", "markup", "instruction_echo")
+GUARD_NAMES = ("placeholders", "length", "banned_phrases", "contacts", "markup", "instruction_echo", "invisible")
 INJECTION_KINDS = ("invisible_chars", "instruction_override", "role_tag", "template_syntax", "exfiltration")
 
 
@@ -152,8 +154,9 @@ _TYPOGRAPHY = str.maketrans({"\u2018": "'", "\u2019": "'", "\u02bc": "'", "\u201
 _HORIZONTAL_SPACE_RE = re.compile(r"[^\S\n]+")
 
 
-def _fold(value: str) -> str:
-    """The matching form of a text: visible characters only, NFKC, casefolded, look-alikes mapped."""
+def _fold(value: str, *, confusables: bool = True) -> str:
+    """The matching form of a text: visible characters only, NFKC, casefolded, look-alikes mapped (unless
+    ``confusables`` is False)."""
     text = strip_invisible(value)
     if text.isascii():
         # NFKC and both translation tables leave ASCII as it is, and casefold is lower; after
@@ -161,8 +164,11 @@ def _fold(value: str) -> str:
         text = text.lower()
         return _HORIZONTAL_SPACE_RE.sub(" ", text) if "\t" in text or "  " in text else text
     text = unicodedata.normalize("NFKC", text).casefold()
-    text = text.translate(_CONFUSABLES).translate(_TYPOGRAPHY)
+    text = (text.translate(_CONFUSABLES) if confusables else text).translate(_TYPOGRAPHY)
     return _HORIZONTAL_SPACE_RE.sub(" ", text)
+
+
+_CONFUSABLE_KEYS = frozenset(chr(code) for code in _CONFUSABLES)
 
 
 def _nfkc(value: str) -> str:
@@ -194,8 +200,9 @@ def _may_match(text: str, groups: _Needles) -> bool:
 _Gate = tuple[frozenset[str], tuple[frozenset[str], ...]]  # one-needle groups, then the longer groups
 
 
-def _gates(tables: Iterable[_Needles]) -> tuple[tuple[str, ...], tuple[_Gate, ...]]:
-    """For a whole table at once: every distinct needle, and each pattern's groups as a :data:`_Gate`.
+def _gates(tables: Iterable[_Needles]) -> tuple[tuple[tuple[str, ...], tuple[str, ...]], tuple[_Gate, ...]]:
+    """For a whole table at once: every distinct needle (ASCII ones, then the others), and each pattern's
+    groups as a :data:`_Gate`.
 
     Looking each needle up once (``present = {n for n in needles if n in text}``) and then testing each
     pattern's gate with :func:`_open` is much cheaper than :func:`_may_match` per pattern when there are
@@ -206,8 +213,8 @@ def _gates(tables: Iterable[_Needles]) -> tuple[tuple[str, ...], tuple[_Gate, ..
          tuple(frozenset(group) for group in groups if len(group) > 1))
         for groups in tables
     )  # fmt: skip
-    needles = {needle for singles, groups in gates for needle in singles.union(*groups)}
-    return tuple(sorted(needles)), gates
+    needles = sorted({needle for singles, groups in gates for needle in singles.union(*groups)})
+    return (tuple(n for n in needles if n.isascii()), tuple(n for n in needles if not n.isascii())), gates
 
 
 def _open(gate: _Gate, present: set[str]) -> bool:
@@ -390,17 +397,27 @@ def _check_banned(folded: str, phrases: Sequence[str]) -> str:
 # --------------------------------------------------------------------------------------------------
 
 # Common generic TLDs plus country codes that are not English words, so "thanks.so", "in.it" or "join.us"
-# from a missing space is not taken for a domain. A link with a scheme or "www." is caught whatever its TLD.
+# from a missing space is not taken for a domain. A link with a scheme or "www." is caught whatever its TLD,
+# and so is a domain of any two-letter TLD followed by a path ("t.me/x", "join.us/now").
 _TLDS = (
     "com|net|org|io|co|ai|app|dev|biz|info|xyz|tech|ly|gg|sh|vc|tv|cc|uk|de|fr|nl|es|ca|au|eu|ch|se|pl|"
     "ru|cn|jp|br|mx|gov|edu|site|online|store|shop|blog|cloud|link|page|club|pro|agency|digital|"
-    "solutions|studio|bio|fm|gl|li|sg|hk|nz|za|ie|dk|fi|pt|cz|ro|il|kr|tw|ua|tr"
+    "solutions|studio|bio|fm|gl|li|sg|hk|nz|za|ie|dk|fi|pt|cz|ro|il|kr|tw|ua|tr|"
+    "top|click|live|icu|buzz|rest|space|website|email|network|zone|bid|loan|ltd|company|global|group|"
+    r"systems|software|cam|lol|quest|sbs|cfd|bond|gd|ws|su|tk|ml|ga|cf|gq|cx|pw|xn--[a-z0-9\-]+"
 )
 _URL_CHARS = r"[^\s<>\"'()\[\]{}|\\^`]"
-_SCHEME_URL_RE = re.compile(rf"(?i)\b(?:https?://|www\.){_URL_CHARS}+")
-_EMAIL_RE = re.compile(r"(?i)(?<![\w.+\-])[a-z0-9._%+\-]+@[a-z0-9\-]+(?:\.[a-z0-9\-]+)*\.[a-z]{2,}(?![\w\-])")
+# Any scheme with "//" (https, ftp, file, intent, ...) or "www."; and schemes that need no "//".
+_SCHEME_URL_RE = re.compile(rf"(?i)(?<![\w+.\-])(?:[a-z][a-z0-9+.\-]{{1,30}}://|www\.){_URL_CHARS}*")
+_COLON_SCHEME_RE = re.compile(
+    r"(?i)(?<![\w+.\-])(?:javascript|vbscript|livescript|data|file|blob|mailto|tel|sms|smsto|mms|callto|facetime"
+    rf"|sip|sips|skype|whatsapp|tg|viber|intent|jar|view-source|ms-[a-z\-]+|ftp|wss?):(?=[^\s]){_URL_CHARS}*"
+)
+_EMAIL_RE = re.compile(r"(?i)(?<![\w.+\-])[\w.%+\-]+@[^\W_][\w\-]*(?:\.[\w\-]+)*\.[^\W\d_]{2,}(?![\w\-])")
+_LABEL = r"[^\W_](?:[\w\-]{0,61}[^\W_])?"
 _BARE_DOMAIN_RE = re.compile(
-    rf"(?i)(?<![\w@./\-])(?:[a-z0-9](?:[a-z0-9\-]{{0,61}}[a-z0-9])?\.)+(?:{_TLDS})(?![\w\-])(?:/{_URL_CHARS}*)?"
+    rf"(?i)(?<![\w@./\-])(?:{_LABEL}\.)+(?:(?:{_TLDS})(?![\w\-])(?:/{_URL_CHARS}*)?|[a-z]{{2}}/{_URL_CHARS}+)"
+    rf"|(?<![\w.])(?:\d{{1,3}}\.){{3}}\d{{1,3}}(?::\d{{2,5}}|/{_URL_CHARS}*)"  # an IP address with a port or path
 )
 _TECH_NAMES = frozenset({"asp.net", "vb.net", "ado.net"})
 _PHONE_CANDIDATE_RE = re.compile(r"(?<![\w+])\+?\(?[0-9][0-9 ().\-]{5,}[0-9](?![\w])")
@@ -408,13 +425,65 @@ _THOUSANDS_RE = re.compile(r"\d{1,3}(?:[ .]\d{3})+")
 _YEAR_RANGE_RE = re.compile(r"(?:19|20)\d{2}\s*-\s*(?:19|20)\d{2}")
 _DATE_RE = re.compile(r"\d{4}[\-./]\d{1,2}[\-./]\d{1,2}|\d{1,2}[\-./]\d{1,2}[\-./]\d{2,4}")
 _LOCAL_PHONE_RE = re.compile(r"\d{3}[\- ]\d{4}")
-# Prefilters (see _may_match): the scheme form needs "://" or "www." (on _ignorecase_key), an e-mail an
+# Prefilters (see _may_match): the scheme forms need "://", "www." or ":" (on _ignorecase_key), an e-mail an
 # "@"; the two below are the domain and phone patterns without their look-arounds, so a text they do not
-# find cannot hold a match of the full pattern. Every TLD starts with a letter.
+# find cannot hold a match of the full pattern. Every TLD starts with a letter; an IP address has digits.
 _SCHEME_NEEDLES = _any("://", "www.")
-_DOT_LETTER_RE = re.compile(r"\.[a-z]", re.I)
+_DOT_WORD_RE = re.compile(r"\.[^\W_]")  # a TLD starts with a letter; an IP address has a digit after a dot
 _PHONE_DIGITS_RE = re.compile(r"[0-9][0-9 ().\-]{5,}[0-9]")
 _TRAILING_PUNCT = ".,;:!?'\")*"
+
+# Disguises undone before looking for contacts: "hxxps[:]//", "evil[.]com", "evil (dot) com", "sam[at]evil".
+_DISGUISED_SCHEME_RE = re.compile(
+    r"(?i)\b(?:h(?:xx|\*\*|__)p(s?)(?:\s*[\[({]\s*:\s*[\])}]\s*|:)//|(https?|ftp)\s*[\[({]\s*:\s*[\])}]\s*//)"
+)
+_BRACKETED_DOT_RE = re.compile(r"(?i)(?<=[^\W_])\s*[\[({]\s*(?:\.|dot)\s*[\])}]\s*(?=[^\W_])")
+_BRACKETED_AT_RE = re.compile(r"(?i)(?<=[^\W_.])\s*[\[({]\s*(?:at|@)\s*[\])}]\s*(?=[^\W_])")
+_SPELLED_DOT_RE = re.compile(rf"(?i)\b([^\W_][\w\-]*) dot ((?:{_TLDS})(?![\w\-]))")
+_NOT_A_HOST = frozenset({"the", "a", "an", "of", "that", "this", "dot", "and", "or", "old", "first", "second"})
+# Characters browsers read as a dot in a host name, and separators used to space out a phone number.
+_CONTACT_CHARS = str.maketrans({"\u3002": ".", "\uff61": ".", "\u00b7": ".", "\u2027": ".", "\u30fb": "."})
+
+
+class _AsciiDigits(dict[int, str]):
+    """A ``str.translate`` table mapping every decimal digit of any script to its ASCII digit."""
+
+    def __missing__(self, code: int) -> str:
+        value = unicodedata.decimal(chr(code), None)
+        self[code] = chr(code) if value is None else str(value)  # a character that is not a digit stays
+        return self[code]
+
+
+_ASCII_DIGITS = _AsciiDigits()
+
+
+def _plain_scheme(match: re.Match[str]) -> str:
+    return f"{match.group(2).lower()}://" if match.group(2) else f"http{match.group(1).lower()}://"
+
+
+def _undisguise(text: str) -> str:
+    text = _DISGUISED_SCHEME_RE.sub(_plain_scheme, text)
+    text = _BRACKETED_DOT_RE.sub(".", text)
+    text = _BRACKETED_AT_RE.sub("@", text)
+    return _SPELLED_DOT_RE.sub(lambda m: m.group(0) if m.group(1).lower() in _NOT_A_HOST
+                               else f"{m.group(1)}.{m.group(2)}", text)  # fmt: skip
+
+
+def _contact_form(text: str) -> str:
+    """The text contacts are looked for in: visible characters only, NFKC (fullwidth forms become ASCII),
+    other scripts' digits and dots mapped to ASCII, and the usual disguises undone."""
+    text = strip_invisible(text)
+    if not text.isascii():
+        text = unicodedata.normalize("NFKC", text).translate(_CONTACT_CHARS).translate(_ASCII_DIGITS)
+    return _undisguise(text) if _may_be_disguised(text) else text
+
+
+def _may_be_disguised(text: str) -> bool:
+    """False only when :func:`_undisguise` would leave ``text`` as it is (every disguise needs one of these)."""
+    if "[" in text or "(" in text or "{" in text:
+        return True
+    lower = text.lower()
+    return " dot " in lower or "xxp" in lower or "**p" in lower or "__p" in lower
 
 
 def _digits(value: str) -> str:
@@ -447,7 +516,10 @@ def _canonical_link(link: str) -> str:
 
 
 def _find_contacts(text: str) -> list[tuple[str, str, str]]:
-    """(kind, as written, canonical) for every link, e-mail address and phone number in ``text``."""
+    """(kind, as written, canonical) for every link, e-mail address and phone number in ``text``.
+
+    ``text`` is already in :func:`_contact_form`.
+    """
     found: list[tuple[str, str, str]] = []
     taken: set[int] = set()  # character positions already part of a contact
 
@@ -458,16 +530,17 @@ def _find_contacts(text: str) -> list[tuple[str, str, str]]:
         taken.update(span)
         return True
 
-    if _may_match(_ignorecase_key(text), _SCHEME_NEEDLES):
-        for match in _SCHEME_URL_RE.finditer(text):
-            written = match.group(0).rstrip(_TRAILING_PUNCT)
-            claim(match)
-            found.append(("link", written, _canonical_link(written)))
+    if ":" in text or _may_match(_ignorecase_key(text), _SCHEME_NEEDLES):
+        for pattern in (_SCHEME_URL_RE, _COLON_SCHEME_RE):
+            for match in pattern.finditer(text):
+                written = match.group(0).rstrip(_TRAILING_PUNCT)
+                if claim(match):
+                    found.append(("link", written, _canonical_link(written)))
     if "@" in text:
         for match in _EMAIL_RE.finditer(text):
             if claim(match):
                 found.append(("e-mail", match.group(0), match.group(0).lower()))
-    if _DOT_LETTER_RE.search(text):
+    if _DOT_WORD_RE.search(text):
         for match in _BARE_DOMAIN_RE.finditer(text):
             written = match.group(0).rstrip(_TRAILING_PUNCT)
             if written.lower() not in _TECH_NAMES and claim(match):
@@ -480,12 +553,12 @@ def _find_contacts(text: str) -> list[tuple[str, str, str]]:
 
 
 def _haystack(value: str) -> str:
-    text = unicodedata.normalize("NFKC", strip_invisible(value)).lower()
+    text = _contact_form(value).lower()
     text = re.sub(r"https?://", " ", text)
     return re.sub(r"(?<![\w.\-])www\.", " ", text)
 
 
-def _contact_in_inputs(kind: str, canonical: str, haystacks: Sequence[str], phones: set[str]) -> bool:
+def _contact_in_template(kind: str, canonical: str, haystack: str, phones: set[str]) -> bool:
     if kind == "phone number":
         return any(
             canonical == known or (min(len(canonical), len(known)) >= 7 and
@@ -494,30 +567,31 @@ def _contact_in_inputs(kind: str, canonical: str, haystacks: Sequence[str], phon
         )  # fmt: skip
     # The contact must appear as a whole: "acme.io" is not in "notacme.io" nor in "acme.io.evil.com".
     pattern = re.compile(rf"(?<![\w.@+\-]){re.escape(canonical)}(?![\w\-@]|\.[\w])")
-    return any(pattern.search(haystack) for haystack in haystacks)
+    return pattern.search(haystack) is not None
 
 
-def _check_contacts(text: str, inputs: Mapping[str, str]) -> str:
-    contacts = _find_contacts(_nfkc(strip_invisible(text)))
+def _check_contacts(text: str, template: str) -> str:
+    """Links, e-mail addresses and phone numbers are allowed only when ``template`` (its text) has them.
+
+    Prospect fields do not count: whatever a field or a model put there, the template's author did not write.
+    """
+    contacts = _find_contacts(_contact_form(text))
     if not contacts:
         return ""
-    values = [v for v in inputs.values() if isinstance(v, str) and v]
-    haystacks = [_haystack(v) for v in values]
-    phones = {
-        _digits(m.group(0)) for v in values for m in _PHONE_CANDIDATE_RE.finditer(unicodedata.normalize("NFKC", v))
-    }
+    haystack = _haystack(template) if template else ""
+    phones = {_digits(m.group(0)) for m in _PHONE_CANDIDATE_RE.finditer(_contact_form(template))} if template else set()
     unknown: dict[str, list[str]] = {}
     checked: set[tuple[str, str]] = set()
     for kind, written, canonical in contacts:
         if (kind, canonical) in checked:
             continue
         checked.add((kind, canonical))
-        if not _contact_in_inputs(kind, canonical, haystacks, phones):
+        if not _contact_in_template(kind, canonical, haystack, phones):
             unknown.setdefault(kind, []).append(written)
     if not unknown:
         return ""
     parts = [f"{kind} {_join_found(items)}" for kind, items in unknown.items()]
-    return "; ".join(parts) + " not found in the prospect data or template"
+    return "; ".join(parts) + " not in the template"
 
 
 # --------------------------------------------------------------------------------------------------
@@ -568,7 +642,7 @@ def _check_markup(text: str) -> str:
 # Guard: instruction echo (run on folded text)
 # --------------------------------------------------------------------------------------------------
 
-_ECHO_PATTERNS: tuple[tuple[str, re.Pattern[str], _Needles], ...] = (
+_ECHO_PATTERNS_EN: tuple[tuple[str, re.Pattern[str], _Needles], ...] = (
     ("talks about being an AI", re.compile(
         r"\bas an? (?:ai|artificial intelligence|(?:large )?language model|llm|ai assistant|assistant)\b"
         r"|\bi(?:'m| am) (?:just )?an? (?:ai language model|(?:large )?language model|ai assistant|ai model"
@@ -576,7 +650,7 @@ _ECHO_PATTERNS: tuple[tuple[str, re.Pattern[str], _Needles], ...] = (
      tuple((lead, what) for lead in ("as a", "i'm ", "i am ")
            for what in ("ai", "artificial intelligence", "language model", "llm", "assistant", "chatbot"))),
     ("echoes an instruction", re.compile(
-        r"\b(?:ignore|disregard|forget)\s+(?:all\s+)?(?:the\s+|your\s+|my\s+|any\s+)?"
+        r"\b(?<!don't )(?<!do not )(?<!never )(?:ignore|disregard|forget)\s+(?:all\s+)?(?:the\s+|your\s+|my\s+|any\s+)?"
         r"(?:previous|prior|above|earlier|preceding)\b"
         r"|\b(?:system|initial|original|hidden) prompt\b"
         r"|\b(?:my|these|the above|the following|the given|previous|your new|new) instructions\b"),
@@ -617,20 +691,62 @@ _ECHO_PATTERNS: tuple[tuple[str, re.Pattern[str], _Needles], ...] = (
 )  # fmt: skip
 
 
-_ECHO_NEEDLES, _ECHO_GATES = _gates(needles for *_, needles in _ECHO_PATTERNS)
+# The table is completed with the other languages' override patterns below (see _ECHO_PATTERNS).
 
 
 def _check_echo(folded: str) -> str:
-    """``folded`` is ``_fold`` of the message."""
-    present = {needle for needle in _ECHO_NEEDLES if needle in folded}
+    """``folded`` is ``_fold`` of the message, without accents (:func:`_deaccent`) when it is not ASCII."""
+    present = _present(_ECHO_NEEDLES, folded)
     if not present:  # every gate has at least one needle
         return ""
     found = []
     for (label, pattern, _), gate in zip(_ECHO_PATTERNS, _ECHO_GATES, strict=True):
-        match = pattern.search(folded) if _open(gate, present) else None
+        match = pattern.search(folded) if _open(gate, present) and _second_gate(pattern, folded) else None
         if match:
             found.append(f"{label} {_snip(match.group(0).strip() or match.group(0))}")
     return "; ".join(found[:3]) if found else ""
+
+
+# --------------------------------------------------------------------------------------------------
+# Guard: invisible characters
+# --------------------------------------------------------------------------------------------------
+
+
+def _check_invisible(text: str) -> str:
+    """Refuse zero-width, bidi-control, tag and other format characters (Cf), blank letters and control
+    characters other than line breaks and tabs.
+
+    They show nothing (or reorder what is shown), so what a reviewer reads is not what the recipient gets,
+    and they hide words from every other guard. Model snippets are cleaned before they are used (see
+    ``core.personalize``); anything still here came from a template or a prospect field, which this guard
+    does not rewrite behind the author's back. A zero-width joiner inside an emoji sequence is kept.
+    """
+    if _surely_visible(text):  # the common case
+        return ""
+    hidden = [ch for ch in _invisible_chars(text) if ch != "\r"]
+    if not hidden:
+        return ""
+    codes = ", ".join(dict.fromkeys(f"U+{ord(ch):04X}" for ch in hidden))
+    return f"{len(hidden)} invisible or direction-control character(s): {codes}"
+
+
+def _check_echo_unicode(text: str, folded: str) -> str:
+    """The echo guard on a non-ASCII message, read without accents (every pattern is written without them);
+    Japanese kana also as folded (removing marks changes the kana themselves), and Cyrillic or Greek
+    letters also without the look-alike mapping, so Russian words are read as themselves."""
+    readings = [_deaccent(folded)]
+    if _KANA_RE.search(folded):
+        readings.append(folded)
+    if not _CONFUSABLE_KEYS.isdisjoint(folded) or not _CONFUSABLE_KEYS.isdisjoint(text.casefold()):
+        readings.append(_deaccent(_fold(text, confusables=False)))
+    for reading in dict.fromkeys(readings):
+        found = _check_echo(reading)
+        if found:
+            return found
+    return ""
+
+
+_KANA_RE = re.compile("[\u3040-\u30ff]")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -641,17 +757,21 @@ def _check_echo(folded: str) -> str:
 def check_message(
     text: str,
     *,
-    inputs: Mapping[str, str],
+    inputs: Mapping[str, str] | None = None,
     max_chars: int,
     banned_phrases: Sequence[str] = (),
+    template: str | None = None,
 ) -> list[GuardResult]:
     """Run every guard on a candidate message; one result per guard, in ``GUARD_NAMES`` order.
 
-    ``inputs`` are the texts the message was built from (prospect fields and the template text): a link,
-    e-mail address or phone number is only allowed when it appears in one of them. ``max_chars`` is the
-    LinkedIn limit in force (300 for a connection note, 200 on free accounts).
+    ``template`` is the text of the template the message was built from (default: ``inputs["__template__"]``):
+    a link, e-mail address or phone number is only allowed when the template itself contains it, never
+    because a prospect field (or a model) supplied it. ``max_chars`` is the LinkedIn limit in force (300 for
+    a connection note, 200 on free accounts).
     """
     _check_max_chars(max_chars)
+    if template is None:
+        template = (inputs or {}).get("__template__") or ""
     placeholders = _check_placeholders(text)
     length = _check_length(text, max_chars)
     folded = _fold(text)  # shared by the banned-phrase and the echo guard
@@ -659,9 +779,10 @@ def check_message(
         placeholders,
         length,
         _check_banned(folded, banned_phrases),
-        _check_contacts(text, inputs),
+        _check_contacts(text, template if isinstance(template, str) else str(template)),
         _check_markup(text),
-        _check_echo(folded),
+        _check_echo(folded) if folded.isascii() else _check_echo_unicode(text, folded),
+        _check_invisible(text),
     )
     return [GuardResult(name=name, passed=False, detail=detail) if detail else _PASSED[name]
             for name, detail in zip(GUARD_NAMES, details, strict=True)]  # fmt: skip
@@ -726,7 +847,7 @@ _OBJECTS = (
 _EARLIER = r"(?:previous|prior|above|earlier|preceding|foregoing|original|initial|system)"
 _SENTENCE_START = r"(?:^|(?<=[.!?;:\n\"'(\[\]>|*\-–—]))\s*"
 
-_INJECTION_PATTERNS: tuple[tuple[str, str, re.Pattern[str], _Needles], ...] = (
+_INJECTION_PATTERNS_EN: tuple[tuple[str, str, re.Pattern[str], _Needles], ...] = (
     ("instruction_override", "asks to ignore earlier instructions", re.compile(
         rf"\b(?:ignore|disregard|forget|override|overrule|bypass)\s*(?:all\s*|any\s*|of\s*)*"
         rf"(?:the\s*|your\s*|my\s*|these\s*|those\s*|its\s*)?{_EARLIER}\s*(?:{_OBJECTS}|(?=\s*(?:$|[.,;:!?\n])))"
@@ -803,7 +924,307 @@ _INJECTION_PATTERNS: tuple[tuple[str, str, re.Pattern[str], _Needles], ...] = (
           "conversation", "prompt", "instructions", "context", "history", "key", "secret", "credentials")),
 )  # fmt: skip
 
+# --------------------------------------------------------------------------------------------------
+# The screen in other languages
+# --------------------------------------------------------------------------------------------------
+# The common injection phrasings in French, Spanish, Portuguese, Italian, German, Dutch, Polish, Swedish,
+# Danish/Norwegian, Romanian, Turkish and Russian (plus Chinese, Japanese and Korean for the "ignore the
+# previous instructions" family). They run on the folded variants with accents removed ("précédentes" ->
+# "precedentes"), so accents, case and spacing do not matter. Each family is anchored on a group of words
+# that every match contains (the object "instructions" in its languages, "now", "reply", ...), and those
+# words are its needles. Ordinary sales language is kept out by requiring an override verb *and* an
+# instruction-like object, or an unmistakable construction ("nouvelles instructions :").
+
+
+def _words(*items: str) -> str:
+    return "(?:" + "|".join(items) + ")"
+
+
+_SEP = r"[\s'\-]+"
+# Articles, quantifiers, possessives and politeness words that may sit between a verb and its object.
+_FILL = _words(
+    "all", "any", "of", "the", "your", "my", "these", "those", "toutes?", "tous", "tout", "les?", "la", "l", "des?",
+    "du", "vos", "votre", "tes", "ses", "mes", "ces", "leurs?", "todas?", "todos?", "las?", "los?", "el", "del",
+    "tus?", "sus?", "mis?", "estas?", "esas?", "esos", "as", "os", "a", "o", "das", "dos", "suas?", "seus?",
+    "tuas?", "teus?", "essas?", "tutte?", "tutti", "gli", "i", "il", "lo", "di", "delle", "degli", "dei", "tue?",
+    "tuoi", "sue?", "suoi", "queste?", "questi", "alle[ns]?", "die", "der", "den", "dem", "deine[nrms]?",
+    "ihre[nrms]?", "diese[nrms]?", "samtliche[n]?", "sie", "du", "het", "je", "jouw", "uw", "deze", "wszystkie",
+    "wszystkich", "moje", "twoje", "alla", "dina", "dine", "toate", "bitte", "please", "svp", "por favor",
+    "per favore", "moi", "mir", "me", "simplement", "einfach", "just", "maintenant", "ahora", "agora", "ora",
+    "jetzt", "nu", "now", "y", "e", "et", "und", "en", "van", "ci", "ne", "nun", "tum", "butun", "wszystkich",
+)
+_FILLS = rf"(?:{_FILL}{_SEP}){{0,4}}"
+# Objects: the ones that make an override on their own, and the ones that need an "earlier" word.
+# (needle, word forms): each form contains its needle.
+_OBJ_FORMS = (
+    ("instr", r"instructions?|instrucciones|instruccion|instrucoes|instrucao|instruktion(?:en|er)?|instructies"
+              r"|instructie|instrukcj\w*|instruksjon(?:er)?|instructiun\w*"),
+    ("istruz", r"istruzion[ei]"), ("consign", r"consignes?"), ("anweis", r"anweisung(?:en)?"),
+    ("prompt", r"prompts?|systemprompts?|systeemprompts?"),
+    ("directiv", r"directives?|directivas?"), ("directric", r"directrices"),
+    ("diret", r"diretrizes|diretivas?|direttive"),
+    ("richtl", r"richtlinien|richtlijnen"), ("vorgab", r"vorgaben"), ("aanwijz", r"aanwijzingen"),
+    ("wytyczn", r"wytyczn\w*"), ("polecen", r"polecen\w*"), ("talimat", r"talimat\w*"), ("yonerge", r"yonerge\w*"),
+    ("indicac", r"indicaciones|indicacoes"), ("indicati", r"indications"), ("indicaz", r"indicazioni"),
+    ("orientac", r"orientaciones|orientacoes"), ("befehl", r"befehle"),
+    ("comand", r"comandos|comandi"), ("opdracht", r"opdrachten"), ("komut", r"komutlar\w*"),
+)
+_OBJ_STEMS = tuple(stem for stem, _ in _OBJ_FORMS)
+_WEAK_STEMS = ("regl", "regel", "regol", "regra", "regul", "zasad", "kural")
+_STRONG = _words(*(forms for _, forms in _OBJ_FORMS))
+_WEAK = _words(*(stem + r"\w*" for stem in _WEAK_STEMS), r"messages?", "mensajes", "mensagens", "messaggi",
+               "nachrichten", "berichten")
+_EARLIER_ML = _words(
+    r"precedent\w*", r"anterior\w*", r"previ[ao]s?", "ci dessus", "ci-dessus", "d'origine", r"initia\w*",
+    r"inicia\w*", r"inizia\w*", r"origina\w*", "du systeme", "del sistema", "do sistema", "di sistema",
+    "de arriba", "acima", "sopra", r"vorherig\w*", r"vorig\w*", r"bisherig\w*", r"obig\w*", r"vorangegangen\w*",
+    r"vorangehend\w*", r"ursprunglich\w*", r"fruher\w*", "oben", "davor", r"eerder\w*", r"voorgaand\w*",
+    r"bovenstaand\w*", r"oorspronkelijk\w*", "hierboven", r"poprzedni\w*", r"wczesniejsz\w*", r"powyzsz\w*",
+    "tidigare", "tidligere", "foregaende", "ovanstaende", "ovenstaende", "ovenfor", "anterioare", "onceki",
+    "yukaridaki", r"system\w*", "previous", "prior", "above", "earlier",
+)
+_NOT_BEFORE = r"(?<!\bne )(?<!\bn')(?<!\bno )(?<!\bnon )(?<!\bnao )(?<!\bnie )(?<!\bdon't )(?<!\bdo not )"
+_NOT_AFTER = r"(?![\s'\-]+(?:pas|nicht|niet|nie|non|no|not)\b)"
+_OVERRIDE_VERB = _words(
+    # fr
+    r"ignor\w*", r"zignor\w*", r"oubli\w*", r"neglige[zr]?", r"outrepass\w*", r"contourne[zr]?",
+    "ne tiens pas compte", "ne tenez pas compte", "ne pas tenir compte", "fais abstraction", "faites abstraction",
+    r"passe[zr]? outre", r"annule[zr]?", r"efface[zr]?",
+    # es / pt / it
+    r"olvid\w*", "haz caso omiso", "hagan caso omiso", "haga caso omiso", "no hagas caso", r"omit[ae]\w*",
+    r"descart\w*", "pasa por alto", "pase por alto", r"esquec\w*", r"desconsider\w*", "deixe de lado",
+    "nao leve em conta", r"dimentic\w*", "non considerare", "non tenere conto", r"trascur\w*", r"tralasci\w*",
+    # de / nl
+    r"vergi(?:ss|b)\w*", r"vergess\w*", r"missacht\w*", r"ueberspring\w*", r"uberspring\w*", r"ubergeh\w*",
+    r"verwirf", r"nege(?:er|ren)\w*", r"verge(?:et|ten)\w*", "houd geen rekening", "negeer",
+    # pl / sv / da / no / ro / en
+    r"zapomnij\w*", r"pomin\w*", "glom", "glem", "bortse fran", "se bort fra",
+    r"disregard\w*", r"forget\w*", "bypass", r"overrid\w*",
+)
+_VERB_AT = rf"\b{_NOT_BEFORE}{_OVERRIDE_VERB}{_NOT_AFTER}{_SEP}{_FILLS}"
+_LATE_VERB = r"(?:ignor\w*|vergess\w*|negeren|yok say\w*|gormezden gel\w*|unut\w*|olvid\w*|dimentic\w*|oubli\w*)"
+_OVERRIDE_STRONG = (
+    # verb, fillers, (earlier), strong object: "ignorez toutes les instructions", "vergiss alle vorherigen Anweisungen"
+    rf"{_VERB_AT}(?:{_EARLIER_ML}{_SEP}{_FILLS})?{_STRONG}\b"
+    # object first (German infinitive, Turkish order): "vorherigen Anweisungen ignorieren"
+    rf"|\b{_EARLIER_ML}{_SEP}(?:{_FILL}{_SEP})?{_STRONG}{_SEP}(?:zu{_SEP})?{_LATE_VERB}"
+    # spaced-out text collapsed into one word: "ignorezlesinstructionsprecedentes"
+    rf"|\b(?:ignor|oubli|olvid|esquec|dimentic|vergi|vergess|nege|zapomn)[a-z]{{0,30}}?"
+    rf"(?:{'|'.join(_OBJ_STEMS)})[a-z]{{0,20}}?(?:precedent|anterior|previ|vorherig|vorig|eerder|poprzedn)"
+)
+
+
+def _override_weak(weak: str) -> str:
+    return (
+        # verb, fillers, object, earlier: "ignora las reglas anteriores", "olvida los mensajes previos"
+        rf"{_VERB_AT}(?:{_STRONG}|{weak}){_SEP}(?:{_FILL}{_SEP}){{0,2}}{_EARLIER_ML}"
+        # verb, fillers, earlier, weak object: "vergiss alle vorherigen Regeln"
+        rf"|{_VERB_AT}{_EARLIER_ML}{_SEP}{weak}"
+        rf"|\b{_EARLIER_ML}{_SEP}(?:{_FILL}{_SEP})?{weak}{_SEP}(?:zu{_SEP})?{_LATE_VERB}"
+    )
+
+
+_OVERRIDE_ML_RE = re.compile(f"{_OVERRIDE_STRONG}|{_override_weak(_WEAK)}")
+# The message guard leaves out "messages" (fewer needles to look for in every message it checks).
+_RULES = _words(*(stem + r"\w*" for stem in _WEAK_STEMS))
+_OVERRIDE_ML_ECHO_RE = re.compile(f"{_OVERRIDE_STRONG}|{_override_weak(_RULES)}")
+_OVERRIDE_ML_ECHO_NEEDLES = _any(*_OBJ_STEMS, *_WEAK_STEMS)
+_OVERRIDE_ML_NEEDLES = _any(*_OBJ_STEMS, *_WEAK_STEMS, "messag", "mensaj", "mensag", "nachricht", "bericht")
+# Everything said so far: "oublie tout ce qui précède", "olvida todo lo anterior", "vergiss alles davor".
+_EVERYTHING_ML_RE = re.compile(
+    rf"\b{_NOT_BEFORE}{_OVERRIDE_VERB}{_NOT_AFTER}{_SEP}(?:{_FILL}{_SEP}){{0,2}}"
+    r"(?:tout ce qui|tout ce que|tout ce|todo lo|tudo o|tudo que|tutto quello|tutto cio|tutto quanto|alles was|alles"
+    r"|allt|alt hvad|alt det|wszystko|toate)"
+    r"[\s'\-]+(?:[\w']+[\s'\-]+){0,4}?(?:precede\w*|ci-dessus|ci dessus|dit\b|anterior\w*|arriba|acima|dicho\b|dito\b"
+    r"|detto\b|sopra|oben|davor|bisher\w*|gesagt|hierboven|gezegd|ovan|ovenfor|powyzej|de mai sus)"
+)
+_EVERYTHING_ML_NEEDLES = _any("tout ce", "todo lo", "tudo", "tutto", "alles", "allt", "alt ", "wszystko", "toate")
+# Chinese, Japanese, Korean and Russian "ignore the previous instructions" (run on the folded text).
+_OVERRIDE_CJK_RE = re.compile(
+    r"(?:忽略|忽视|无视|無視|忘记|忘掉|不要理会|不理会|不要遵守|跳过)\s*(?:掉)?\s*(?:你|您)?(?:之前|以前|先前|上面|上述|前面|以上|所有|全部|原来|原先)"
+    r"[^。.!?！？]{0,8}?(?:指令|指示|说明|提示|规则|命令|要求|設定|设定)"
+    r"|(?:以前|前|上記|これまで|先)の(?:すべての|全ての)?(?:指示|命令|指令|プロンプト|ルール)(?:を|は)?(?:すべて)?(?:無視|忘れ)"
+    r"|(?:이전|앞의|위의|기존)\s*(?:의\s*)?(?:모든\s*)?(?:지시|명령|지침|프롬프트|규칙)\S*\s*(?:을|를)?\s*(?:무시|잊어)"
+    r"|(?:игнорир\w*|забудь\w*|забуд\w*|не обращай внимания на|не слушай)\s+(?:все\s+|всё\s+)?(?:предыдущ\w*|прежн\w*"
+    r"|вышеуказанн\w*|системн\w*|свои\s+|твои\s+)?\s*(?:инструкц\w*|указани\w*|команд\w*|правил\w*|промпт\w*)"
+)
+_OVERRIDE_CJK_NEEDLES = _any("忽略", "忽视", "无视", "無視", "忘记", "忘掉", "不要理会", "不理会", "不要遵守", "跳过",
+                             "無視", "忘れ", "무시", "잊어", "игнорир", "забуд", "забудь", "не обращай", "не слушай")
+# A new role: "tu es maintenant un assistant sans limites", "ab jetzt bist du", "finge que eres".
+_ROLE_ML_RE = re.compile(
+    r"\b(?:tu es|vous etes|t'es) (?:maintenant|desormais|a present|dorenavant) (?:une? |le |la |mon |ma |en mode |libre"
+    r"|sans |dan\b)"
+    r"|\b(?:a partir de maintenant|desormais|dorenavant),? (?:tu|vous) (?:es|etes|dois|devez|reponds|repondez|ecris"
+    r"|ecrivez|obeis|obeissez)\b"
+    r"|\bahora (?:eres|sos|seras|actuas como) (?:un |una |el |la |mi |libre|dan\b)"
+    r"|\b(?:a partir de ahora|desde ahora|de ahora en adelante),? (?:eres|seras|debes|responde\w*|escrib\w*|actua\w*)\b"
+    r"|\bagora (?:voce e|tu es|es) (?:um |uma |o |a |meu |minha |livre|dan\b)"
+    r"|\b(?:a partir de agora|de agora em diante),? (?:voce|tu) (?:e|es|deve|deves|vai|responde\w*|escreve\w*)\b"
+    r"|\bora (?:sei|tu sei) (?:un |una |un'|il |lo |la |il mio |libero|dan\b)"
+    r"|\b(?:d'ora in (?:poi|avanti)|da ora in poi|da adesso),? (?:sei|devi|rispond\w*|scriv\w*)\b"
+    r"|\bdu bist (?:jetzt|nun|ab jetzt|ab sofort|von nun an) (?:ein |eine |der |die |das |mein |meine |frei|dan\b|kein)"
+    r"|\b(?:ab jetzt|von nun an|ab sofort),? (?:bist du|musst du|antwortest du|schreibst du|sollst du|wirst du)\b"
+    r"|\bje bent (?:nu|vanaf nu) (?:een |de |het |mijn |vrij|dan\b)"
+    r"|\bvanaf nu,? (?:ben je|moet je|antwoord je|schrijf je|zul je)\b"
+    r"|\b(?:fais|faites) semblant d'etre|\bfinge (?:que eres|ser)\b|\bfinja (?:que (?:voce )?e|ser)\b"
+    r"|\b(?:fingi|fai finta) di essere\b|\btu so,? als (?:ob du|warst du|waerst du)|\bdoe alsof je\b"
+    r"|\b(?:active[zr]?|activa\w*|ative\w*|attiva\w*|aktivier\w*|activeer\w*) (?:le |el |o |la |den |de |il )?"
+    r"(?:mode |modo |modalita |modus )?(?:developpeur|desarrollador|desenvolvedor|sviluppatore|entwickler\w*"
+    r"|ontwikkelaar\w*|dan|jailbreak|dieu|dios|deus|admin\w*|debug)\b"
+)
+_ROLE_ML_NEEDLES = _any("maintenant", "desormais", "dorenavant", "a present", "ahora", "agora", "ora ", "d'ora",
+                        "adesso", "du bist",
+                        "ab jetzt", "von nun an", "ab sofort", "je bent", "vanaf nu", "semblant", "fing", "finj",
+                        "finta", "als ob", "warst", "waerst", "alsof", "activ", "ativ", "attiv", "aktivier")
+# A header that introduces new instructions, or the model's "real task": "Nouvelles instructions :".
+_NEW_ML_HEADER = (
+    r"\b(?:nouvelles?|nuevas?|novas?|nuove|nuova|neuen?|nieuwe|nowe|nya|nye|yeni|noi)\s+(?:instructions?|consignes"
+    r"|instrucciones|instrucoes|instrucao|istruzioni|anweisungen|anweisung|instruktionen|instructies|instrukcje"
+    r"|instruktioner|instruksjoner|talimatlar|instructiuni)\s*[:\-–—]"
+    r"|\b(?:voici|voila|estas son|aqui (?:estan|estao|tens|tem)|hier sind|ecco|dit zijn|hier zijn|oto)\s+"
+    r"(?:(?:tes|vos|tus|sus|suas|tuas|deine|ihre|le tue|le sue|je|jouw|uw|twoje)\s+)?(?:nouvelles?|nuevas?|novas?"
+    r"|nuove|neuen?|nieuwe|nowe)\s+(?:instructions|consignes|instrucciones|instrucoes|istruzioni|anweisungen"
+    r"|instructies|instrukcje)"
+    r"|\bnovye instrukcii\s*:|\bновые инструкции\s*[:\-–—]"
+)
+_NEW_ML_HEADER_RE = re.compile(_NEW_ML_HEADER)
+_NEW_ML_HEADER_NEEDLES = _any("instr", "istruz", "consign", "anweis", "talimat", "инструкц")
+_NEW_ML_RE = re.compile(
+    _NEW_ML_HEADER
+    + r"|\b(?:ta|votre|tu|su|sua|deine|ihre|il tuo|je|jouw)\s+(?:vraie|veritable|verdadera|verdadeira|eigentliche"
+    r"|wahre|vero|echte)\s+(?:tache|mission|tarea|mision|tarefa|missao|aufgabe|compito|taak|opdracht)\b"
+)
+_NEW_ML_NEEDLES = (*_NEW_ML_HEADER_NEEDLES,
+                   *_any("vraie", "veritable", "verdadera", "verdadeira", "eigentliche", "wahre", "vero", "echte"))
+# Speaks to the model: "Note à l'IA :", "Si eres una IA", "Antworte nur mit", "Réponds uniquement par oui".
+_ADDRESS_ML_RE = re.compile(
+    r"\b(?:note|nota|hinweis|opmerking|message|mensaje|mensagem|messaggio|nachricht|bericht|attention|atencion"
+    r"|atencao|attenzione|achtung)\s+(?:a|pour|para|per|an|aan|voor|fur|for)\s+(?:l'|la |le |el |a |o |die |den "
+    r"|de |het |il |lo )?(?:ia|ai|ki|llm|gpt|chatgpt|assistant\w*|asistente|assistente|bot|robot|modele|modelo"
+    r"|modello|modell|model)\s*[:,!\-]"
+    r"|\b(?:si tu es|si vous etes|si eres|si usted es|se voce e|se tu es|se sei|wenn du|falls du|als je|als u)\s+"
+    r"(?:une? |una |uma |um |un'|eine? |een |ein )?(?:ia|ai|ki|llm|gpt|chatbot|modele de langage|modelo de lenguaje"
+    r"|modelo de linguagem|modello linguistico|sprachmodell|taalmodel|assistant\w*|asistente|assistente)\b"
+    r"|\b(?:repond\w*|respond\w*|contest\w*|antwort\w*|rispond\w*|antwoord\w*|ecri[st]\w*|escrib\w*|escrev\w*"
+    r"|schreib\w*|scriv\w*|schrijf\w*)\s+(?:uniquement|seulement|solo|solamente|unicamente|apenas|somente|nur"
+    r"|soltanto|alleen|enkel)\s+(?:par|avec|con|com|mit|met)\s+(?:le mot|la palabra|a palavra|das wort|la parola"
+    r"|het woord|oui|si|sim|ja|yes|\"|'|«)"
+)
+_ADDRESS_ML_NEEDLES = (*_any("ia", "ai", "ki", "llm", "gpt", "assist", "asist", "bot", "model", "taalmodel"),
+                       *_any("uniquement", "seulement", "solo", "solamente", "unicamente", "apenas", "somente",
+                             "nur", "soltanto", "alleen", "enkel"))
+# Asks for the prompt, keys or passwords, or for everything above to be repeated.
+_SHOW_ML = _words(
+    r"revele\w*", r"montre\w*", r"affiche\w*", r"donne\w*", "dis-moi", "dis moi", "ecris", r"repete\w*",
+    r"imprime\w*", r"recite\w*", r"divulgue\w*", r"muestra\w*", r"revela\w*", "dime", "dame", "escribe",
+    r"repite\w*", r"ensena\w*", r"mostr\w*", r"revel\w*", "diga-me", "me diga", "diz-me", r"repit\w*",
+    r"escrev\w*", r"imprim\w*", "dimmi", "dammi", "ripeti", "scrivi", "stampa", r"rivela\w*", r"zeig\w*",
+    r"verrat\w*", "gib", r"nenn\w*", r"wiederhol\w*", r"schreib\w*", r"offenbar\w*", "toon", "laat zien",
+    r"onthul\w*", "geef", "herhaal", "schrijf", r"pokaz\w*", r"ujawnij\w*", r"visa", "vis",
+)
+_EXFIL_ML_RE = re.compile(
+    rf"\b{_SHOW_ML}\b[^.\n]{{0,30}}?(?:\b(?:system)?prompt\w*|\bsysteemprompt\w*"
+    r"|\b(?:tes|vos|tus|sus|suas|seus|tuas|teus|deine[n]?|ihre[n]?|tue|tuoi|je|jouw|uw|twoje)\s+(?:instructions"
+    r"|consignes|instrucciones|instrucoes|istruzioni|anweisungen|instructies|instrukcje|regles|reglas|regras"
+    r"|regole|regeln|regels|directives|directrices|diretrizes|richtlinien|richtlijnen)\b"
+    r"|\b(?:les|las|as|le|die|de)\s+(?:instructions|consignes|instrucciones|instrucoes|istruzioni|anweisungen"
+    r"|instructies)\s+(?:initiales|originales|originais|originali|ursprunglichen|oorspronkelijke|du systeme"
+    r"|del sistema|do sistema|di sistema|cachees|secretes|ocultas|secretas|nascoste|segrete|geheimen|versteckten"
+    r"|verborgen)"
+    r"|\b(?:cle|clef|clave|chave|chiave)s?\s*(?:d'|de |di |do |da )?\s*(?:l')?api\b|\bapi[\s\-]*(?:schlussel|sleutel)"
+    r"|\bmots? de passe\b|\bcontrasena\w*|\bsenhas?\b|\bpasswort\w*|\bkennwort\w*|\bwachtwoord\w*|\bidentifiants\b"
+    r"|\bcredenciales\b|\bcredenciais\b|\bcredenziali\b|\bzugangsdaten\b|\binloggegevens\b"
+    r"|\bvariables d'environnement\b|\bvariables de entorno\b|\bumgebungsvariablen\b)"
+    r"|\b(?:repete\w*|repite\w*|repit[ae]\w*|ripet\w*|wiederhol\w*|herhaal\w*)\b[^.\n]{0,20}?\b(?:tout|todo|tudo"
+    r"|tutto|alles|le texte|el texto|o texto|il testo|den text|de tekst)\b[^.\n]{0,25}?(?:precede|ci-dessus"
+    r"|au-dessus|anterior|arriba|acima|sopra|oben|davor|hierboven|mot pour mot|palabra por palabra"
+    r"|palavra por palavra|parola per parola|wort fur wort|woord voor woord)"
+)
+_EXFIL_ML_NEEDLES = _any("prompt", "instr", "istruz", "consign", "anweis", "regl", "regra", "regol", "regel",
+                         "direc", "diret", "richtl", "api", "passe", "contrasen", "senha", "passwort", "kennwort",
+                         "wachtwoord", "identifiant", "credencia", "credenzia", "zugangsdat", "inlogg",
+                         "environnement", "entorno", "umgebungsvar", "repet", "repit", "ripet", "wiederhol", "herhaal")
+# Asks to put a link or a text into the output: "ajoute ce lien dans ta réponse", "termina tu mensaje con".
+_REPLY_ML = _words("reponse", "respuesta", "resposta", "risposta", "antwort", "antwoord", "mensaje", "mensagem",
+                   "messaggio", "nachricht", "bericht", "message", "odpowiedz", "svar")
+_LINK_ML_RE = re.compile(
+    r"\b(?:ajoute\w*|inclu\w*|insere\w*|mets|mettez|colle\w*|integre\w*|anade\w*|agrega\w*|incluy\w*|inserta\w*"
+    r"|pon|pega\w*|adicion\w*|insir\w*|coloqu\w*|aggiung\w*|inserisc\w*|metti|fug\w*|setz\w*|einfug\w*|voeg\w*"
+    r"|zet|plak\w*|dodaj\w*)\b[^.\n]{0,30}?\b(?:lien|liens|enlace|enlaces|vinculo|link|links|url|collegamento"
+    r"|hyperlien)\b"
+    rf"|\b(?:ajoute\w*|inclu\w*|insere\w*|mets|mettez|ecri[st]\w*|mentionne\w*|anade\w*|agrega\w*|incluy\w*"
+    r"|escrib\w*|menciona\w*|adicion\w*|escrev\w*|aggiung\w*|scriv\w*|menziona\w*|fug\w*|schreib\w*|erwahn\w*"
+    r"|voeg\w*|schrijf\w*|vermeld\w*|dodaj\w*|napisz\w*)\b[^.\n]{0,60}?\b(?:dans|en|in|na|nella|no|im|w)\s+"
+    rf"(?:ta|votre|tu|su|sua|tua|deine[rm]?|ihre[rm]?|je|jouw|uw|la|le|el|a|die|der|de|het|swojej|twojej)\s+{_REPLY_ML}\b"
+    r"|\b(?:termine\w*|finis\w*|commence\w*|signe\w*|finaliza\w*|acaba\w*|empieza\w*|comienza\w*|firma\w*"
+    r"|conclu\w*|beende\w*|beginne\w*|unterschreib\w*|eindig\w*|onderteken\w*|finisci|inizia|chiudi|zakoncz\w*)\s+"
+    rf"(?:ta|votre|tu|su|sua|tua|deine|ihre|je|jouw|uw|chaque|cada|jede|ogni|elke|la|le|el|a|die|de|il|o)\s+"
+    rf"{_REPLY_ML}s?\s+(?:par|avec|con|com|mit|met|por|en|with|by)\b"
+)
+_LINK_ML_NEEDLES = _any("lien", "enlace", "vinculo", "link", "url", "collegamento", "reponse", "respuesta",
+                        "resposta", "risposta", "antwort", "antwoord", "mensaje", "mensagem", "messaggio",
+                        "nachricht", "bericht", "message", "odpowiedz", "svar")
+
+_MULTILINGUAL_PATTERNS: tuple[tuple[str, str, re.Pattern[str], _Needles], ...] = (
+    ("instruction_override", "asks to ignore earlier instructions", _OVERRIDE_ML_RE, _OVERRIDE_ML_NEEDLES),
+    ("instruction_override", "asks to ignore earlier instructions", _EVERYTHING_ML_RE, _EVERYTHING_ML_NEEDLES),
+    ("instruction_override", "asks to ignore earlier instructions", _OVERRIDE_CJK_RE, _OVERRIDE_CJK_NEEDLES),
+    ("instruction_override", "tries to give the model a new role", _ROLE_ML_RE, _ROLE_ML_NEEDLES),
+    ("instruction_override", "announces new instructions", _NEW_ML_RE, _NEW_ML_NEEDLES),
+    ("instruction_override", "addresses the model directly", _ADDRESS_ML_RE, _ADDRESS_ML_NEEDLES),
+    ("exfiltration", "asks to reveal the prompt or secrets", _EXFIL_ML_RE, _EXFIL_ML_NEEDLES),
+    ("exfiltration", "asks to put a link or data in the output", _LINK_ML_RE, _LINK_ML_NEEDLES),
+)
+
+
+def _deaccent(text: str) -> str:
+    """``text`` without combining marks ("précédentes" -> "precedentes"); NFC again so Hangul stays whole."""
+    if text.isascii():
+        return text
+    stripped = "".join(ch for ch in unicodedata.normalize("NFD", text) if not unicodedata.combining(ch))
+    return unicodedata.normalize("NFC", stripped)
+
+
+_INJECTION_PATTERNS = _INJECTION_PATTERNS_EN + _MULTILINGUAL_PATTERNS
+# A message that carries an override in any of these languages fails the instruction-echo guard as well,
+# whichever field or model put it there.
+_ECHO_PATTERNS = _ECHO_PATTERNS_EN + tuple(
+    ("echoes an instruction", pattern, needles)
+    for pattern, needles in ((_OVERRIDE_ML_ECHO_RE, _OVERRIDE_ML_ECHO_NEEDLES),
+                             (_EVERYTHING_ML_RE, _EVERYTHING_ML_NEEDLES), (_OVERRIDE_CJK_RE, _OVERRIDE_CJK_NEEDLES),
+                             (_NEW_ML_HEADER_RE, _NEW_ML_HEADER_NEEDLES))
+)
+_ECHO_NEEDLES, _ECHO_GATES = _gates(needles for *_, needles in _ECHO_PATTERNS)
 _INJECTION_NEEDLES, _INJECTION_GATES = _gates(needles for *_, needles in _INJECTION_PATTERNS)
+
+# A second prefilter for the costly other-language override patterns: besides an object ("instructions"),
+# a match always contains one of these pieces of an override verb. Looked for only once the first gate opened.
+_ML_VERB_STEMS = (
+    "ignor", "oubli", "neglige", "outrepass", "contourne", "compte", "abstraction", "e outre", "z outre", "r outre",
+    "annule", "efface",
+    "olvid", "omiso", "hagas caso", "omit", "descart", "por alto", "esquec", "desconsider", "de lado", "em conta",
+    "dimentic", "considerare", "tenere conto", "trascur", "tralasci", "verg", "missacht", "berspring", "bergeh",
+    "verwirf", "nege", "rekening", "zapomn", "pomin", "glom", "glem", "bortse", "se bort", "disregard",
+    "forget", "bypass", "overrid", "yok say", "gormezden", "unut",
+)  # fmt: skip
+# Keyed by id: hashing a compiled pattern hashes its (long) source text on every lookup.
+_SECOND_GATES: dict[int, tuple[str, ...]] = {
+    id(pattern): _ML_VERB_STEMS for pattern in (_OVERRIDE_ML_RE, _OVERRIDE_ML_ECHO_RE, _EVERYTHING_ML_RE)
+}
+
+
+def _second_gate(pattern: re.Pattern[str], text: str) -> bool:
+    stems = _SECOND_GATES.get(id(pattern))
+    return stems is None or any(stem in text for stem in stems)
+
+
+def _present(needles: tuple[tuple[str, ...], tuple[str, ...]], text: str) -> set[str]:
+    """The needles found in ``text``; the ones with letters outside ASCII are looked for only in such text."""
+    ascii_needles, other_needles = needles
+    present = {needle for needle in ascii_needles if needle in text}
+    if not text.isascii():
+        present.update(needle for needle in other_needles if needle in text)
+    return present
 
 _SPACED_RUN_RE = re.compile(r"(?<![^\W_])(?:[^\W_][ \t._*·\-]+){2,}[^\W_](?![^\W_])")
 # Runs of characters outside \w and the symbols the patterns look for become one space. A lone space is
@@ -832,7 +1253,38 @@ def _variants(value: str) -> list[str]:
         # Right-to-left override: what a person sees is the reversed run; a model may read it either way.
         flipped = _RLO_SEGMENT_RE.sub(lambda m: f" {m.group(1)[::-1]} ", value)
         variants.append(_collapse_spaced(_fold(flipped)))
+    if not value.isascii():
+        variants.append(_deaccent(variants[2]))  # "précédentes" -> "precedentes" for the other languages
+        if not _CONFUSABLE_KEYS.isdisjoint(value.casefold()):
+            # Russian or Greek words read as themselves, not with their letters mapped to Latin look-alikes.
+            variants.append(_deaccent(_NON_WORD_RE.sub(" ", _collapse_spaced(_fold(value, confusables=False)))))
     return list(dict.fromkeys(variants))
+
+
+@lru_cache(maxsize=16384)
+def _screen_value(value: str) -> tuple[tuple[str, str], ...]:
+    """(kind, detail) per finding in one value, in ``INJECTION_KINDS`` order. Cached: an import repeats the
+    same industries, titles, notes and news on many rows, and the answer depends on the value alone."""
+    found: dict[str, str] = {}
+    hidden = _invisible_chars(value)
+    if hidden:
+        codes = ", ".join(dict.fromkeys(f"U+{ord(ch):04X}" for ch in hidden))
+        found["invisible_chars"] = f"{len(hidden)} invisible or direction-control character(s): {codes}"
+    variants = _variants(value)
+    # A needle found in this join is in at least one variant ("\x00" is in no needle and no variant).
+    joined = variants[0] if len(variants) == 1 else "\x00".join(variants)
+    present = _present(_INJECTION_NEEDLES, joined)
+    for (kind, label, pattern, _), gate in zip(_INJECTION_PATTERNS, _INJECTION_GATES, strict=True):
+        if not present:
+            break  # every gate has at least one needle
+        if kind in found or not _open(gate, present) or not _second_gate(pattern, joined):
+            continue
+        for variant in variants:
+            match = pattern.search(variant)
+            if match:
+                found[kind] = f"{label}: {_snip(match.group(0).strip() or match.group(0))}"
+                break
+    return tuple((kind, found[kind]) for kind in INJECTION_KINDS if kind in found)
 
 
 def screen_fields(fields: Mapping[str, str | None]) -> list[InjectionFlag]:
@@ -848,25 +1300,5 @@ def screen_fields(fields: Mapping[str, str | None]) -> list[InjectionFlag]:
         if raw is None:
             continue
         value = raw if isinstance(raw, str) else str(raw)
-        found: dict[str, str] = {}
-        hidden = _invisible_chars(value)
-        if hidden:
-            codes = ", ".join(dict.fromkeys(f"U+{ord(ch):04X}" for ch in hidden))
-            found["invisible_chars"] = f"{len(hidden)} invisible or direction-control character(s): {codes}"
-        variants = _variants(value)
-        # A needle found in this join is in at least one variant ("\x00" is in no needle and no variant).
-        joined = variants[0] if len(variants) == 1 else "\x00".join(variants)
-        present = {needle for needle in _INJECTION_NEEDLES if needle in joined}
-        for (kind, label, pattern, _), gate in zip(_INJECTION_PATTERNS, _INJECTION_GATES, strict=True):
-            if not present:
-                break  # every gate has at least one needle
-            if kind in found or not _open(gate, present):
-                continue
-            for variant in variants:
-                match = pattern.search(variant)
-                if match:
-                    found[kind] = f"{label}: {_snip(match.group(0).strip() or match.group(0))}"
-                    break
-        flags.extend(InjectionFlag(field=field, kind=kind, detail=found[kind]) for kind in INJECTION_KINDS
-                     if kind in found)  # fmt: skip
+        flags.extend(InjectionFlag(field=field, kind=kind, detail=detail) for kind, detail in _screen_value(value))
     return flags

@@ -20,7 +20,15 @@ from typing import Any
 from core import budget, prompts
 from core.app import App
 from core.gateway import CallContext, Gateway
-from core.guards import GuardResult, all_passed, check_message, failed_reasons, load_banned_phrases, screen_fields
+from core.guards import (
+    GuardResult,
+    all_passed,
+    check_message,
+    failed_reasons,
+    load_banned_phrases,
+    screen_fields,
+    strip_invisible,
+)
 from core.library import markers as load_marker_descriptions
 from core.library import specs as library_specs
 from core.library import steps as load_step_specs
@@ -337,9 +345,10 @@ def _snippets(content: str, markers: Sequence[str]) -> dict[str, str]:
     out: dict[str, str] = {}
     for marker in markers:
         text = value.get(marker)
-        if not isinstance(text, str) or not text.strip():
+        # Zero-width, bidi-control and tag characters show nothing: removed, so the guards check what is seen.
+        text = " ".join(strip_invisible(text).split()) if isinstance(text, str) else ""
+        if not text:
             raise ValueError(f"no text for {marker}")
-        text = " ".join(text.split())
         if len(text) > SNIPPET_CAP * 2:
             raise ValueError(f"{marker} is {len(text)} characters; at most {SNIPPET_CAP} were asked for")
         out[marker] = text

@@ -30,7 +30,6 @@ That share is an estimate (every tool using the key counts there), so the note s
 from __future__ import annotations
 
 import asyncio
-import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
@@ -45,6 +44,7 @@ from core.app import App
 from core.db import immediate
 from core.llm.client import LLMClient, RetryPolicy
 from core.llm.errors import LLMError
+from core.logs import scrub  # the one scrubber; re-exported here for callers of reconcile.scrub
 from core.models import NANO, from_nanos, money_str, month_of, utcnow
 from core.settlement import ABSURD_COST_FACTOR, Booking
 
@@ -52,7 +52,6 @@ PERIOD_MONTH = "month"
 # Provider totals arrive as floats; a gap below a millionth of a dollar is float noise, not money.
 MATCH_TOLERANCE = Decimal("0.000001")
 KEY_TIMEOUT_S = 15.0
-_KEY_PATTERNS = (re.compile(r"sk-[A-Za-z0-9_\-]{6,}"), re.compile(r"(?i)(bearer\s+)\S+"))
 
 
 @dataclass(frozen=True)
@@ -83,15 +82,6 @@ def ledger_total(app: App, month: str, provider: str) -> Decimal:
             {"m": month, "p": provider},
         ).scalar()
     return from_nanos(total)
-
-
-def scrub(message: str, secret: str | None = None) -> str:
-    """Remove an API key (the configured one, and anything shaped like one) from a message."""
-    if secret:
-        message = message.replace(secret, "***")
-    for pattern in _KEY_PATTERNS:
-        message = pattern.sub(lambda m: (m.group(1) if m.groups() else "sk-") + "***", message)
-    return message
 
 
 def _usage_monthly(payload: Any) -> Decimal:

@@ -11,7 +11,10 @@ from core.guards import (
     _ANGLE_PLACEHOLDER_RE,
     _BARE_DOMAIN_RE,
     _BULLET_RE,
+    _COLON_SCHEME_RE,
+    _CONFUSABLE_KEYS,
     _CONFUSABLES,
+    _CONTACT_CHARS,
     _DELEET,
     _ECHO_PATTERNS,
     _EMAIL_RE,
@@ -38,7 +41,8 @@ from core.guards import (
     _canonical_link,
     _check_length,
     _check_max_chars,
-    _contact_in_inputs,
+    _contact_in_template,
+    _deaccent,
     _digits,
     _haystack,
     _is_invisible,
@@ -46,6 +50,7 @@ from core.guards import (
     _looks_like_phone,
     _phrase_pattern,
     _snip,
+    _undisguise,
 )
 
 # --------------------------------------------------------------------------------------------------
@@ -70,6 +75,11 @@ def _invisible_chars_reference(value: str) -> list[str]:
 def _fold_reference(value: str) -> str:
     text = unicodedata.normalize("NFKC", _strip_invisible_reference(value)).casefold()
     text = text.translate(_CONFUSABLES).translate(_TYPOGRAPHY)
+    return _HORIZONTAL_SPACE_RE.sub(" ", text)
+
+
+def _fold_unmapped_reference(value: str) -> str:
+    text = unicodedata.normalize("NFKC", _strip_invisible_reference(value)).casefold().translate(_TYPOGRAPHY)
     return _HORIZONTAL_SPACE_RE.sub(" ", text)
 
 
@@ -106,6 +116,13 @@ def _check_banned_reference(text: str, phrases: Sequence[str]) -> str:
     return f"spam phrase {_join_found(hits)}" if hits else ""
 
 
+def _contact_form_reference(text: str) -> str:
+    text = unicodedata.normalize("NFKC", _strip_invisible_reference(text))
+    text = text.translate(_CONTACT_CHARS)
+    text = "".join(str(unicodedata.decimal(ch)) if unicodedata.decimal(ch, None) is not None else ch for ch in text)
+    return _undisguise(text)
+
+
 def _find_contacts_reference(text: str) -> list[tuple[str, str, str]]:
     found: list[tuple[str, str, str]] = []
     taken: set[int] = set()
@@ -117,10 +134,11 @@ def _find_contacts_reference(text: str) -> list[tuple[str, str, str]]:
         taken.update(span)
         return True
 
-    for match in _SCHEME_URL_RE.finditer(text):
-        written = match.group(0).rstrip(_TRAILING_PUNCT)
-        claim(match)
-        found.append(("link", written, _canonical_link(written)))
+    for pattern in (_SCHEME_URL_RE, _COLON_SCHEME_RE):
+        for match in pattern.finditer(text):
+            written = match.group(0).rstrip(_TRAILING_PUNCT)
+            if claim(match):
+                found.append(("link", written, _canonical_link(written)))
     for match in _EMAIL_RE.finditer(text):
         if claim(match):
             found.append(("e-mail", match.group(0), match.group(0).lower()))
@@ -134,27 +152,32 @@ def _find_contacts_reference(text: str) -> list[tuple[str, str, str]]:
     return found
 
 
-def _check_contacts_reference(text: str, inputs: Mapping[str, str]) -> str:
-    contacts = _find_contacts_reference(unicodedata.normalize("NFKC", _strip_invisible_reference(text)))
+def _check_contacts_reference(text: str, template: str) -> str:
+    contacts = _find_contacts_reference(_contact_form_reference(text))
     if not contacts:
         return ""
-    values = [v for v in inputs.values() if isinstance(v, str) and v]
-    haystacks = [_haystack(v) for v in values]
-    phones = {
-        _digits(m.group(0)) for v in values for m in _PHONE_CANDIDATE_RE.finditer(unicodedata.normalize("NFKC", v))
-    }
+    haystack = _haystack(template)
+    phones = {_digits(m.group(0)) for m in _PHONE_CANDIDATE_RE.finditer(_contact_form_reference(template))}
     unknown: dict[str, list[str]] = {}
     checked: set[tuple[str, str]] = set()
     for kind, written, canonical in contacts:
         if (kind, canonical) in checked:
             continue
         checked.add((kind, canonical))
-        if not _contact_in_inputs(kind, canonical, haystacks, phones):
+        if not _contact_in_template(kind, canonical, haystack, phones):
             unknown.setdefault(kind, []).append(written)
     if not unknown:
         return ""
     parts = [f"{kind} {_join_found(items)}" for kind, items in unknown.items()]
-    return "; ".join(parts) + " not found in the prospect data or template"
+    return "; ".join(parts) + " not in the template"
+
+
+def _check_invisible_reference(text: str) -> str:
+    hidden = [ch for ch in _invisible_chars_reference(text) if ch != "\r"]
+    if not hidden:
+        return ""
+    codes = ", ".join(dict.fromkeys(f"U+{ord(ch):04X}" for ch in hidden))
+    return f"{len(hidden)} invisible or direction-control character(s): {codes}"
 
 
 def _check_markup_reference(text: str) -> str:
@@ -174,30 +197,44 @@ def _check_markup_reference(text: str) -> str:
 
 def _check_echo_reference(text: str) -> str:
     folded = _fold_reference(text)
-    found = []
-    for label, pattern, _ in _ECHO_PATTERNS:
-        match = pattern.search(folded)
-        if match:
-            found.append(f"{label} {_snip(match.group(0).strip() or match.group(0))}")
-    return "; ".join(found[:3]) if found else ""
+    if folded.isascii():
+        readings = [folded]
+    else:
+        readings = [_deaccent(folded)]
+        if any("\u3040" <= ch <= "\u30ff" for ch in folded):
+            readings.append(folded)
+    if any(ch in _CONFUSABLE_KEYS for ch in folded + text.casefold()):
+        readings.append(_deaccent(_fold_unmapped_reference(text)))
+    for reading in dict.fromkeys(readings):
+        found = []
+        for label, pattern, _ in _ECHO_PATTERNS:
+            match = pattern.search(reading)
+            if match:
+                found.append(f"{label} {_snip(match.group(0).strip() or match.group(0))}")
+        if found:
+            return "; ".join(found[:3])
+    return ""
 
 
 def _check_message_reference(
     text: str,
     *,
-    inputs: Mapping[str, str],
+    inputs: Mapping[str, str] | None = None,
     max_chars: int,
     banned_phrases: Sequence[str] = (),
+    template: str | None = None,
 ) -> list[GuardResult]:
     """What :func:`check_message` computes, done the slow way."""
     _check_max_chars(max_chars)
+    allowed = template if template is not None else (inputs or {}).get("__template__") or ""
     checks: dict[str, Callable[[], str]] = {
         "placeholders": lambda: _check_placeholders_reference(text),
         "length": lambda: _check_length(text, max_chars),
         "banned_phrases": lambda: _check_banned_reference(text, banned_phrases),
-        "contacts": lambda: _check_contacts_reference(text, inputs),
+        "contacts": lambda: _check_contacts_reference(text, allowed),
         "markup": lambda: _check_markup_reference(text),
         "instruction_echo": lambda: _check_echo_reference(text),
+        "invisible": lambda: _check_invisible_reference(text),
     }
     results = []
     for name in GUARD_NAMES:
@@ -218,6 +255,11 @@ def _variants_reference(value: str) -> list[str]:
     if "\u202e" in value or "\u202b" in value:
         flipped = _RLO_SEGMENT_RE.sub(lambda m: f" {m.group(1)[::-1]} ", value)
         variants.append(_collapse_spaced_reference(_fold_reference(flipped)))
+    if not value.isascii():
+        variants.append(_deaccent(variants[2]))
+        if any(ch in _CONFUSABLE_KEYS for ch in value.casefold()):
+            unmapped = _collapse_spaced_reference(_fold_unmapped_reference(value))
+            variants.append(_deaccent(re.sub(r"[^\w\n'{}%#$<>|\[\]/:]+", " ", unmapped)))
     return list(dict.fromkeys(variants))
 
 

@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import sys
-import types
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -17,7 +15,7 @@ import pytest
 from sqlmodel import select
 
 import core
-from core import prompts
+from core import experiments, prompts
 from core.app import App
 from core.db import session_scope
 from core.gateway import CallContext
@@ -434,10 +432,8 @@ def test_outcome_hook_gets_the_prospect_level_positive(
     app: App, people: dict[str, int], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     calls: list[tuple[Any, ...]] = []
-    fake = types.ModuleType("core.experiments")
-    fake.record_reply_outcome = lambda *args, **kwargs: calls.append((*args, kwargs))  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "core.experiments", fake)
-    monkeypatch.setattr(core, "experiments", fake, raising=False)
+    # The real module, with its hook replaced by a recorder (routing looks the hook up on each call).
+    monkeypatch.setattr(experiments, "record_reply_outcome", lambda *args, **kwargs: calls.append((*args, kwargs)))
     first = route_with(app, store_reply(app, people["Ana"], "Yes!"), verdict_json("interested"))
     second = route_with(app, store_reply(app, people["Ana"], "OOO"), verdict_json("out_of_office"))
     assert [(c[1], c[2], c[4]) for c in calls] == [(people["Ana"], True, {}), (people["Ana"], True, {})]
@@ -450,16 +446,16 @@ def test_outcome_hook_gets_the_prospect_level_positive(
 def test_missing_or_failing_outcome_hook_never_breaks_routing(
     app: App, people: dict[str, int], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    bare = types.ModuleType("core.experiments")
-    monkeypatch.setitem(sys.modules, "core.experiments", bare)
-    monkeypatch.setattr(core, "experiments", bare, raising=False)
+    monkeypatch.delattr(experiments, "record_reply_outcome")  # the real module, without the hook
     reply = route_with(app, store_reply(app, people["Ana"], "No"), verdict_json("not_interested"))
-    assert reply.details["outcome"]["recorded"] is False and reply.next_action == "stop"
+    assert reply.details["outcome"] == {"recorded": False, "positive": False,
+                                        "note": "experiments outcome hook not available"}
+    assert reply.next_action == "stop"
 
     def broken(*_: Any) -> None:
         raise RuntimeError("experiments table locked")
 
-    bare.record_reply_outcome = broken  # type: ignore[attr-defined]
+    monkeypatch.setattr(experiments, "record_reply_outcome", broken, raising=False)
     reply = route_with(app, store_reply(app, people["Ana"], "Yes"), verdict_json("interested"))
     assert "experiments table locked" in reply.details["outcome"]["note"]
     assert reply.next_action == "next_step_and_person"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from datetime import date
 from pathlib import Path
@@ -10,6 +11,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from core import prompts
+from core.replies import load_routing_config
 from core.reply_rules import (
     CATEGORIES,
     MAX_REPLY_CHARS,
@@ -26,17 +29,14 @@ LABELLED = Path(__file__).resolve().parent.parent / "data" / "replies_labelled.c
 RECEIVED = date(2025, 3, 7)
 
 
-def test_categories_are_the_eight_in_order() -> None:
-    assert CATEGORIES == (
-        "interested",
-        "not_interested",
-        "request_info",
-        "schedule_call",
-        "out_of_office",
-        "wrong_person",
-        "do_not_contact",
-        "unclear",
-    )
+def test_the_model_is_offered_exactly_the_categories_the_rules_use() -> None:
+    # Not a retyped copy of CATEGORIES: the prompt's schema and instructions are checked against it, so a
+    # category added to (or renamed in) one place but not the other fails here.
+    assert len(CATEGORIES) == len(set(CATEGORIES)) == 8 and CATEGORIES[-1] == "unclear"
+    assert prompts.CLASSIFY_SCHEMA["properties"]["category"]["enum"] == list(CATEGORIES)
+    listed = re.search(r"exactly one category: ([a-z_, ]+)\.", prompts.SYSTEM["classify_reply"])
+    assert listed is not None and listed.group(1).split(", ") == list(CATEGORIES)
+    assert set(load_routing_config().routes) == set(CATEGORIES)
 
 
 # Written for these tests only; test_fresh_examples_are_not_in_the_labelled_set checks that.

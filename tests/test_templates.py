@@ -281,7 +281,12 @@ def test_load_markers(tmp_path: Path) -> None:
 )
 def test_size_band_edges(size: int | None, band: str | None) -> None:
     assert size_band(size) == band
-    assert band is None or band in SIZE_BANDS
+    # What the band is for: among templates aimed at every band, the selector picks this size's band,
+    # and none of them when the size is unknown.
+    library = [TemplateSpec(f"for {b}", "connection_request", b, size_band=b) for b in SIZE_BANDS]
+    library.append(TemplateSpec("plain", "connection_request", "plain", is_default=True))
+    chosen, _ = select_template("connection_request", None, size, library)
+    assert chosen.name == (f"for {band}" if band else "plain")
 
 
 LIBRARY = [

@@ -27,6 +27,7 @@ from typing import Any, Protocol
 import httpx2
 
 from core.llm import errors as e
+from core.logs import remember_secret, scrub
 from core.prices import PriceBook, UnknownModelPrice
 
 RETRYABLE_STATUS = {408, 409, 425, 429, 500, 502, 503, 504, 520, 522, 524, 529}
@@ -129,15 +130,24 @@ def parse_retry_after(value: str | None, now: float | None = None) -> float | No
     return max(0.0, when.timestamp() - (time.time() if now is None else now))
 
 
+def _provider_text(response: httpx2.Response, text: str) -> str:
+    """A text from the provider's answer, scrubbed of keys: the one the request carried and any key shape."""
+    try:
+        sent = response.request.headers.get("Authorization", "")
+    except RuntimeError:  # a response built without a request
+        sent = ""
+    return scrub(text, sent.split(" ", 1)[-1] if sent else None)
+
+
 def _error_body(response: httpx2.Response) -> tuple[str, dict[str, Any]]:
     try:
         body = response.json()
     except ValueError:
-        return response.text[:300] or response.reason_phrase, {}
+        return _provider_text(response, response.text[:300] or response.reason_phrase), {}
     err = body.get("error") if isinstance(body, dict) else None
     if isinstance(err, dict):
         meta = err.get("metadata") if isinstance(err.get("metadata"), dict) else {}
-        return str(err.get("message") or response.reason_phrase), meta
+        return _provider_text(response, str(err.get("message") or response.reason_phrase)), meta
     return response.reason_phrase, {}
 
 
@@ -174,6 +184,7 @@ class LLMClient:
         headers = {"X-Title": "Sam Funnel cost console", "HTTP-Referer": "https://github.com/sam-funnel/console"}
         if api_key:
             headers["Authorization"] = f"Bearer {api_key}"
+            remember_secret(api_key)  # so log lines mask it too, wherever the key came from
         self._owns_http = http is None
         self._http = http or httpx2.AsyncClient(
             transport=transport,
@@ -355,7 +366,7 @@ class LLMClient:
             body = response.json()
         except ValueError:
             raise e.MalformedResponseError(
-                f"the provider's answer is not JSON: {response.text[:80]!r}", status=200
+                f"the provider's answer is not JSON: {_provider_text(response, response.text[:80])!r}", status=200
             ) from None
         if not isinstance(body, dict):
             raise e.MalformedResponseError("the provider's answer is not a JSON object", status=200)
@@ -363,8 +374,8 @@ class LLMClient:
             err = body["error"] if isinstance(body["error"], dict) else {"message": str(body["error"])}
             code = err.get("code")
             status = code if isinstance(code, int) else 502
-            raise e.ProviderUnavailableError(f"provider error in a 200 answer ({status}): {err.get('message')}",
-                                             status=status)
+            message = _provider_text(response, str(err.get("message")))
+            raise e.ProviderUnavailableError(f"provider error in a 200 answer ({status}): {message}", status=status)
         try:
             choice = body["choices"][0]
             content = choice["message"]["content"]

@@ -15,6 +15,8 @@
 
 from __future__ import annotations
 
+from core.logs import scrub
+
 
 class LLMError(Exception):
     """Base of every client error. `status` is the HTTP status when there was one."""
@@ -23,6 +25,7 @@ class LLMError(Exception):
     retryable = False
 
     def __init__(self, message: str, *, status: int | None = None, attempts: int = 0, code: str = "") -> None:
+        message = scrub(message)  # a provider's text may echo a key or an Authorization header
         super().__init__(message)
         self.message = message
         self.status = status
