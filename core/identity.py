@@ -197,15 +197,20 @@ def is_suppressed(s: Session, prospect_id: int) -> bool:
 
 
 def find_prospects(s: Session | Connection, keys: Iterable[str]) -> dict[str, int]:
-    """key -> id of the stored prospect known by it (its primary identity or any recorded one)."""
+    """key -> id of the stored prospect known by it: its primary identity, or a recorded profile or e-mail.
+
+    A name-and-company key matches only a prospect stored under it (one with neither profile nor e-mail), so a
+    richer record is never merged into a poorer one because they share a common name."""
     wanted = sorted(set(keys))
+    personal = [k for k in wanted if not k.startswith(f"{IdentityKind.NAME}:")]
     found: dict[str, int] = {}
     identities = ProspectIdentity.__table__  # type: ignore[attr-defined]
     prospects = Prospect.__table__  # type: ignore[attr-defined]
-    for part in _chunks(wanted):
+    for part in _chunks(personal):
         for key, pid in s.execute(identities.select().with_only_columns(identities.c.key, identities.c.prospect_id)
                                   .where(identities.c.key.in_(part)).order_by(identities.c.prospect_id)).all():
             found.setdefault(str(key), int(pid))
+    for part in _chunks(wanted):
         for key, pid in s.execute(prospects.select().with_only_columns(prospects.c.identity, prospects.c.id)
                                   .where(prospects.c.identity.in_(part))).all():
             found.setdefault(str(key), int(pid))
