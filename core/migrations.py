@@ -78,7 +78,7 @@ def _m004_people_identities(conn: Connection) -> None:
         conn.execute(models.ProspectIdentity.__table__.insert(), batch)  # type: ignore[attr-defined]
     stored = {str(k): (str(r or ""), c) for k, r, c in conn.execute(suppressions.select().with_only_columns(
         suppressions.c.identity, suppressions.c.reason, suppressions.c.created_at))}
-    for key, (reason, created) in stored.items():
+    for key, (reason, created) in list(stored.items()):
         fixed = canonical(key)
         if not fixed or fixed == key:
             continue
