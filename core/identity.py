@@ -37,6 +37,7 @@ from sqlmodel import Session, col, select
 from core.models import Prospect, ProspectIdentity, Suppression, utcnow
 
 CHUNK = 500
+LOOKUP_CHUNK = 5_000  # keys per IN (...) look-up: well under SQLite's and PostgreSQL's parameter limits
 DO_NOT_CONTACT = "do not contact"
 
 
@@ -46,9 +47,21 @@ class IdentityKind(StrEnum):
     NAME = "name"
 
 
-_SIMPLE_PROFILE_RE = re.compile(r"(?:https?://)?(?:[a-z]{2,3}\.)?linkedin\.com/in/([a-z0-9_-]+)/?", re.ASCII)
+# The usual spellings, read without urlsplit: optional scheme, any linkedin.com subdomains, /in/<slug>, then
+# anything (sub-pages, query, fragment). Matched on the lowercased text; other forms take the general path.
+_PROFILE_RE = re.compile(r"(?:https?:)?(?://)?(?:[a-z0-9-]+\.)*linkedin\.com/in/([^/?#\s]+)(?:[/?#].*)?", re.DOTALL)
+_ASCII_SLUG_RE = re.compile(r"[a-z0-9_-]+", re.ASCII)
 _BAD_SLUG_RE = re.compile(r"[\s<>\"']")
 PROFILE_PREFIX = "https://www.linkedin.com/in/"
+
+
+def _slug(raw: str) -> str | None:
+    if _ASCII_SLUG_RE.fullmatch(raw):
+        return raw.lower()
+    slug = unicodedata.normalize("NFC", unquote(raw)).strip().lower()
+    if not slug or _BAD_SLUG_RE.search(slug):
+        return None
+    return quote(slug, safe="-_.~")
 
 
 def normalize_linkedin_url(url: str | None) -> str | None:
@@ -56,9 +69,10 @@ def normalize_linkedin_url(url: str | None) -> str | None:
     text = (url or "").strip()
     if not text:
         return None
-    simple = _SIMPLE_PROFILE_RE.fullmatch(text.lower())
-    if simple:  # the usual spelling, without the cost of urlsplit
-        return PROFILE_PREFIX + simple.group(1)
+    usual = _PROFILE_RE.fullmatch(text.lower())
+    if usual:
+        slug = _slug(usual.group(1))
+        return PROFILE_PREFIX + slug if slug else None
     if "://" not in text:
         text = "https:" + text if text.startswith("//") else "https://" + text
     try:
@@ -73,10 +87,8 @@ def normalize_linkedin_url(url: str | None) -> str | None:
     segments = [s for s in parts.path.split("/") if s]
     if len(segments) < 2 or segments[0].lower() != "in":
         return None
-    slug = unicodedata.normalize("NFC", unquote(segments[1])).strip().lower()
-    if not slug or _BAD_SLUG_RE.search(slug):
-        return None
-    return PROFILE_PREFIX + quote(slug, safe="-_.~")
+    slug = _slug(segments[1])
+    return PROFILE_PREFIX + slug if slug else None
 
 
 def normalize_email(email: str | None) -> str | None:
@@ -155,6 +167,24 @@ def _chunks(values: Sequence[Any], size: int = CHUNK) -> Iterable[Sequence[Any]]
         yield values[start:start + size]
 
 
+def _connection(s: Session | Connection) -> Connection:
+    return s.connection() if isinstance(s, Session) else s
+
+
+def rows_where_in(s: Session | Connection, table: str, columns: Sequence[str], column: str,
+                  values: Sequence[Any], size: int = LOOKUP_CHUNK) -> list[tuple[Any, ...]]:
+    """``SELECT columns FROM table WHERE column IN (values)`` in chunks, through the driver directly: an import
+    looks up hundreds of thousands of keys, and building an expanding IN per chunk costs more than the query.
+    Table and column names are this module's constants, never user input; the values are bound parameters."""
+    conn = _connection(s)
+    mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
+    out: list[tuple[Any, ...]] = []
+    for part in _chunks(list(values), size):
+        sql = f"SELECT {', '.join(columns)} FROM {table} WHERE {column} IN ({', '.join([mark] * len(part))})"
+        out.extend(tuple(r) for r in conn.exec_driver_sql(sql, tuple(part)).all())
+    return out
+
+
 def known_keys(s: Session, prospect_ids: Sequence[int]) -> dict[int, set[str]]:
     """prospect id -> every key the prospect is known by (recorded identities and current fields)."""
     out: dict[int, set[str]] = {}
@@ -170,14 +200,8 @@ def known_keys(s: Session, prospect_ids: Sequence[int]) -> dict[int, set[str]]:
 
 def suppressed_keys(s: Session | Connection, keys: Iterable[str]) -> dict[str, str]:
     """The keys among `keys` that are on the do-not-contact list -> the reason recorded."""
-    wanted = sorted(set(keys))
-    found: dict[str, str] = {}
-    table = Suppression.__table__  # type: ignore[attr-defined]
-    for part in _chunks(wanted):
-        rows = s.execute(table.select().with_only_columns(table.c.identity, table.c.reason)
-                         .where(table.c.identity.in_(part))).all()
-        found.update({str(k): str(r or "") for k, r in rows})
-    return found
+    rows = rows_where_in(s, "suppressions", ("identity", "reason"), "identity", sorted(set(keys)))
+    return {str(k): str(r or "") for k, r in rows}
 
 
 def suppressed_prospects(s: Session, prospect_ids: Sequence[int]) -> dict[int, str]:
@@ -196,34 +220,33 @@ def is_suppressed(s: Session, prospect_id: int) -> bool:
     return bool(suppressed_prospects(s, [prospect_id]))
 
 
-def find_prospects(s: Session | Connection, keys: Iterable[str]) -> dict[str, int]:
+def find_prospects(s: Session | Connection, keys: Iterable[str], *, primary_only: bool = False) -> dict[str, int]:
     """key -> id of the stored prospect known by it: its primary identity, or a recorded profile or e-mail.
 
     A name-and-company key matches only a prospect stored under it (one with neither profile nor e-mail), so a
-    richer record is never merged into a poorer one because they share a common name."""
+    richer record is never merged into a poorer one because they share a common name. `primary_only`: only
+    primary identities."""
     wanted = sorted(set(keys))
-    personal = [k for k in wanted if not k.startswith(f"{IdentityKind.NAME}:")]
+    personal = [] if primary_only else [k for k in wanted if not k.startswith(f"{IdentityKind.NAME}:")]
     found: dict[str, int] = {}
-    identities = ProspectIdentity.__table__  # type: ignore[attr-defined]
-    prospects = Prospect.__table__  # type: ignore[attr-defined]
-    for part in _chunks(personal):
-        for key, pid in s.execute(identities.select().with_only_columns(identities.c.key, identities.c.prospect_id)
-                                  .where(identities.c.key.in_(part)).order_by(identities.c.prospect_id)).all():
-            found.setdefault(str(key), int(pid))
-    for part in _chunks(wanted):
-        for key, pid in s.execute(prospects.select().with_only_columns(prospects.c.identity, prospects.c.id)
-                                  .where(prospects.c.identity.in_(part))).all():
-            found.setdefault(str(key), int(pid))
+    for key, pid in sorted(rows_where_in(s, "prospect_identities", ("key", "prospect_id"), "key", personal),
+                           key=lambda r: int(r[1])):
+        found.setdefault(str(key), int(pid))
+    for key, pid in rows_where_in(s, "prospects", ("identity", "id"), "identity", wanted):
+        found.setdefault(str(key), int(pid))
     return found
 
 
-def identity_rows(prospect_id: int, keys: Iterable[str]) -> list[dict[str, Any]]:
-    return [{"prospect_id": prospect_id, "key": k, "kind": k.partition(":")[0]} for k in dict.fromkeys(keys)]
+def identity_rows(prospect_id: int, keys: Iterable[str], primary: str | None = None) -> list[dict[str, Any]]:
+    """`prospect_identities` rows for the profile and e-mail keys other than `primary` (the prospect's own
+    `identity` column holds that one, and a name key comes from the prospect's fields whenever it is needed)."""
+    return [{"prospect_id": prospect_id, "key": k, "kind": k.partition(":")[0]} for k in dict.fromkeys(keys)
+            if k != primary and not k.startswith(f"{IdentityKind.NAME}:")]
 
 
 def record_identities(conn: Session | Connection, prospect_id: int, keys: Iterable[str]) -> list[str]:
     """Remember that the prospect is known by `keys` (the ones not recorded yet); returns those added."""
-    wanted = list(dict.fromkeys(keys))
+    wanted = [r["key"] for r in identity_rows(prospect_id, keys)]
     if not wanted:
         return []
     table = ProspectIdentity.__table__  # type: ignore[attr-defined]

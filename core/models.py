@@ -124,12 +124,12 @@ class Prospect(SQLModel, table=True):
 
 class ProspectIdentity(SQLModel, table=True):
     """Every identity key a prospect is known by (see `core.identity`): each profile URL and e-mail address it
-    was imported with, normalised, plus its name and company. Matching and the do-not-contact list use these."""
+    was imported with, normalised. Matching and the do-not-contact list use these (with the prospect's fields)."""
 
     __tablename__ = "prospect_identities"
-    __table_args__ = (UniqueConstraint("prospect_id", "key"),)
+    __table_args__ = (UniqueConstraint("prospect_id", "key"),)  # also the index for look-ups by prospect
     id: int | None = Field(default=None, primary_key=True)
-    prospect_id: int = Field(foreign_key="prospects.id", index=True)
+    prospect_id: int = Field(foreign_key="prospects.id")
     key: str = Field(index=True)
     kind: str = ""  # li | email | name
 

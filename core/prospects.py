@@ -92,8 +92,15 @@ def _screen_one(name: str, value: str) -> tuple[dict[str, str], ...]:
     return tuple({"field": f.field, "kind": f.kind, "detail": f.detail} for f in screen_fields({name: value}))
 
 
+# Checked identifiers that never reach a model (prompts send only company, news, industry, title and first name):
+# screened for hidden characters only. Screening them for instructions cost more than the rest of the import.
+_IDENTIFIER_FIELDS = frozenset({"linkedin_url", "email"})
+
+
 def _flags(raw: Mapping[str, str]) -> list[dict[str, str]]:
-    return [dict(flag) for name, value in raw.items() for flag in _screen_one(name, value)]
+    return [dict(flag) for name, value in raw.items()
+            if name not in _IDENTIFIER_FIELDS or strip_invisible(value) != value
+            for flag in _screen_one(name, value)]
 
 
 def _values(fields: Mapping[str, str], custom: Mapping[str, str], key: str, source: str) -> dict[str, Any]:
@@ -105,7 +112,7 @@ def _values(fields: Mapping[str, str], custom: Mapping[str, str], key: str, sour
         "company_name": fields.get("company_name", ""),
         "job_title": fields.get("job_title", ""),
         "industry": fields.get("industry", ""),
-        "company_size": parse_company_size(fields.get("company_size", "")),
+        "company_size": _size(fields.get("company_size", "")),
         "linkedin_url": fields.get("linkedin_url", "").strip(),
         "email": fields.get("email", ""),
         "recent_news": fields.get("recent_news", ""),
@@ -117,17 +124,55 @@ def _values(fields: Mapping[str, str], custom: Mapping[str, str], key: str, sour
     }
 
 
+def _size(text: str) -> int | None:
+    if text.isdigit() and text.isascii():  # the usual "250", without the general parser
+        return int(text) or None
+    return parse_company_size(text) if text else None
+
+
 def build_prospect(row_fields: Mapping[str, str], custom: Mapping[str, str], key: str,
                    source: str) -> Prospect:
     """A Prospect object for one row (the import itself writes rows in bulk, with the same values)."""
     return Prospect(**_values(_clean_fields(row_fields), custom, key, source), created_at=utcnow())
 
 
+def _bulk_insert(conn: Connection, table: Any, rows: Sequence[Mapping[str, Any]]) -> None:
+    """Insert `rows` in one statement per chunk. On SQLite, one driver-level executemany with each value through
+    its column type's own bind processor (JSON, UTC times), so thousands of rows cost no per-row SQL work;
+    elsewhere SQLAlchemy's executemany (which adds the casts PostgreSQL's JSON columns want)."""
+    if not rows:
+        return
+    if conn.dialect.name != "sqlite":
+        conn.execute(table.insert(), list(rows))
+        return
+    names = list(rows[0])
+    procs = [table.c[n].type.bind_processor(conn.dialect) for n in names]
+    sql = f"INSERT INTO {table.name} ({', '.join(names)}) VALUES ({', '.join('?' * len(names))})"
+    constant: dict[int, tuple[Any, Any]] = {}  # column -> (value, bound): created_at and source repeat
+
+    def bind(index: int, value: Any) -> Any:
+        proc = procs[index]
+        if proc is None or value is None:
+            return value
+        if value == {} or value == []:
+            return "{}" if value == {} else "[]"  # what json.dumps writes, without calling it for every row
+        seen = constant.get(index)
+        if seen is not None and seen[0] is value:
+            return seen[1]
+        bound = proc(value)
+        constant[index] = (value, bound)
+        return bound
+
+    conn.exec_driver_sql(sql, [tuple(bind(i, row[n]) for i, n in enumerate(names)) for row in rows])
+
+
 def _store_chunk(conn: Connection, rows: Sequence[ProspectRow], source: str, report: ImportReport) -> None:
     """Match, suppress and insert one chunk of parsed rows, inside the caller's transaction."""
     keys = {k for row in rows for k in row.keys}
     blocked = identity.suppressed_keys(conn, keys)
-    found = identity.find_prospects(conn, keys)
+    # Name and company only say "same person" for a row with neither profile nor e-mail (its primary identity).
+    found = identity.find_prospects(conn, {k for row in rows for k in row.keys
+                                           if k == row.identity or not k.startswith("name:")})
     matched_ids = sorted({found[k] for row in rows for k in row.keys if k in found})
     blocked_people: dict[int, str] = {}
     if matched_ids:
@@ -135,12 +180,10 @@ def _store_chunk(conn: Connection, rows: Sequence[ProspectRow], source: str, rep
             blocked_people = identity.suppressed_prospects(session, matched_ids)
     new: list[tuple[ProspectRow, dict[str, Any]]] = []
     learned: set[tuple[int, str]] = set()
+    now = utcnow()
     for row in rows:
-        # Name and company only say "same person" for a row with neither profile nor e-mail (see ProspectParser).
-        stored = next((found[k] for k in row.keys if k in found and (k == row.identity or not k.startswith("name:"))),
-                      None)
-        hit = next((k for k in row.keys if k in blocked), None)
-        if hit is not None or (stored is not None and stored in blocked_people):
+        stored = next((found[k] for k in row.keys if k in found), None) if found else None
+        if (blocked and any(k in blocked for k in row.keys)) or (stored is not None and stored in blocked_people):
             report.suppressed += 1
             report.suppressed_lines.append({"line": row.line, "reason": identity.DO_NOT_CONTACT})
             continue
@@ -152,25 +195,25 @@ def _store_chunk(conn: Connection, rows: Sequence[ProspectRow], source: str, rep
             learned.update((stored, k) for k in row.keys if k not in found and not k.startswith("name:"))
             continue
         values = _values(_clean_fields(row.fields), row.custom, row.identity, source)
-        size_text = row.fields.get("company_size", "")
-        if size_text and values["company_size"] is None:
-            report.warnings.append({"line": row.line, "reason": f"company size {size_text[:40]!r} not understood; "
-                                                                "stored as unknown"})
+        values["created_at"] = now
+        if values["company_size"] is None and row.fields.get("company_size"):
+            report.warnings.append({"line": row.line, "reason": f"company size {row.fields['company_size'][:40]!r} "
+                                                                "not understood; stored as unknown"})
         if values["flags"]:
             report.flagged.append({"line": row.line, "flags": values["flags"]})
         new.append((row, values))
     if new:
-        now = utcnow()
-        table = Prospect.__table__  # type: ignore[attr-defined]
-        result = conn.execute(table.insert().returning(table.c.id, sort_by_parameter_order=True),
-                              [{**values, "created_at": now} for _, values in new])
-        ids = [int(r[0]) for r in result.all()]
-        links = [r for (row, _), pid in zip(new, ids, strict=True) for r in identity.identity_rows(pid, row.keys)]
-        conn.execute(ProspectIdentity.__table__.insert(), links)  # type: ignore[attr-defined]
+        _bulk_insert(conn, Prospect.__table__, [values for _, values in new])  # type: ignore[attr-defined]
+        # The primary identity is unique, so it finds the new ids (RETURNING costs a statement per row on SQLite).
+        by_key = identity.find_prospects(conn, [row.identity for row, _ in new], primary_only=True)
+        ids = [by_key[row.identity] for row, _ in new]
+        links = [r for (row, _), pid in zip(new, ids, strict=True)
+                 for r in identity.identity_rows(pid, row.keys, primary=row.identity)]
+        _bulk_insert(conn, ProspectIdentity.__table__, links)  # type: ignore[attr-defined]
         report.prospect_ids.extend(ids)
         report.accepted += len(ids)
     if learned:
-        conn.execute(ProspectIdentity.__table__.insert(),  # type: ignore[attr-defined]
+        _bulk_insert(conn, ProspectIdentity.__table__,  # type: ignore[attr-defined]
                      [{"prospect_id": pid, "key": k, "kind": k.partition(":")[0]} for pid, k in sorted(learned)])
 
 
