@@ -28,7 +28,7 @@ import unicodedata
 from collections.abc import Iterable, Mapping, Sequence
 from enum import StrEnum
 from typing import Any
-from urllib.parse import quote, unquote, urlsplit
+from urllib.parse import unquote, urlsplit
 
 from sqlalchemy import func
 from sqlalchemy.engine import Connection
@@ -55,13 +55,25 @@ _BAD_SLUG_RE = re.compile(r"[\s<>\"']")
 PROFILE_PREFIX = "https://www.linkedin.com/in/"
 
 
+_UNSAFE_RE = re.compile(r"[^A-Za-z0-9_.~-]+")
+
+
+def _percent(match: re.Match[str]) -> str:
+    return "".join(f"%{byte:02X}" for byte in match.group().encode())
+
+
 def _slug(raw: str) -> str | None:
+    """The slug decoded once, NFC, lowercased and percent-encoded once (what ``quote(slug, safe="-_.~")`` gives,
+    with a regular expression instead of a per-byte loop: most characters of a slug need no encoding)."""
     if _ASCII_SLUG_RE.fullmatch(raw):
         return raw.lower()
-    slug = unicodedata.normalize("NFC", unquote(raw)).strip().lower()
+    slug = unquote(raw) if "%" in raw else raw
+    if not unicodedata.is_normalized("NFC", slug):
+        slug = unicodedata.normalize("NFC", slug)
+    slug = slug.strip().lower()
     if not slug or _BAD_SLUG_RE.search(slug):
         return None
-    return quote(slug, safe="-_.~")
+    return _UNSAFE_RE.sub(_percent, slug)
 
 
 def normalize_linkedin_url(url: str | None) -> str | None:

@@ -38,7 +38,7 @@ PROSPECT_TEXT_FIELDS = ("first_name", "last_name", "company_name", "job_title", 
                         "email", "recent_news", "notes", "sender_account")
 MAX_UPLOAD_BYTES = 50 * 1024 * 1024
 CHUNK = 500
-CHUNK_ROWS = 5_000
+CHUNK_ROWS = 10_000
 
 
 @dataclass
@@ -82,10 +82,6 @@ def prospect_fields(p: Prospect) -> dict[str, str]:
 _NAME_FIELDS = ("first_name", "last_name", "company_name")
 
 
-def _clean_fields(row_fields: Mapping[str, str]) -> dict[str, str]:
-    return {k: strip_invisible(str(v)).strip() if k in _NAME_FIELDS else str(v) for k, v in row_fields.items()}
-
-
 @functools.lru_cache(maxsize=65_536)
 def _screen_one(name: str, value: str) -> tuple[dict[str, str], ...]:
     """The injection flags of one field value (a file repeats titles, industries, senders: screen each once)."""
@@ -103,23 +99,30 @@ def _flags(raw: Mapping[str, str]) -> list[dict[str, str]]:
             for flag in _screen_one(name, value)]
 
 
+def _clean(value: str) -> str:
+    return strip_invisible(value).strip()
+
+
 def _values(fields: Mapping[str, str], custom: Mapping[str, str], key: str, source: str) -> dict[str, Any]:
-    """The column values of a new prospect (the LinkedIn URL as the user gave it; the identity normalised)."""
+    """The column values of a new prospect (the LinkedIn URL as the user gave it; the identity normalised).
+    Names are cleaned of invisible characters here; `fields` is what the file said."""
+    get = fields.get
+    cleaned = {**fields, **{n: _clean(fields[n]) for n in _NAME_FIELDS if n in fields}}
     return {
         "identity": key,
-        "first_name": fields.get("first_name", ""),
-        "last_name": fields.get("last_name", ""),
-        "company_name": fields.get("company_name", ""),
-        "job_title": fields.get("job_title", ""),
-        "industry": fields.get("industry", ""),
-        "company_size": _size(fields.get("company_size", "")),
-        "linkedin_url": fields.get("linkedin_url", "").strip(),
-        "email": fields.get("email", ""),
-        "recent_news": fields.get("recent_news", ""),
-        "notes": fields.get("notes", ""),
-        "sender_account": fields.get("sender_account", ""),
+        "first_name": cleaned.get("first_name", ""),
+        "last_name": cleaned.get("last_name", ""),
+        "company_name": cleaned.get("company_name", ""),
+        "job_title": get("job_title", ""),
+        "industry": get("industry", ""),
+        "company_size": _size(get("company_size", "")),
+        "linkedin_url": get("linkedin_url", "").strip(),
+        "email": get("email", ""),
+        "recent_news": get("recent_news", ""),
+        "notes": get("notes", ""),
+        "sender_account": get("sender_account", ""),
         "custom": dict(custom),
-        "flags": _flags({**fields, **custom}),
+        "flags": _flags({**cleaned, **custom} if custom else cleaned),
         "source": source,
     }
 
@@ -133,7 +136,7 @@ def _size(text: str) -> int | None:
 def build_prospect(row_fields: Mapping[str, str], custom: Mapping[str, str], key: str,
                    source: str) -> Prospect:
     """A Prospect object for one row (the import itself writes rows in bulk, with the same values)."""
-    return Prospect(**_values(_clean_fields(row_fields), custom, key, source), created_at=utcnow())
+    return Prospect(**_values({k: str(v) for k, v in row_fields.items()}, custom, key, source), created_at=utcnow())
 
 
 def _bulk_insert(conn: Connection, table: Any, rows: Sequence[Mapping[str, Any]]) -> None:
@@ -194,7 +197,7 @@ def _store_chunk(conn: Connection, rows: Sequence[ProspectRow], source: str, rep
             # The stored person is now also known by this row's profile or address (when nobody else is).
             learned.update((stored, k) for k in row.keys if k not in found and not k.startswith("name:"))
             continue
-        values = _values(_clean_fields(row.fields), row.custom, row.identity, source)
+        values = _values(row.fields, row.custom, row.identity, source)
         values["created_at"] = now
         if values["company_size"] is None and row.fields.get("company_size"):
             report.warnings.append({"line": row.line, "reason": f"company size {row.fields['company_size'][:40]!r} "
