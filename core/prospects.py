@@ -15,6 +15,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy.engine import Connection
@@ -149,24 +150,27 @@ def _bulk_insert(conn: Connection, table: Any, rows: Sequence[Mapping[str, Any]]
         conn.execute(table.insert(), list(rows))
         return
     names = list(rows[0])
-    procs = [table.c[n].type.bind_processor(conn.dialect) for n in names]
+    procs = [(i, proc) for i, n in enumerate(names) if (proc := table.c[n].type.bind_processor(conn.dialect))]
     sql = f"INSERT INTO {table.name} ({', '.join(names)}) VALUES ({', '.join('?' * len(names))})"
-    constant: dict[int, tuple[Any, Any]] = {}  # column -> (value, bound): created_at and source repeat
-
-    def bind(index: int, value: Any) -> Any:
-        proc = procs[index]
-        if proc is None or value is None:
-            return value
-        if value == {} or value == []:
-            return "{}" if value == {} else "[]"  # what json.dumps writes, without calling it for every row
-        seen = constant.get(index)
-        if seen is not None and seen[0] is value:
-            return seen[1]
-        bound = proc(value)
-        constant[index] = (value, bound)
-        return bound
-
-    conn.exec_driver_sql(sql, [tuple(bind(i, row[n]) for i, n in enumerate(names)) for row in rows])
+    bound: dict[tuple[int, int], Any] = {}  # (column, id(value)) -> bound value, for values every row shares
+    params = []
+    for row in rows:
+        values = [row[n] for n in names]
+        for i, proc in procs:
+            value = values[i]
+            if value is None:
+                continue
+            if not value and isinstance(value, dict | list):
+                values[i] = "{}" if isinstance(value, dict) else "[]"  # what json.dumps writes
+            elif isinstance(value, datetime):
+                key = (i, id(value))
+                if key not in bound:
+                    bound[key] = proc(value)
+                values[i] = bound[key]
+            else:
+                values[i] = proc(value)
+        params.append(tuple(values))
+    conn.exec_driver_sql(sql, params)
 
 
 def _store_chunk(conn: Connection, rows: Sequence[ProspectRow], source: str, report: ImportReport) -> None:
