@@ -115,8 +115,9 @@ def main() -> dict[str, float]:
                   f"{int(base['rows']):,}", "parse only"),
                  ("ratio ours / baseline", f"{t_ratio:.1f}x", "", f"{m_ratio:.1f}x", "", "")],
                 ("run", "wall time", "CPU time", "peak RSS", "rows", "note"))
-    return {"seconds": float(ours["seconds"]), "cpu_seconds": float(ours["cpu_seconds"]), "peak_mb": float(ours["peak_mb"]), "time_ratio": t_ratio,
-            "memory_ratio": m_ratio, "rows": float(ours["rows"])}
+    return {"seconds": float(ours["seconds"]), "cpu_seconds": float(ours["cpu_seconds"]),
+            "peak_mb": float(ours["peak_mb"]), "time_ratio": t_ratio, "memory_ratio": m_ratio,
+            "rows": float(ours["rows"])}
 
 
 if __name__ == "__main__":

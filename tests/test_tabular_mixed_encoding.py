@@ -9,7 +9,7 @@ from core.app import App
 from core.prospects import count_prospects, import_prospects, list_prospects
 from core.tabular import UnreadableFile, read_table
 
-HEADER = "first_name,company_name,notes\n".encode()
+HEADER = b"first_name,company_name,notes\n"
 UTF8_LINE = "José,Société Générale,café crème\n".encode()
 CP1252_LINE = "Zoë,Müller GmbH,“quoted” – dash €5\n".encode("cp1252")
 
