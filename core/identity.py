@@ -23,6 +23,7 @@ only the key is normalised.
 
 from __future__ import annotations
 
+import functools
 import re
 import unicodedata
 from collections.abc import Iterable, Mapping, Sequence
@@ -109,6 +110,7 @@ def normalize_email(email: str | None) -> str | None:
     return text or None
 
 
+@functools.lru_cache(maxsize=65_536)  # names and companies repeat down a file
 def _collapse(value: str) -> str:
     return " ".join(value.split()).casefold()
 

@@ -100,6 +100,7 @@ def _flags(raw: Mapping[str, str]) -> list[dict[str, str]]:
             for flag in _screen_one(name, value)]
 
 
+@functools.lru_cache(maxsize=65_536)  # names repeat down a file
 def _clean(value: str) -> str:
     return strip_invisible(value).strip()
 
