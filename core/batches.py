@@ -109,18 +109,17 @@ def unsent_prospects(app: App, prospect_ids: Sequence[int], step: str) -> list[i
 
 
 def _maybe_halted(app: App, prospect_ids: Sequence[int]) -> set[int]:
-    """Prospects that replied or whose identity is suppressed: the only ones whose sequence may be halted."""
-    from core.models import Suppression
+    """Prospects that replied or are on the do-not-contact list under any identity they are known by (asked of
+    `core.identity`): the only ones whose sequence may be halted."""
+    from core.identity import suppressed_prospects
 
     replied: set[int] = set()
-    suppressed: set[int] = set()
     with session_scope(app.engine) as s:
         for start in range(0, len(prospect_ids), 500):
             chunk = list(prospect_ids[start:start + 500])
             replied.update(i for i in s.exec(select(Reply.prospect_id).where(  # type: ignore[arg-type]
                 Reply.prospect_id.in_(chunk))).all() if i is not None)  # type: ignore[union-attr]
-            suppressed.update(s.exec(select(Prospect.id).join(  # type: ignore[arg-type]
-                Suppression, Suppression.identity == Prospect.identity).where(Prospect.id.in_(chunk))).all())  # type: ignore[union-attr]
+        suppressed = set(suppressed_prospects(s, list(prospect_ids)))
     return replied | suppressed
 
 
@@ -486,11 +485,16 @@ async def _process(app: App, pipeline: Pipeline, batch: Batch, prep: _Prepared, 
 
 
 def _halt_reason(app: App, prospect_id: int | None) -> str:
-    """Why the sequence must not message this prospect now ("" when it may): a reply since the batch began."""
+    """Why the sequence must not message this prospect now ("" when it may): on the do-not-contact list, or a
+    reply since the batch began."""
+    from core.identity import is_suppressed
     from core.replies import paused_until, sequence_stopped
 
     if prospect_id is None:
         return ""
+    with session_scope(app.engine) as s:
+        if is_suppressed(s, prospect_id):
+            return "skipped: the prospect is on the do-not-contact list; nothing was written or paid for"
     if sequence_stopped(app, prospect_id):
         return "skipped: the prospect replied or is on the do-not-contact list; the sequence is stopped"
     until = paused_until(app, prospect_id)

@@ -142,17 +142,18 @@ def cmd_batch_approve(args: argparse.Namespace) -> None:
 
 def cmd_export(args: argparse.Namespace) -> None:
     from core.batches import get_batch
-    from core.review_queue import approved_rows, export
+    from core.review_queue import export_file
 
     app = cli.app()
     get_batch(app, args.id)
-    data = export(app, args.id, args.format)
+    result = export_file(app, args.id, args.format)
     out = Path(args.out)
     if not out.parent.exists():
         raise CLIError(f"the folder {out.parent} does not exist")
-    out.write_bytes(data)
-    emit({"batch_id": args.id, "rows": len(approved_rows(app, args.id)), "out": str(out), "format": args.format},
-         args.json)
+    out.write_bytes(result.data)
+    emit({"batch_id": args.id, "rows": result.rows, "withheld": result.withheld,
+          "withheld_reason": result.reason if result.withheld else "", "summary": result.summary(), "out": str(out),
+          "format": args.format}, args.json)
 
 
 def cmd_worker(args: argparse.Namespace) -> None:

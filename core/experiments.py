@@ -35,11 +35,12 @@ from sqlalchemy import Integer, cast, func
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
+from core import identity as idm
 from core.app import App
 from core.db import session_scope
 from core.library import steps, to_spec
 from core.models import Assignment, Experiment, ExperimentArm, Outcome, Prospect, Template, utcnow
-from core.tabular import normalize_linkedin_url, read_table
+from core.tabular import read_table
 from core.templates import TemplateSpec, select_template
 
 METRICS: dict[str, tuple[str, str]] = {
@@ -283,10 +284,13 @@ def _assign_in(s: Session, prospect_ids: Sequence[int], step: str) -> dict[int, 
     by_control = {arms[eid][0][1].name: eid for eid in exp_ids if arms[eid]}
     library = _library(s, step)
     found: set[int] = set(out)
+    do_not_contact = idm.suppressed_prospects(s, todo) if todo else {}
     for i in range(0, len(todo), CHUNK):
         for prospect in s.exec(select(Prospect).where(col(Prospect.id).in_(todo[i:i + CHUNK]))):
             assert prospect.id is not None
             found.add(prospect.id)
+            if prospect.id in do_not_contact:  # never enters an experiment: nobody will message them
+                continue
             usual, _ = select_template(step, prospect.industry or None, prospect.company_size, library)
             eid = by_control.get(usual.name)
             if eid is None:
@@ -417,38 +421,40 @@ class _Keys:
 
 def _keys_of(prospects: Iterable[tuple[int, str, str, str]]) -> _Keys:
     keys = _Keys({}, {}, {})
-    for pid, identity, email, linkedin in prospects:
-        keys.identity[identity] = pid
-        if email.strip():
-            keys.email.setdefault(email.strip().lower(), pid)
-        url = normalize_linkedin_url(linkedin or "")
+    for pid, key, email, linkedin in prospects:
+        keys.identity[key] = pid
+        keys.identity.setdefault(idm.canonical(key) or key, pid)
+        mail = idm.normalize_email(email)
+        if mail:
+            keys.email.setdefault(mail, pid)
+        url = idm.normalize_linkedin_url(linkedin or "")
         if url:
             keys.linkedin.setdefault(url, pid)
     return keys
 
 
 def _row_key(cells: dict[str, str]) -> tuple[str, str] | str:
-    """(kind, normalized value) for the row's prospect, or the reason it has none."""
+    """(kind, normalized value) for the row's prospect, or the reason it has none (keys from `core.identity`)."""
     raw_identity = cells.get("identity", "")
     if raw_identity:
         if raw_identity.startswith(("li:", "email:", "name:")):
-            return "identity", raw_identity
-        url = normalize_linkedin_url(raw_identity)
+            return "identity", idm.canonical(raw_identity) or raw_identity
+        url = idm.normalize_linkedin_url(raw_identity)
         if url:
             return "linkedin_url", url
         if "@" in raw_identity:
-            return "email", raw_identity.lower()
+            return "email", idm.normalize_email(raw_identity) or raw_identity
         return "identity", raw_identity
     raw_url = cells.get("linkedin_url", "")
     if raw_url:
-        url = normalize_linkedin_url(raw_url)
+        url = idm.normalize_linkedin_url(raw_url)
         if url:
             return "linkedin_url", url
         if not cells.get("email"):
             return f"{raw_url[:60]!r} is not a LinkedIn profile URL (https://www.linkedin.com/in/...)"
     email = cells.get("email", "")
     if email:
-        return "email", email.lower()
+        return "email", idm.normalize_email(email) or email
     return "no prospect identity (fill identity, linkedin_url or email)"
 
 
@@ -587,24 +593,15 @@ def import_outcomes(app: App, experiment_id: int, data: bytes) -> OutcomeImportR
 def _unresolved_problems(app: App, experiment_id: int,
                          unresolved: list[tuple[int, str, str]]) -> list[tuple[int | None, str]]:
     """Say, for rows whose prospect is not assigned here, whether the prospect exists at all."""
-    wanted_identities = {v for _, kind, v in unresolved if kind == "identity"}
-    wanted_identities |= {f"email:{v}" for _, kind, v in unresolved if kind == "email"}
-    wanted_identities |= {f"li:{v}" for _, kind, v in unresolved if kind == "linkedin_url"}
-    wanted_emails = sorted({v for _, kind, v in unresolved if kind == "email"})
-    rows: list[tuple[int, str, str, str]] = []
+    def key_of(kind: str, value: str) -> str:
+        return value if kind == "identity" else f"email:{value}" if kind == "email" else f"li:{value}"
+
     with session_scope(app.engine) as s:
-        idents = sorted(wanted_identities)
-        for i in range(0, len(idents), CHUNK):
-            rows += s.exec(select(Prospect.id, Prospect.identity, Prospect.email, Prospect.linkedin_url)
-                           .where(col(Prospect.identity).in_(idents[i:i + CHUNK]))).all()  # type: ignore[arg-type]
-        for i in range(0, len(wanted_emails), CHUNK):
-            rows += s.exec(select(Prospect.id, Prospect.identity, Prospect.email, Prospect.linkedin_url)
-                           .where(func.lower(Prospect.email).in_(wanted_emails[i:i + CHUNK]))).all()  # type: ignore[arg-type]
-    known = _keys_of((int(pid), ident, email, url) for pid, ident, email, url in rows)
+        found = idm.find_prospects(s, {key_of(kind, v) for _, kind, v in unresolved})
     out: list[tuple[int | None, str]] = []
     for line, kind, value in unresolved:
         shown = value if len(value) <= 80 else value[:79] + "…"
-        if known.find(kind, value) is None:
+        if key_of(kind, value) not in found:
             out.append((line, f"unknown prospect {shown!r}; import the prospect before its outcomes"))
         else:
             out.append((line, f"prospect {shown!r} is not assigned in experiment #{experiment_id} (no arm); "

@@ -80,11 +80,48 @@ def _m004_money(conn: Connection) -> None:
                      {"at": row[1], "c": nanos})
 
 
+def _m005_people_identities(conn: Connection) -> None:
+    """Every identity a prospect is known by, in one table; stored keys brought to `core.identity`'s normal form
+    (e-mails case-folded rather than lowercased, profile URLs re-normalised), so old suppressions still match."""
+    from core.identity import canonical, identity_rows, prospect_keys
+
+    models.ProspectIdentity.__table__.create(conn, checkfirst=True)  # type: ignore[attr-defined]
+    prospects = models.Prospect.__table__  # type: ignore[attr-defined]
+    suppressions = models.Suppression.__table__  # type: ignore[attr-defined]
+    taken = {str(i) for (i,) in conn.execute(prospects.select().with_only_columns(prospects.c.identity))}
+    rows = conn.execute(prospects.select().with_only_columns(
+        prospects.c.id, prospects.c.identity, prospects.c.linkedin_url, prospects.c.email, prospects.c.first_name,
+        prospects.c.last_name, prospects.c.company_name)).all()
+    batch: list[dict[str, object]] = []
+    for row in rows:
+        fixed = canonical(row.identity)
+        if fixed and fixed != row.identity and fixed not in taken:
+            conn.execute(prospects.update().where(prospects.c.id == row.id).values(identity=fixed))
+            taken.add(fixed)
+        batch += identity_rows(int(row.id), [row.identity, *prospect_keys(row)])
+        if len(batch) >= 1000:
+            conn.execute(models.ProspectIdentity.__table__.insert(), batch)  # type: ignore[attr-defined]
+            batch = []
+    if batch:
+        conn.execute(models.ProspectIdentity.__table__.insert(), batch)  # type: ignore[attr-defined]
+    stored = {str(k): (str(r or ""), c) for k, r, c in conn.execute(suppressions.select().with_only_columns(
+        suppressions.c.identity, suppressions.c.reason, suppressions.c.created_at))}
+    for key, (reason, created) in list(stored.items()):
+        fixed = canonical(key)
+        if not fixed or fixed == key:
+            continue
+        conn.execute(suppressions.delete().where(suppressions.c.identity == key))
+        if fixed not in stored:
+            conn.execute(suppressions.insert().values(identity=fixed, reason=reason, created_at=created))
+            stored[fixed] = (reason, created)
+
+
 MIGRATIONS: list[tuple[str, Callable[[Connection], None]]] = [
     ("001_initial", _m001_initial),
     ("002_stage_results", _m002_stage_results),
     ("003_ledger_indexes", _m003_ledger_indexes),
     ("004_money", _m004_money),
+    ("005_people_identities", _m005_people_identities),
 ]
 
 

@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Column, DateTime, Index, TypeDecorator, UniqueConstraint
+from sqlalchemy import JSON, BigInteger, Column, DateTime, Index, TypeDecorator, UniqueConstraint, event
 from sqlmodel import Field, SQLModel
 
 NANO = Decimal("1e-9")
@@ -104,14 +104,14 @@ class Setting(SQLModel, table=True):
 class Prospect(SQLModel, table=True):
     __tablename__ = "prospects"
     id: int | None = Field(default=None, primary_key=True)
-    identity: str = Field(unique=True, index=True)
+    identity: str = Field(unique=True, index=True)  # the primary key of `core.identity` (normalised)
     first_name: str
     last_name: str = ""
     company_name: str
     job_title: str = ""
     industry: str = ""
     company_size: int | None = None
-    linkedin_url: str = ""
+    linkedin_url: str = ""  # as the user gave it (shown and exported); matching uses ProspectIdentity keys
     email: str = ""
     recent_news: str = ""
     notes: str = ""
@@ -120,6 +120,30 @@ class Prospect(SQLModel, table=True):
     flags: list[dict[str, str]] = json_field(default_factory=list)
     source: str = "import"
     created_at: datetime = time_field()
+
+
+class ProspectIdentity(SQLModel, table=True):
+    """Every identity key a prospect is known by (see `core.identity`): each profile URL and e-mail address it
+    was imported with, normalised. Matching and the do-not-contact list use these (with the prospect's fields)."""
+
+    __tablename__ = "prospect_identities"
+    __table_args__ = (UniqueConstraint("prospect_id", "key"),)  # also the index for look-ups by prospect
+    id: int | None = Field(default=None, primary_key=True)
+    prospect_id: int = Field(foreign_key="prospects.id")
+    key: str = Field(index=True)
+    kind: str = ""  # li | email | name
+
+
+def _record_prospect_identities(mapper: Any, connection: Any, target: Prospect) -> None:
+    """A prospect written through the ORM (not the bulk import) is known by the keys of its fields too."""
+    from core.identity import prospect_keys, record_identities
+
+    if target.id is not None:
+        record_identities(connection, int(target.id), prospect_keys(target))
+
+
+event.listen(Prospect, "after_insert", _record_prospect_identities)
+event.listen(Prospect, "after_update", _record_prospect_identities)
 
 
 class Suppression(SQLModel, table=True):

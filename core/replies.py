@@ -39,6 +39,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from sqlalchemy import func
 from sqlmodel import Session, select
 
+from core import identity as idm
 from core import prompts
 from core.app import App
 from core.config import DATA_DIR
@@ -49,7 +50,7 @@ from core.llm.tokens import count_messages
 from core.models import Prospect, Reply, Suppression, Template, utcnow
 from core.reply_rules import CATEGORIES, Evaluation, clean_reply, evaluate, extract_return_date, load_labelled
 from core.structured import VerdictError, ask_json, extract_json_object
-from core.tabular import UnreadableFile, identity_for, normalize_linkedin_url, read_table, suggest_mapping
+from core.tabular import UnreadableFile, read_table, suggest_mapping
 
 ROUTING_FILE = "reply_routing.json"
 LABELLED_FILE = "replies_labelled.csv"
@@ -340,12 +341,7 @@ def sequence_stopped(app: App, prospect_id: int) -> bool:
         replies = s.exec(select(Reply).where(Reply.prospect_id == prospect_id)).all()
         if any(_sequence_of(r)[0] == SEQUENCE_STOPPED for r in replies):
             return True
-        prospect = s.get(Prospect, prospect_id)
-        if prospect is None:
-            return False
-        identities = list(_prospect_identities(prospect))
-        hit = s.exec(select(Suppression.identity).where(Suppression.identity.in_(identities))).first()  # type: ignore[attr-defined]
-        return hit is not None
+        return idm.is_suppressed(s, prospect_id)
 
 
 def paused_until(app: App, prospect_id: int, today: date | None = None) -> date | None:
@@ -386,17 +382,10 @@ class RouteResult:
                 "outcome": self.outcome}
 
 
-def _prospect_identities(prospect: Prospect) -> list[str]:
-    """Every identity an import could compute for this person (profile, email, name and company)."""
-    found = [prospect.identity]
-    linkedin = normalize_linkedin_url(prospect.linkedin_url or "")
-    if linkedin:
-        found.append(f"li:{linkedin}")
-    if prospect.email.strip():
-        found.append(f"email:{prospect.email.strip().lower()}")
-    found.append(identity_for({"first_name": prospect.first_name, "last_name": prospect.last_name,
-                               "company_name": prospect.company_name}))
-    return list(dict.fromkeys(i for i in found if i))
+def _prospect_identities(s: Session, prospect: Prospect) -> list[str]:
+    """Every identity this person is known by (profiles, e-mails, name and company), from `core.identity`."""
+    known = idm.known_keys(s, [int(prospect.id)]) if prospect.id is not None else {}
+    return list(dict.fromkeys([*idm.prospect_keys(prospect), *sorted(known.get(int(prospect.id or 0), ()))]))
 
 
 def _suppression_reason(reply_id: int) -> str:
@@ -457,7 +446,8 @@ def apply_routing(app: App, reply_id: int, *, corrected: bool = False) -> RouteR
         detail = _action_detail(spec, _template_for(s, spec))
         prospect = s.get(Prospect, reply.prospect_id) if reply.prospect_id is not None else None
         identities = [i for i in dict.fromkeys(
-            [*(_prospect_identities(prospect) if prospect else []), reply.prospect_identity]) if i]
+            [*(_prospect_identities(s, prospect) if prospect else []),
+             idm.canonical(reply.prospect_identity) or reply.prospect_identity]) if i]
         received = reply.received_at.date()
         details = dict(reply.details or {})
         classification = details.get("classification") or {}
@@ -467,18 +457,15 @@ def apply_routing(app: App, reply_id: int, *, corrected: bool = False) -> RouteR
         reason = _suppression_reason(reply_id)
         previously = [i for i in details.get("suppressed", []) if isinstance(i, str)]
         if previously and spec.kind != "suppress":
-            for identity in previously:
-                row = s.get(Suppression, identity)
+            for key in previously:
+                row = s.get(Suppression, key)
                 if row is not None and row.reason == reason:  # another reason means another source: keep it
                     s.delete(row)
-                    result.unsuppressed.append(identity)
+                    result.unsuppressed.append(key)
             details["suppressed"] = []
         if spec.kind == "suppress":
-            # The same rows `prospects.suppress` writes, inside this transaction.
-            for identity in identities:
-                if s.get(Suppression, identity) is None:
-                    s.add(Suppression(identity=identity, reason=reason))
-                    result.suppressed.append(identity)
+            # The same rows `prospects.suppress` writes (core.identity), inside this transaction.
+            result.suppressed.extend(idm.add_suppressions(s, identities, reason))
             details["suppressed"] = sorted({*previously, *result.suppressed})
             if not identities:
                 result.detail += " No identity is known for this reply, so nothing was suppressed: a person must."
@@ -762,24 +749,11 @@ def parse_received(raw: str) -> datetime:
 def _identity_cell(value: str) -> str | None:
     """An identity column value: a stored identity (li:/email:/name:), a LinkedIn URL or an email."""
     text = value.strip()
-    lowered = text.lower()
-    if lowered.startswith("li:"):
-        linkedin = normalize_linkedin_url(text[3:])
-        return f"li:{linkedin}" if linkedin else None
-    if lowered.startswith("email:"):
-        email = text[6:].strip().lower()
-        return f"email:{email}" if _EMAIL_RE.fullmatch(email) else None
-    if lowered.startswith("name:"):
-        name, bar, company = text[5:].partition("|")
-        if not name.strip() or not bar:
-            return None
-        return identity_for({"first_name": name, "company_name": company})  # same folding as stored identities
-    linkedin = normalize_linkedin_url(text)
-    if linkedin:
-        return f"li:{linkedin}"
-    if _EMAIL_RE.fullmatch(text):
-        return f"email:{lowered}"
-    return None
+    if text.lower().startswith("email:"):
+        return idm.email_key(text[6:]) if _EMAIL_RE.fullmatch(text[6:].strip()) else None
+    if not text.lower().startswith(("li:", "name:")) and "@" in text:
+        return idm.email_key(text) if _EMAIL_RE.fullmatch(text) else None
+    return idm.canonical(text)
 
 
 @dataclass
@@ -824,11 +798,11 @@ def _parse_reply_row(line: int, cells: list[str], columns: Mapping[str, int | No
     if not text.strip():
         problems.append("the reply text is empty")
     linkedin_raw, email_raw, identity_raw = cell("linkedin_url"), cell("email"), cell("identity")
-    linkedin = normalize_linkedin_url(linkedin_raw) if linkedin_raw else None
+    linkedin = idm.normalize_linkedin_url(linkedin_raw) if linkedin_raw else None
     if linkedin_raw and linkedin is None:
         problems.append(f"linkedin_url {_snippet(linkedin_raw)} is not a LinkedIn profile address "
                         "(expected linkedin.com/in/...)")
-    email = email_raw.lower() if email_raw and _EMAIL_RE.fullmatch(email_raw) else None
+    email = idm.normalize_email(email_raw) if email_raw and _EMAIL_RE.fullmatch(email_raw) else None
     if email_raw and email is None:
         problems.append(f"email {_snippet(email_raw)} is not a valid email address")
     identity = _identity_cell(identity_raw) if identity_raw else None
@@ -861,34 +835,13 @@ def _parse_reply_row(line: int, cells: list[str], columns: Mapping[str, int | No
 
 
 def _match_prospects(app: App, rows: Sequence[_ReplyRow]) -> dict[int, int]:
-    """Row line -> prospect id, by identity, else by LinkedIn profile or email stored on the prospect."""
-    identities = sorted({c for r in rows for c in r.candidates})
-    linkedins = sorted({r.linkedin for r in rows if r.linkedin})
-    emails = sorted({r.email for r in rows if r.email})
-    by_identity: dict[str, int] = {}
-    by_linkedin: dict[str, int] = {}
-    by_email: dict[str, int] = {}
+    """Row line -> prospect id, by any identity the row names (`core.identity`: primary identities, and every
+    profile and e-mail a prospect is known by)."""
     with session_scope(app.engine) as s:
-        for start in range(0, max(len(identities), len(linkedins), len(emails)), _DB_CHUNK):
-            part = identities[start:start + _DB_CHUNK]
-            for pid, identity in s.exec(select(Prospect.id, Prospect.identity).where(
-                    Prospect.identity.in_(part))).all():  # type: ignore[attr-defined]
-                by_identity[identity] = int(pid)
-            part = linkedins[start:start + _DB_CHUNK]
-            for pid, url in s.exec(select(Prospect.id, Prospect.linkedin_url).where(
-                    Prospect.linkedin_url.in_(part))).all():  # type: ignore[attr-defined]
-                by_linkedin.setdefault(url, int(pid))
-            part = emails[start:start + _DB_CHUNK]
-            for pid, email in s.exec(select(Prospect.id, func.lower(Prospect.email)).where(
-                    func.lower(Prospect.email).in_(part))).all():
-                by_email.setdefault(email, int(pid))
+        found = idm.find_prospects(s, {c for r in rows for c in r.candidates})
     matched: dict[int, int] = {}
     for row in rows:
-        pid = next((by_identity[c] for c in row.candidates if c in by_identity), None)
-        if pid is None and row.linkedin:
-            pid = by_linkedin.get(row.linkedin)
-        if pid is None and row.email:
-            pid = by_email.get(row.email)
+        pid = next((found[c] for c in row.candidates if c in found), None)
         if pid is not None:
             matched[row.line] = pid
     return matched

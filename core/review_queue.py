@@ -3,6 +3,10 @@
 An edit re-runs the guards on the edited text, so a person cannot approve a message the code would refuse.
 Bulk approval takes only messages that are ready, passed every guard, passed review when there was one, and
 whose prospect was not flagged by the injection screen; everything else needs a person's eye.
+
+People on the do-not-contact list (under any identity they are known by, asked of `core.identity` at the
+moment of each action) are marked in the queue, can never be approved, and are withheld from every export,
+which says how many it withheld and why: an opt-out that arrives after approval still stops the message.
 """
 
 from __future__ import annotations
@@ -12,8 +16,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import and_, or_
-from sqlmodel import select
+from sqlmodel import Session, select
 
+from core import identity
 from core.app import App
 from core.db import session_scope
 from core.exports import to_csv_bytes, to_json_bytes
@@ -29,6 +34,28 @@ EXPORT_COLUMNS = ("identity", "first_name", "last_name", "company_name", "linked
 
 class ReviewError(ValueError):
     """A review action that cannot be done; the message says why."""
+
+
+WITHHELD_REASON = identity.DO_NOT_CONTACT
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    """An export's file and what it left out: `withheld` approved messages of people not to contact."""
+
+    data: bytes
+    fmt: str
+    rows: int
+    withheld: int
+    reason: str = WITHHELD_REASON
+
+    def summary(self) -> str:
+        text = f"{self.rows:,} message{'' if self.rows == 1 else 's'} exported"
+        return f"{text}; withheld {self.withheld:,}: {self.reason}" if self.withheld else text
+
+
+def _do_not_contact(s: Session, prospect_ids: Sequence[int | None]) -> dict[int, str]:
+    return identity.suppressed_prospects(s, [int(i) for i in dict.fromkeys(prospect_ids) if i is not None])
 
 
 @dataclass(frozen=True)
@@ -64,6 +91,7 @@ def queue(app: App, f: QueueFilter, limit: int = 2000) -> list[dict[str, Any]]:
         if f.template:
             q = q.where(Message.template_name == f.template)
         rows = s.exec(q.order_by(Message.id).limit(limit)).all()
+        blocked = _do_not_contact(s, [m.prospect_id for m, _ in rows])
         templates = {t.name: t.text for t in library_specs(app)}
     out = []
     for message, prospect in rows:
@@ -94,6 +122,7 @@ def queue(app: App, f: QueueFilter, limit: int = 2000) -> list[dict[str, Any]]:
             "flagged": ", ".join(sorted({fl.get("kind", "") for fl in flags})),
             "reason": message.reason,
             "cost_usd": str(message.cost_usd),
+            "do_not_contact": message.prospect_id in blocked,
         })
     return out
 
@@ -109,8 +138,11 @@ def approve(app: App, message_ids: Sequence[int]) -> int:
     """Approve messages that have text and pass their guards (after any edit)."""
     done = 0
     with session_scope(app.engine) as s:
-        for mid in message_ids:
-            message = _get(s, mid)
+        messages = [_get(s, mid) for mid in message_ids]
+        blocked = _do_not_contact(s, [m.prospect_id for m in messages])
+        for mid, message in zip(message_ids, messages, strict=True):
+            if message.prospect_id in blocked:
+                raise ReviewError(f"message {mid} cannot be approved: its prospect is on the do-not-contact list")
             text = message.edited_text if message.edited_text is not None else message.text
             if not text:
                 raise ReviewError(f"message {mid} has no text to approve ({message.state}); edit it first")
@@ -158,8 +190,11 @@ def approve_passed(app: App, batch_id: int) -> int:
         ).all()
         count = 0
         now = utcnow()
+        blocked = _do_not_contact(s, [m.prospect_id for m, _ in rows])
         for message, prospect in rows:
             if not message.text or not _passed(message) or not _review_ok(message):
+                continue
+            if message.prospect_id in blocked:
                 continue
             if prospect is not None and prospect.flags:
                 continue
@@ -169,7 +204,8 @@ def approve_passed(app: App, batch_id: int) -> int:
     return count
 
 
-def approved_rows(app: App, batch_id: int) -> list[dict[str, Any]]:
+def _approved(app: App, batch_id: int) -> tuple[list[dict[str, Any]], int]:
+    """The approved messages of a batch to export, and how many were withheld (do not contact)."""
     with session_scope(app.engine) as s:
         rows = s.exec(
             select(Message, Prospect).join(Prospect, Message.prospect_id == Prospect.id, isouter=True)
@@ -177,6 +213,8 @@ def approved_rows(app: App, batch_id: int) -> list[dict[str, Any]]:
             .where(or_(Message.edited_text.is_not(None), and_(Message.text != "")))  # type: ignore[union-attr]
             .order_by(Message.id)
         ).all()
+        blocked = _do_not_contact(s, [m.prospect_id for m, _ in rows])
+    kept = [(m, p) for m, p in rows if m.prospect_id not in blocked]
     return [{
         "identity": p.identity if p else "",
         "first_name": p.first_name if p else "",
@@ -191,14 +229,24 @@ def approved_rows(app: App, batch_id: int) -> list[dict[str, Any]]:
         "model": m.model,
         "cost_usd": m.cost_usd,
         "batch_id": m.batch_id,
-    } for m, p in rows]
+    } for m, p in kept], len(rows) - len(kept)
+
+
+def approved_rows(app: App, batch_id: int) -> list[dict[str, Any]]:
+    """Approved messages of a batch, without those of people on the do-not-contact list."""
+    return _approved(app, batch_id)[0]
+
+
+def export_file(app: App, batch_id: int, fmt: str = "csv") -> ExportResult:
+    """Approved messages of a batch as CSV (UTF-8 with BOM, formula cells neutralized) or JSON, with the count
+    of approved messages withheld because their prospect is on the do-not-contact list."""
+    if fmt not in ("csv", "json"):
+        raise ReviewError(f"unknown export format {fmt!r}; use csv or json")
+    rows, withheld = _approved(app, batch_id)
+    data = to_csv_bytes(rows, EXPORT_COLUMNS) if fmt == "csv" else to_json_bytes(rows)
+    return ExportResult(data=data, fmt=fmt, rows=len(rows), withheld=withheld)
 
 
 def export(app: App, batch_id: int, fmt: str = "csv") -> bytes:
-    """Approved messages of a batch as CSV (UTF-8 with BOM, formula cells neutralized) or JSON."""
-    rows = approved_rows(app, batch_id)
-    if fmt == "csv":
-        return to_csv_bytes(rows, EXPORT_COLUMNS)
-    if fmt == "json":
-        return to_json_bytes(rows)
-    raise ReviewError(f"unknown export format {fmt!r}; use csv or json")
+    """The bytes of `export_file` (people on the do-not-contact list withheld)."""
+    return export_file(app, batch_id, fmt).data

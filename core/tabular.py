@@ -13,9 +13,11 @@ Two layers:
    gzip), HTML or XML, contains NUL bytes not explained by UTF-16, is mostly control characters, or has
    no usable header (see below).
 2. *Encoding*: a BOM wins (UTF-8 BOM -> ``"utf-8-sig"``, UTF-16 LE/BE BOM -> ``"utf-16"``); BOM-less
-   UTF-16 is recognised by its NUL-byte pattern; otherwise strict UTF-8, and when that fails, cp1252
-   (the Windows "ANSI" code page Excel uses). Decoding never raises: the five bytes cp1252 leaves
-   undefined become U+FFFD.
+   UTF-16 is recognised by its NUL-byte pattern; otherwise strict UTF-8, and when that fails, each line
+   on its own: UTF-8 when the line is valid UTF-8, else cp1252 (the Windows "ANSI" code page Excel uses;
+   the five bytes it leaves undefined become U+FFFD). So a file mixing UTF-8 and cp1252 lines is read
+   right (encoding ``"mixed: ..."``), and a file with a line that mixes both inside itself is refused with
+   the numbers of those lines rather than read as mojibake.
 3. *Delimiter*: an Excel ``sep=;`` first line wins; otherwise each of ``,`` ``;`` tab ``|`` is tried on
    the header and the first records, and the one whose header has at least two columns and whose
    records most often have the header's width wins (ties: more columns, then the order above).
@@ -59,22 +61,27 @@ import re
 import unicodedata
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from dataclasses import field as dataclass_field
 from decimal import Decimal, InvalidOperation
 from typing import NamedTuple
-from urllib.parse import quote, unquote, urlsplit
+
+from core.identity import email_key, linkedin_key, name_key, normalize_linkedin_url, primary_identity
 
 __all__ = [
     "CANONICAL_FIELDS",
     "DELIMITERS",
     "REQUIRED_FIELDS",
     "ProspectParse",
+    "ProspectParser",
     "ProspectRow",
     "RowError",
     "Table",
+    "TableStream",
     "UnreadableFile",
     "custom_key",
     "identity_for",
     "normalize_linkedin_url",
+    "open_table",
     "parse_company_size",
     "parse_prospects",
     "read_table",
@@ -206,7 +213,53 @@ def _decode(data: bytes) -> tuple[str, str]:
     try:
         return data.decode("utf-8"), encoding
     except UnicodeDecodeError:
-        return data.decode("cp1252", errors="replace"), "cp1252"
+        return _decode_lines(data)
+
+
+# A well-formed multi-byte UTF-8 sequence. Windows-1252 text almost never contains one (it would take an
+# accented capital or "Â"/"Ã" followed by one or more of the bytes 0x80-0xBF).
+_UTF8_SEQUENCE_RE = re.compile(
+    rb"[\xc2-\xdf][\x80-\xbf]|\xe0[\xa0-\xbf][\x80-\xbf]|[\xe1-\xec\xee\xef][\x80-\xbf]{2}|\xed[\x80-\x9f][\x80-\xbf]"
+    rb"|\xf0[\x90-\xbf][\x80-\xbf]{2}|[\xf1-\xf3][\x80-\xbf]{3}|\xf4[\x80-\x8f][\x80-\xbf]{2}"
+)
+_BYTE_LINES_RE = re.compile(rb"[^\r\n]*(?:\r\n|\r|\n)|[^\r\n]+")
+
+
+def _line_list(numbers: Sequence[int], limit: int = 10) -> str:
+    shown = ", ".join(str(n) for n in numbers[:limit])
+    return shown + (f" and {len(numbers) - limit:,} more" if len(numbers) > limit else "")
+
+
+def _decode_lines(data: bytes) -> tuple[str, str]:
+    """Not UTF-8 as a whole: decode each physical line on its own, as UTF-8 when it is valid UTF-8, else as
+    Windows-1252 (the five bytes cp1252 leaves undefined become U+FFFD).
+
+    A file saved by two programs (a UTF-8 export with rows pasted from an ANSI one) is then read right line by
+    line. A line that is itself a mix (UTF-8 sequences beside bytes that are not UTF-8) has no right reading:
+    decoding it either way would turn part of it into mojibake ("JosÃ©"), so the file is refused with the
+    numbers of those lines.
+    """
+    pieces: list[str] = []
+    mixed: list[int] = []
+    utf8_lines = 0
+    legacy_lines = 0
+    for number, match in enumerate(_BYTE_LINES_RE.finditer(data), start=1):
+        chunk = match.group()
+        try:
+            pieces.append(chunk.decode("utf-8"))
+            utf8_lines += chunk.isascii() is False
+        except UnicodeDecodeError:
+            if _UTF8_SEQUENCE_RE.search(chunk):
+                mixed.append(number)
+            legacy_lines += 1
+            pieces.append(chunk.decode("cp1252", errors="replace"))
+    if mixed:
+        raise UnreadableFile(
+            f"line{'s' if len(mixed) > 1 else ''} {_line_list(mixed)} mix two text encodings (UTF-8 and "
+            "Windows-1252) within the line, so no reading of them is right; fix those lines, or re-save the "
+            "whole file as CSV UTF-8, and upload it again"
+        )
+    return "".join(pieces), "cp1252" if not utf8_lines else f"mixed: utf-8 and cp1252 ({legacy_lines:,} lines)"
 
 
 _CONTROL_RE = re.compile("[\x00-\x08\x0e-\x1f\x7f\ufffd]")
@@ -482,11 +535,58 @@ def _read_header(record: _Record | None, max_name_chars: int) -> list[str]:
     return headers
 
 
-def read_table(data: bytes, *, max_bytes: int = 50 * 1024 * 1024, max_cell_chars: int = 20_000) -> Table:
-    """Decode and parse an uploaded CSV; raise ``UnreadableFile`` when it cannot be used at all."""
+@dataclass
+class TableStream:
+    """A table read one record at a time: `records()` yields ``(line, cells)`` or a ``RowError``."""
+
+    headers: list[str]
+    encoding: str
+    delimiter: str
+    text: str
+    start: int
+    start_line: int
+    max_cell_chars: int
+
+    def label(self, index: int) -> str:
+        if index < len(self.headers):
+            name = self.headers[index]
+            return f'column "{name if len(name) <= 40 else name[:39] + "…"}"'
+        return _column_number(index)
+
+    def records(self) -> Iterator[tuple[int, list[str]] | RowError]:
+        width = len(self.headers)
+        delimiter, max_cell_chars, label = self.delimiter, self.max_cell_chars, self.label
+        for record in _scan(self.text, delimiter, self.start, self.start_line, label):
+            if record.error is not None:
+                yield RowError(record.line, record.error)
+                continue
+            cells = list(map(str.strip, record.cells))
+            if not any(cells):
+                continue
+            if len(cells) != width:
+                if len(cells) > width and not any(cells[width:]):
+                    cells = cells[:width]
+                else:
+                    reason = f"expected {width} columns, found {len(cells)}"
+                    if len(cells) > width:
+                        reason += f"; a value that contains {_delimiter_name(delimiter)} must be in double quotes"
+                    yield RowError(record.line, reason)
+                    continue
+            if max(map(len, cells)) > max_cell_chars:
+                too_long = next(i for i, c in enumerate(cells) if len(c) > max_cell_chars)
+                yield RowError(record.line, f"cell in {label(too_long)} is {len(cells[too_long]):,} characters; "
+                                            f"the limit is {max_cell_chars:,}")
+                continue
+            yield record.line, cells
+
+
+def open_table(data: bytes, *, max_bytes: int = 50 * 1024 * 1024, max_cell_chars: int = 20_000) -> TableStream:
+    """Decode an uploaded CSV and read its header; raise ``UnreadableFile`` when it cannot be used at all.
+    The records are read lazily (`TableStream.records`), so a large file never sits in memory as rows."""
     _check_bytes(data, max_bytes)
     raw_text, encoding = _decode(data)
     text = _check_text(raw_text)
+    del raw_text
 
     pos, line = 0, 1
     delimiter: str | None = None
@@ -501,49 +601,26 @@ def read_table(data: bytes, *, max_bytes: int = 50 * 1024 * 1024, max_cell_chars
     header_record = next((r for r in _scan(text, delimiter, pos, line) if not _is_blank_line(r)), None)
     headers = _read_header(header_record, _MAX_HEADER_NAME_CHARS)
     assert header_record is not None
-    width = len(headers)
+    return TableStream(headers=headers, encoding=encoding, delimiter=delimiter, text=text,
+                       start=header_record.end, start_line=header_record.next_line, max_cell_chars=max_cell_chars)
 
-    def label(index: int) -> str:
-        if index < width:
-            name = headers[index]
-            return f'column "{name if len(name) <= 40 else name[:39] + "…"}"'
-        return _column_number(index)
 
+def read_table(data: bytes, *, max_bytes: int = 50 * 1024 * 1024, max_cell_chars: int = 20_000) -> Table:
+    """Decode and parse an uploaded CSV; raise ``UnreadableFile`` when it cannot be used at all."""
+    stream = open_table(data, max_bytes=max_bytes, max_cell_chars=max_cell_chars)
     rows: list[tuple[int, list[str]]] = []
     errors: list[RowError] = []
-    for record in _scan(text, delimiter, header_record.end, header_record.next_line, label):
-        if record.error is not None:
-            errors.append(RowError(record.line, record.error))
-            continue
-        cells = list(map(str.strip, record.cells))
-        if not any(cells):
-            continue
-        if len(cells) != width:
-            if len(cells) > width and not any(cells[width:]):
-                cells = cells[:width]
-            else:
-                reason = f"expected {width} columns, found {len(cells)}"
-                if len(cells) > width:
-                    reason += f"; a value that contains {_delimiter_name(delimiter)} must be in double quotes"
-                errors.append(RowError(record.line, reason))
-                continue
-        if max(map(len, cells)) > max_cell_chars:
-            too_long = next(i for i, c in enumerate(cells) if len(c) > max_cell_chars)
-            errors.append(
-                RowError(
-                    record.line,
-                    f"cell in {label(too_long)} is {len(cells[too_long]):,} characters; "
-                    f"the limit is {max_cell_chars:,}",
-                )
-            )
-            continue
-        rows.append((record.line, cells))
+    for record in stream.records():
+        if isinstance(record, RowError):
+            errors.append(record)
+        else:
+            rows.append(record)
     return Table(
-        headers=headers,
+        headers=stream.headers,
         rows=rows,
         errors=errors,
-        encoding=encoding,
-        delimiter=delimiter,
+        encoding=stream.encoding,
+        delimiter=stream.delimiter,
         total_records=len(rows) + len(errors),
     )
 
@@ -691,43 +768,6 @@ def suggest_mapping(headers: Sequence[str]) -> dict[str, str]:
     return mapping
 
 
-_SIMPLE_PROFILE_RE = re.compile(r"(?:https?://)?(?:[a-z]{2,3}\.)?linkedin\.com/in/([A-Za-z0-9_-]+)/?", re.ASCII)
-_BAD_SLUG_RE = re.compile(r"[\s<>\"']")
-
-
-def normalize_linkedin_url(url: str) -> str | None:
-    """The canonical ``https://www.linkedin.com/in/<slug>`` for a profile URL, else None.
-
-    Accepts any case, http or https, no scheme, ``www.``/country/mobile subdomains, trailing slashes,
-    sub-pages (``/in/x/details/``), query strings and fragments. The slug is lowercased and
-    percent-encoded once, so ``/in/José`` and ``/in/jos%C3%A9`` agree.
-    """
-    text = url.strip()
-    if not text:
-        return None
-    simple = _SIMPLE_PROFILE_RE.fullmatch(text)
-    if simple:  # the usual spelling, without the cost of urlsplit
-        return "https://www.linkedin.com/in/" + simple.group(1).lower()
-    if "://" not in text:
-        text = "https:" + text if text.startswith("//") else "https://" + text
-    try:
-        parts = urlsplit(text)
-        host = (parts.hostname or "").rstrip(".")
-    except ValueError:
-        return None
-    if parts.scheme not in ("http", "https"):
-        return None
-    if host != "linkedin.com" and not host.endswith(".linkedin.com"):
-        return None
-    segments = [s for s in parts.path.split("/") if s]
-    if len(segments) < 2 or segments[0].lower() != "in":
-        return None
-    slug = unquote(segments[1]).strip().lower()
-    if not slug or _BAD_SLUG_RE.search(slug):
-        return None
-    return "https://www.linkedin.com/in/" + quote(slug, safe="-_.~")
-
-
 def _collapse(value: str) -> str:
     return " ".join(value.split()).casefold()
 
@@ -735,19 +775,11 @@ def _collapse(value: str) -> str:
 def identity_for(fields: Mapping[str, str]) -> str:
     """The key that says "same person": LinkedIn profile, else email, else name and company.
 
-    ``li:<normalized url>``, else ``email:<lowercased email>``, else
+    ``li:<normalized url>``, else ``email:<case-folded email>``, else
     ``name:<casefolded first last>|<casefolded company>`` (whitespace collapsed). A LinkedIn URL that is
-    not a profile URL is ignored here.
+    not a profile URL is ignored here. The rules live in `core.identity`.
     """
-    linkedin = normalize_linkedin_url(fields.get("linkedin_url", "") or "")
-    if linkedin:
-        return f"li:{linkedin}"
-    email = (fields.get("email", "") or "").strip()
-    if email:
-        return f"email:{email.lower()}"
-    name = _collapse(f"{fields.get('first_name', '') or ''} {fields.get('last_name', '') or ''}")
-    company = _collapse(fields.get("company_name", "") or "")
-    return f"name:{name}|{company}"
+    return primary_identity(fields)
 
 
 _SIZE_NUMBER = r"(\d{1,3}(?:,\d{3})+|\d+(?:\.\d+)?)\s*([km])?"
@@ -804,9 +836,10 @@ _EMAIL_RE = re.compile(r"[^@\s<>(),;:\"\[\]]+@[^@\s<>(),;:\"\[\]]+\.[^@\s<>(),;:
 @dataclass
 class ProspectRow:
     line: int
-    fields: dict[str, str]  # canonical fields with a value; linkedin_url is normalised
+    fields: dict[str, str]  # canonical fields with a value, as written (the LinkedIn URL as the user gave it)
     custom: dict[str, str]  # unmapped columns with a value, keyed by custom_key(header)
-    identity: str
+    identity: str  # the primary identity key (core.identity)
+    keys: list[str] = dataclass_field(default_factory=list)  # every identity key the row gives
 
 
 @dataclass
@@ -852,25 +885,79 @@ def _columns_found(headers: Sequence[str], limit: int = 20) -> str:
     return shown
 
 
-def _resolve_mapping(table: Table, mapping: Mapping[str, str] | None) -> dict[str, str]:
-    chosen = suggest_mapping(table.headers) if mapping is None else dict(mapping)
+def _resolve_mapping(headers: Sequence[str], mapping: Mapping[str, str] | None) -> dict[str, str]:
+    chosen = suggest_mapping(headers) if mapping is None else dict(mapping)
     unknown = sorted(k for k in chosen if k not in CANONICAL_FIELDS)
     if unknown:
         raise ValueError(f"unknown prospect field(s) in mapping: {', '.join(unknown)}")
     resolved = {k: v for k, v in chosen.items() if v}
     for canonical, header in resolved.items():
-        if header not in table.headers:
+        if header not in headers:
             raise UnreadableFile(
                 f'the mapping uses column "{header}" for {canonical}, but the file has no such column; '
-                f"columns found: {_columns_found(table.headers)}"
+                f"columns found: {_columns_found(headers)}"
             )
     missing = [f for f in REQUIRED_FIELDS if f not in resolved]
     if missing:
         raise UnreadableFile(
             f"the file has no column for {' or '.join(missing)}; columns found: "
-            f"{_columns_found(table.headers)}; map one in the mapping step"
+            f"{_columns_found(headers)}; map one in the mapping step"
         )
     return resolved
+
+
+class ProspectParser:
+    """Turns one table record at a time into a prospect row, a row error or an in-file duplicate.
+
+    It remembers the people of earlier rows (a few strings each), so a file can be read as a stream.
+    """
+
+    def __init__(self, headers: Sequence[str], mapping: Mapping[str, str] | None = None) -> None:
+        self.resolved = _resolve_mapping(headers, mapping)
+        index = {header: i for i, header in enumerate(headers)}
+        self.mapped = [(f, index[h]) for f, h in self.resolved.items()]
+        mapped_columns = {i for _, i in self.mapped}
+        self.custom_columns: list[tuple[str, int]] = []
+        used_keys: set[str] = set()
+        for i, header in enumerate(headers):
+            if i in mapped_columns:
+                continue
+            key = base = custom_key(header) or f"column_{i + 1}"
+            suffix = 2
+            while key in used_keys:  # only for names custom_key cannot tell apart ("名前" next to "column_1")
+                key, suffix = f"{base}_{suffix}", suffix + 1
+            used_keys.add(key)
+            self.custom_columns.append((key, i))
+        self.seen = _SeenPeople()
+
+    def parse(self, line: int, cells: Sequence[str]) -> tuple[str, ProspectRow | RowError]:
+        """("row", ProspectRow), ("error", RowError) or ("duplicate", RowError)."""
+        fields = {f: cells[i] for f, i in self.mapped if cells[i]}
+        problems: list[str] = []
+        missing = [f for f in REQUIRED_FIELDS if f not in fields]
+        if missing:
+            columns = ", ".join(f'"{self.resolved[f]}"' for f in missing)
+            verb = "is" if len(missing) == 1 else "are"
+            problems.append(f"{' and '.join(missing)} {verb} empty (column {columns})")
+        email = fields.get("email")
+        if email is not None and not _EMAIL_RE.fullmatch(email):
+            problems.append(f"email {_snippet(email)} is not a valid email address")
+        url = fields.get("linkedin_url")
+        linkedin = linkedin_key(url) if url is not None else None
+        if url is not None and linkedin is None:
+            problems.append(
+                f"linkedin_url {_snippet(url)} is not a LinkedIn profile address (expected linkedin.com/in/...)"
+            )
+        if problems:
+            return "error", RowError(line, "; ".join(problems))
+        mail = email_key(email) if email else None
+        name = name_key(fields.get("first_name"), fields.get("last_name"), fields.get("company_name"))
+        duplicate = self.seen.check(line, linkedin, mail, None if linkedin or mail else name)
+        if duplicate is not None:
+            return "duplicate", RowError(line, duplicate)
+        custom = {key: cells[i] for key, i in self.custom_columns if cells[i]}
+        keys = [k for k in (linkedin, mail, name) if k]
+        return "row", ProspectRow(line=line, fields=fields, custom=custom, identity=keys[0], keys=keys)
 
 
 def parse_prospects(table: Table, mapping: Mapping[str, str] | None = None) -> ProspectParse:
@@ -881,61 +968,23 @@ def parse_prospects(table: Table, mapping: Mapping[str, str] | None = None) -> P
     ``ValueError`` for a mapping key that is not a canonical field. A row is an error when a required
     field is empty, the email is not an address, or the LinkedIn URL is not a profile URL (both feed
     the identity, so a wrong one would defeat duplicate detection). ``company_size`` is kept as written;
-    ``parse_company_size`` reads it.
+    ``parse_company_size`` reads it. Values are kept as written; identity keys are normalised.
     """
-    resolved = _resolve_mapping(table, mapping)
-    index = {header: i for i, header in enumerate(table.headers)}
-    mapped_columns = {index[h] for h in resolved.values()}
-    custom_columns: list[tuple[str, int]] = []
-    used_keys: set[str] = set()
-    for i, header in enumerate(table.headers):
-        if i in mapped_columns:
-            continue
-        key = base = custom_key(header) or f"column_{i + 1}"
-        suffix = 2
-        while key in used_keys:  # only for names custom_key cannot tell apart ("名前" next to "column_1")
-            key, suffix = f"{base}_{suffix}", suffix + 1
-        used_keys.add(key)
-        custom_columns.append((key, i))
-
+    parser = ProspectParser(table.headers, mapping)
     rows: list[ProspectRow] = []
     errors: list[RowError] = list(table.errors)
     duplicates: list[RowError] = []
-    seen = _SeenPeople()
     for line, cells in table.rows:
-        fields = {f: cells[index[h]] for f, h in resolved.items() if cells[index[h]]}
-        problems: list[str] = []
-        missing = [f for f in REQUIRED_FIELDS if f not in fields]
-        if missing:
-            columns = ", ".join(f'"{resolved[f]}"' for f in missing)
-            verb = "is" if len(missing) == 1 else "are"
-            problems.append(f"{' and '.join(missing)} {verb} empty (column {columns})")
-        email = fields.get("email")
-        if email is not None and not _EMAIL_RE.fullmatch(email):
-            problems.append(f"email {_snippet(email)} is not a valid email address")
-        url = fields.get("linkedin_url")
-        if url is not None:
-            normalized = normalize_linkedin_url(url)
-            if normalized is None:
-                problems.append(
-                    f"linkedin_url {_snippet(url)} is not a LinkedIn profile address (expected linkedin.com/in/...)"
-                )
-            else:
-                fields["linkedin_url"] = normalized
-        if problems:
-            errors.append(RowError(line, "; ".join(problems)))
-            continue
-        # Same keys as identity_for, computed once (fields["linkedin_url"] is already normalised).
-        linkedin = fields.get("linkedin_url")
-        email_key = email.lower() if email else None
-        name = None if linkedin or email_key else identity_for(fields)
-        duplicate = seen.check(line, linkedin, email_key, name)
-        if duplicate is not None:
-            duplicates.append(RowError(line, duplicate))
-            continue
-        identity = f"li:{linkedin}" if linkedin else f"email:{email_key}" if email_key else str(name)
-        custom = {key: cells[i] for key, i in custom_columns if cells[i]}
-        rows.append(ProspectRow(line=line, fields=fields, custom=custom, identity=identity))
+        kind, parsed = parser.parse(line, cells)
+        if kind == "row":
+            assert isinstance(parsed, ProspectRow)
+            rows.append(parsed)
+        elif kind == "error":
+            assert isinstance(parsed, RowError)
+            errors.append(parsed)
+        else:
+            assert isinstance(parsed, RowError)
+            duplicates.append(parsed)
     errors.sort(key=lambda e: e.line)
     return ProspectParse(
         rows=rows,

@@ -25,7 +25,7 @@ from core.estimate import estimate
 from core.library import list_templates
 from core.library import steps as step_specs
 from core.prospects import import_prospects
-from core.tabular import CANONICAL_FIELDS, REQUIRED_FIELDS, UnreadableFile, read_table, suggest_mapping
+from core.tabular import CANONICAL_FIELDS, REQUIRED_FIELDS, UnreadableFile, open_table, suggest_mapping
 
 enter()  # the shell and the access gate, whichever address Streamlit started this run at
 
@@ -44,11 +44,12 @@ if upload is not None:
     data = upload.getvalue()
     digest = hashlib.sha256(data).hexdigest()[:16]
     try:
-        table = read_table(data)
+        table = open_table(data)  # read lazily: counting the records never holds the rows in memory
+        records = sum(1 for _ in table.records())
     except UnreadableFile as exc:
         st.error(f"This file cannot be imported: {exc}")
         st.stop()
-    st.text(f"{table.total_records:,} records, {len(table.headers)} columns, encoding {table.encoding}, "
+    st.text(f"{records:,} records, {len(table.headers)} columns, encoding {table.encoding}, "
             f"delimiter {table.delimiter!r}")
     suggested = suggest_mapping(table.headers)
     with st.expander("Column mapping", expanded=any(f not in suggested for f in REQUIRED_FIELDS)):

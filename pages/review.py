@@ -13,7 +13,7 @@ from core.review_queue import (
     approve,
     approve_passed,
     edit,
-    export,
+    export_file,
     queue,
     reject,
 )
@@ -47,14 +47,16 @@ rows = queue(app, QueueFilter(batch_id=batch_id, states=tuple(states), approval=
                               guard_failed=None if guard == "(any)" else guard,
                               min_score=min_score if use_score else None, template=template or None,
                               flagged_only=flagged))
-st.caption(f"{len(rows):,} messages")
+blocked = sum(bool(r.get("do_not_contact")) for r in rows)
+st.caption(f"{len(rows):,} messages" + (f"; {blocked:,} to people on the do-not-contact list (never approved, "
+                                         "never exported)" if blocked else ""))
 if not rows:
     st.info("No message matches these filters.")
 else:
     st.dataframe(rows, hide_index=True, width="stretch",
-                 column_order=["id", "prospect", "company", "state", "approval", "message", "template",
-                               "template_text", "variant", "guards_failed", "review_score", "flagged", "reason",
-                               "cost_usd"])
+                 column_order=["id", "prospect", "company", "do_not_contact", "state", "approval", "message",
+                               "template", "template_text", "variant", "guards_failed", "review_score", "flagged",
+                               "reason", "cost_usd"])
     ids = [r["id"] for r in rows]
     picked = st.multiselect("Messages to act on", ids, key="review_picked")
 
@@ -96,8 +98,9 @@ else:
             st.warning("The edit fails a guard; it cannot be approved until it passes.")
 
 st.subheader("Export approved messages")
+as_csv, as_json = export_file(app, batch_id, "csv"), export_file(app, batch_id, "json")
+(st.warning if as_csv.withheld else st.caption)(as_csv.summary())
 e1, e2 = st.columns(2)
-e1.download_button("Download CSV", export(app, batch_id, "csv"), file_name=f"batch-{batch_id}-approved.csv",
-                   mime="text/csv")
-e2.download_button("Download JSON", export(app, batch_id, "json"), file_name=f"batch-{batch_id}-approved.json",
+e1.download_button("Download CSV", as_csv.data, file_name=f"batch-{batch_id}-approved.csv", mime="text/csv")
+e2.download_button("Download JSON", as_json.data, file_name=f"batch-{batch_id}-approved.json",
                    mime="application/json")
