@@ -73,7 +73,8 @@ def reserve(engine: Engine, amount: Decimal, *, cap: Decimal, task: str = "", no
         return reserve_on(conn, amount, cap=cap, task=task, now=now)
 
 
-def reserve_on(conn: Connection, amount: Decimal, *, cap: Decimal, task: str = "", now: datetime | None = None) -> int:
+def reserve_on(conn: Connection, amount: Decimal, *, cap: Decimal, task: str = "", now: datetime | None = None,
+               owner: str | None = None) -> int:
     """`reserve` inside the caller's write transaction (see `core.commits`)."""
     now = now or utcnow()
     month = month_of(now)
@@ -90,7 +91,7 @@ def reserve_on(conn: Connection, amount: Decimal, *, cap: Decimal, task: str = "
             )
     result = conn.execute(_INSERT_RESERVATION, {
         "month": month, "amount_usd": amount, "task": task, "state": "held", "created_at": now,
-        "expires_at": now + RESERVATION_LEASE})
+        "expires_at": now + RESERVATION_LEASE, "owner": owner})
     return int(result.inserted_primary_key[0])
 
 

@@ -38,6 +38,7 @@ class CallContext:
     prospect_id: int | None = None
     item_id: int | None = None  # a batch item: answers are stored per stage and replayed after a crash
     replay: bool = True  # False for an item's first attempt: nothing can be stored yet, skip the lookup
+    owner: str | None = None  # the batch worker making the call: its holds go back if it dies (core.heartbeat)
 
 
 class Gateway:
@@ -148,7 +149,8 @@ class _LedgerHooks:
         amount = self.gateway.worst_case(self.route, self.prompt_tokens, request.max_tokens)
         now = utcnow()
         cap = self.gateway.cap()
-        rid = await self.gateway.writes(lambda conn: budget.reserve_on(conn, amount, cap=cap, task=self.task, now=now))
+        rid = await self.gateway.writes(lambda conn: budget.reserve_on(conn, amount, cap=cap, task=self.task, now=now,
+                                                                       owner=self.context.owner))
         self.holds[number] = rid
         self.months[number] = month_of(now)
 
