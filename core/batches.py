@@ -315,6 +315,18 @@ def status(app: App, batch_id: int) -> dict[str, Any]:
     }
 
 
+def item_errors(app: App, batch_id: int, limit: int = 50) -> list[dict[str, Any]]:
+    """The batch's items whose last attempt failed (not those skipped on purpose), latest first."""
+    with app.engine.connect() as conn:
+        rows = conn.execute(text(
+            "SELECT id, prospect_id, reply_id, state, attempts, error, updated_at FROM batch_items WHERE batch_id = :b "
+            "AND error <> '' AND error NOT LIKE :skip AND state IN ('failed', 'pending', 'claimed') "
+            "ORDER BY updated_at DESC, id DESC LIMIT :n"), {"b": batch_id, "skip": f"{SKIPPED}%", "n": limit}).all()
+    return [{"item": int(r[0]), "prospect_id": r[1], "reply_id": r[2],
+             "state": "will be retried" if r[3] != "failed" else "failed", "attempts": int(r[4]), "error": str(r[5]),
+             "at": str(r[6])[:19]} for r in rows]
+
+
 def status_label(batch_status: str, errors: int, reason: str = "") -> str:
     """The batch's status as a user reads it: "done with 3 errors", "paused: the provider rejected the key"."""
     if batch_status == BatchStatus.PAUSED_PROVIDER and reason:

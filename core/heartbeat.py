@@ -148,6 +148,7 @@ class WorkerRow:
     items_held: int
     state: str  # alive | silent | stopped (silent: alive in the table, but its beats stopped)
     stopped_at: datetime | None
+    batches: tuple[int, ...] = ()  # the batches whose items it holds
 
     def as_json(self) -> dict[str, Any]:
         return {"worker": self.id, "host": self.host, "pid": self.pid, "state": self.state,
@@ -169,13 +170,18 @@ def list_workers(app: App, now: datetime | None = None, shown_for: timedelta = S
             "(SELECT COUNT(*) FROM batch_items i WHERE i.lease_owner = w.id AND i.state = 'claimed') "
             "FROM workers w WHERE w.last_beat_at >= :since ORDER BY w.last_beat_at DESC"),
             {"since": _naive(now - shown_for)}).all()
+        held_in: dict[str, list[int]] = {}
+        for owner, batch_id in conn.execute(text(
+                "SELECT DISTINCT lease_owner, batch_id FROM batch_items WHERE state = 'claimed' AND lease_owner IS NOT "
+                "NULL ORDER BY batch_id")):
+            held_in.setdefault(str(owner), []).append(int(batch_id))
     silent_before = now - timedelta(seconds=app.settings.worker_silent_s)
     out = []
     for wid, host, pid, started, beat, state, stopped, held in rows:
         last = _aware(beat)
         shown = state if state != WorkerState.ALIVE else ("silent" if last < silent_before else "alive")
         out.append(WorkerRow(str(wid), str(host), int(pid), _aware(started), last, int(held), shown,
-                             _aware(stopped) if stopped is not None else None))
+                             _aware(stopped) if stopped is not None else None, tuple(held_in.get(str(wid), ()))))
     order = {"alive": 0, "silent": 1, "stopped": 2}
     return sorted(out, key=lambda w: order.get(w.state, 3))
 

@@ -72,7 +72,7 @@ def test_a_step_that_ended_without_a_message_can_be_run_again_but_a_written_one_
     start_batch(demo_app, first.id)  # type: ignore[arg-type]
     from core.batches import claim
 
-    failed, written = claim(demo_app, first.id, "w1", 2)  # type: ignore[arg-type]
+    failed, _written = claim(demo_app, first.id, "w1", 2)  # type: ignore[arg-type]
     assert finish(demo_app, failed, "w1", None, "boom", first.id, ids[0], "connection_request")
     with pytest.raises(BatchError, match=f"batch #{first.id}"):
         create_batch(demo_app, [ids[1]])  # type: ignore[arg-type]  # still to do in the first batch
