@@ -156,8 +156,22 @@ def check_template_and_step(app: App, template_name: str | None, step: str) -> N
 
 def _claim_steps(conn: Connection, batch_id: int, prospect_ids: list[int], step: str, now: datetime) -> list[int]:
     """Take the (prospect, step) claims still free for this batch; the prospects it got, in the given order.
-    Claims are inserted in id order, so two batches taking overlapping sets never deadlock on PostgreSQL."""
-    rows = [{"p": p, "s": step, "b": batch_id, "now": now} for p in sorted(prospect_ids)]
+    Claims are inserted in id order, so two batches taking overlapping sets never deadlock on PostgreSQL.
+
+    Items still pending in a cancelled batch give their claim up to the new one (someone cancelled, then ran
+    again, e.g. with another template): they are first marked skipped in that batch, in the statement that
+    locks them, so resuming it later never does them too."""
+    ordered = sorted(prospect_ids)
+    for start in range(0, len(ordered), 500):
+        chunk = ", ".join(str(int(p)) for p in ordered[start:start + 500])
+        moved = conn.execute(text(
+            "UPDATE batch_items SET state = 'failed', error = :e, updated_at = :now WHERE step = :s AND state = "
+            f"'pending' AND prospect_id IN ({chunk}) AND batch_id IN (SELECT id FROM batches WHERE status = "
+            "'cancelled') RETURNING batch_id, prospect_id"),
+            {"e": f"{SKIPPED} moved to batch #{batch_id}", "now": now, "s": step}).all()
+        for old_batch, prospect in moved:
+            conn.execute(_GIVE_UP_STEP, {"p": prospect, "s": step, "b": old_batch})
+    rows = [{"p": p, "s": step, "b": batch_id, "now": now} for p in ordered]
     insert = text("INSERT INTO step_claims (prospect_id, step, batch_id, created_at) VALUES (:p, :s, :b, :now) "
                   "ON CONFLICT (prospect_id, step) DO NOTHING")
     for start in range(0, len(rows), 1000):

@@ -154,3 +154,22 @@ def test_a_call_longer_than_the_lease_is_never_taken_over_and_paid_twice(
     assert paid > 0 and paid == _calls(app), "the calls went over HTTP and each is in the ledger"
     assert retaken == 0, "no item was taken over while its worker was calling"
     assert paid == stored, f"{paid} calls for {stored} answers: some answer was paid for twice"
+
+
+def test_run_again_after_cancel_takes_the_cancelled_items_and_resuming_the_old_batch_never_redoes_them(
+        demo_app: App) -> None:
+    from core.batches import cancel_batch, resume_batch
+
+    ids = [p.id for p in list_prospects(demo_app)][:6]
+    old = create_batch(demo_app, ids)  # type: ignore[arg-type]
+    start_batch(demo_app, old.id)  # type: ignore[arg-type]
+    cancel_batch(demo_app, old.id)  # type: ignore[arg-type]  # wrong template: cancelled before it ran
+    new = create_batch(demo_app, ids, template_name="connection_request_default")  # type: ignore[arg-type]
+    assert new.items_total == 6
+    start_batch(demo_app, new.id)  # type: ignore[arg-type]
+    resume_batch(demo_app, old.id)  # type: ignore[arg-type]
+    run_pending(demo_app, "w1")
+    assert _duplicates(demo_app) == 0
+    assert status(demo_app, new.id)["counts"]["ready"] + status(demo_app, new.id)["counts"]["fallback"] == 6  # type: ignore[arg-type]
+    old_st = status(demo_app, old.id)  # type: ignore[arg-type]
+    assert old_st["status"] == "done" and old_st["counts"]["failed"] == 6 and old_st["errors"] == 0
