@@ -150,7 +150,7 @@ def check_template_and_step(app: App, template_name: str | None, step: str) -> N
     if template is None or template.archived:
         names = [t.name for t in list_templates(app, step)]
         raise BatchError(f"no template named {template_name!r}; templates for {step}: {', '.join(names) or 'none'}")
-    if template.step != step:
+    if template.step not in (step, f"{step}_safe"):  # a step's safe templates may be chosen by hand for it
         raise BatchError(f"template {template_name!r} is for the {template.step} step, not {step}")
 
 
