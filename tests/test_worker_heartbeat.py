@@ -109,8 +109,9 @@ def test_a_silent_worker_is_shown_silent_and_its_items_go_back_at_the_next_beat(
     with demo_app.engine.begin() as conn:  # a worker that announced itself, then beat no more (killed)
         heartbeat.announce_on(conn, "dead:1:aaaaaa", long_ago)
     claim(demo_app, batch.id, "dead:1:aaaaaa", 2)  # type: ignore[arg-type]
-    live = heartbeat.Heartbeat(demo_app, "live:2:bbbbbb")
-    live.start()
+    live = heartbeat.Heartbeat(demo_app, "live:2:bbbbbb")  # beaten by hand below, not by its thread
+    with demo_app.engine.begin() as conn:
+        heartbeat.announce_on(conn, live.worker_id)
     try:
         states = {w.id: w.state for w in heartbeat.list_workers(demo_app)}
         assert states == {"dead:1:aaaaaa": "silent", "live:2:bbbbbb": "alive"}
