@@ -156,8 +156,9 @@ def test_killed_workers_items_and_holds_go_back_in_seconds_not_after_the_lease(
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "Ctrl-C"])
 def test_sigterm_gives_back_claims_and_holds_before_the_worker_exits(
-        settings: Settings, slow_server: tuple[Simulator, SimulatorServer]) -> None:
+        settings: Settings, slow_server: tuple[Simulator, SimulatorServer], sig: signal.Signals) -> None:
     _, srv = slow_server
     app, batch_id = _setup(settings, 40)
     worker = _spawn(settings.database_url, "worker", env=_http_env(srv, BATCH_LEASE_SECONDS="600"))
@@ -165,7 +166,7 @@ def test_sigterm_gives_back_claims_and_holds_before_the_worker_exits(
         [owner] = _wait_for(lambda: _owners(app, batch_id), 90, "the worker to claim items")
         _wait_for(lambda: _scalar(app, "SELECT COUNT(*) FROM reservations WHERE state = 'held'"), 60,
                   "a call in flight (a budget hold)")
-        worker.send_signal(signal.SIGTERM)
+        worker.send_signal(sig)
         _, err = worker.communicate(timeout=60)
     finally:
         if worker.poll() is None:
