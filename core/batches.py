@@ -2,8 +2,16 @@
 
 Lifecycle of a batch: draft (created, estimate shown) -> queued (Run pressed; pressing again changes nothing)
 -> running -> done, or paused_budget (the budget ran out: not an error; resumes when the budget is raised or
-the month rolls), or cancelled. Items move pending -> claimed (lease) -> one final state: ready, fallback,
-needs_data, review_failed or failed.
+the month rolls), or paused_provider (the provider refuses every call: a rejected key, no credits, an outage
+past the retries; resumed by hand once fixed, redoing exactly the items that hit it), or cancelled. Items move
+pending -> claimed (lease) -> one final state: ready, fallback, needs_data, review_failed or failed.
+
+A prospect's sequence step is written at most once, whichever batch, session or process asks: creating an item
+takes the (prospect, step) row of `step_claims` (a primary key, so the database refuses a second one); an item
+that ends without a message (failed, skipped) gives it up so a later batch may try again.
+
+Workers announce themselves and beat (`core.heartbeat`): each beat renews the leases of the items a worker holds,
+so a slow call is never taken over, and gives back the items and budget holds of a worker gone silent.
 
 A worker claims a chunk of items in one statement (SQLite: inside BEGIN IMMEDIATE; PostgreSQL:
 `FOR UPDATE SKIP LOCKED`, so several workers share a batch) and runs the personalization ladder with at most
@@ -11,12 +19,14 @@ the batch's concurrency of model calls on the wire. It writes the message and th
 write fenced on its lease (committed together with other items' writes, see `core.commits`); an item whose
 write fails goes back to pending. Model answers are stored per item and stage with their ledger row (see
 `Gateway.call`), so an item reclaimed after its worker died replays what was already paid for. The same loop
-runs in the console's worker thread and in `python -m core worker`.
+runs in the console's worker thread and in `python -m core worker`; every write it makes goes through the
+batch's group committer.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import socket
@@ -26,26 +36,48 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
+from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import text
 from sqlalchemy.engine import Connection
 from sqlmodel import select
 
-from core import budget
+from core import budget, heartbeat
 from core.app import App
 from core.db import immediate, session_scope
 from core.gateway import CallContext
 from core.library import specs as library_specs
-from core.llm.errors import BudgetExceededError, LLMError
+from core.llm.errors import (
+    AuthError,
+    BudgetExceededError,
+    LLMError,
+    OutOfCreditsError,
+    ProviderUnavailableError,
+    RateLimitedError,
+)
 from core.models import Batch, BatchItem, Message, Prospect, Reply, utcnow
 from core.personalize import Pipeline, Result, options_for
 from core.prospects import prospect_fields
 
 log = logging.getLogger("sam.batches")
 
+class BatchStatus(StrEnum):
+    DRAFT = "draft"
+    QUEUED = "queued"
+    RUNNING = "running"
+    DONE = "done"
+    PAUSED_BUDGET = "paused_budget"
+    PAUSED_PROVIDER = "paused_provider"
+    CANCELLED = "cancelled"
+    FAILED = "failed"
+
+
 FINAL_STATES = ("ready", "fallback", "needs_data", "review_failed", "failed")
 ACTIVE = ("queued", "running")
+PAUSED = (BatchStatus.PAUSED_BUDGET.value, BatchStatus.PAUSED_PROVIDER.value)
+SKIPPED = "skipped:"  # an item error starting so is a decision (a reply, do-not-contact), not a failure
+SHUTDOWN_GRACE_S = 5.0  # on SIGTERM / Ctrl-C, calls in flight get this long to finish before they are dropped
 
 
 class BatchError(ValueError):
@@ -71,26 +103,90 @@ def create_batch(
     kind: str = "personalize",
     reply_ids: Sequence[int] = (),
 ) -> Batch:
-    """A draft batch with one pending item per prospect (or per reply, for kind='classify')."""
+    """A draft batch with one pending item per prospect (or per reply, for kind='classify').
+
+    Each prospect's (prospect, step) claim is taken in the same transaction: a prospect already in another
+    batch for this step (still to do, or its message written) is left out, and a batch left with nothing
+    raises BatchError naming the batch that has them. Two people pressing Run on one upload, or two
+    `batch run` of one file at once, so make one batch's worth of calls.
+    """
     concurrency = concurrency or app.settings.worker_concurrency
     if not 1 <= concurrency <= 256:
         raise BatchError("concurrency must be between 1 and 256")
     ids = list(dict.fromkeys(reply_ids if kind == "classify" else prospect_ids))
     if not ids:
         raise BatchError("nothing to run: the batch would have no items")
+    if kind != "classify":
+        check_template_and_step(app, template_name, step)
     now = utcnow()
-    with session_scope(app.engine) as s:
-        batch = Batch(name=name or f"{kind} {now:%Y-%m-%d %H:%M}", status="draft", kind=kind, step=step,
-                      template_name=template_name, concurrency=concurrency, items_total=len(ids), created_at=now)
-        s.add(batch)
-        s.flush()
-        assert batch.id is not None
-        rows = [{"batch_id": batch.id, "prospect_id": None if kind == "classify" else i,
+    naive = now.replace(tzinfo=None)
+    with immediate(app.engine) as conn:
+        batch_id = int(conn.execute(Batch.__table__.insert().values(  # type: ignore[attr-defined]
+            name=name or f"{kind} {now:%Y-%m-%d %H:%M}", status="draft", kind=kind, step=step,
+            template_name=template_name, concurrency=concurrency, items_total=0, options={}, error="",
+            created_at=now)).inserted_primary_key[0])
+        if kind != "classify":
+            ids = _claim_steps(conn, batch_id, ids, step, naive)
+        rows = [{"batch_id": batch_id, "prospect_id": None if kind == "classify" else i,
                  "reply_id": i if kind == "classify" else None, "step": step, "state": "pending", "attempts": 0,
                  "error": "", "updated_at": now} for i in ids]
         for start in range(0, len(rows), 1000):
-            s.execute(BatchItem.__table__.insert(), rows[start:start + 1000])  # type: ignore[attr-defined]
-        return batch
+            conn.execute(BatchItem.__table__.insert(), rows[start:start + 1000])  # type: ignore[attr-defined]
+        conn.execute(text("UPDATE batches SET items_total = :n WHERE id = :b"), {"n": len(rows), "b": batch_id})
+    return get_batch(app, batch_id)
+
+
+def check_template_and_step(app: App, template_name: str | None, step: str) -> None:
+    """Refuse, before anything runs, a step or a hand-picked template that would fail every item."""
+    from core.library import get_template, list_templates
+    from core.library import steps as step_specs
+
+    known = step_specs(app.settings.data_dir)
+    if step not in known:
+        raise BatchError(f"unknown step {step!r}; steps: {', '.join(known)}")
+    if not template_name:
+        return
+    template = get_template(app, template_name)
+    if template is None or template.archived:
+        names = [t.name for t in list_templates(app, step)]
+        raise BatchError(f"no template named {template_name!r}; templates for {step}: {', '.join(names) or 'none'}")
+    if template.step not in (step, f"{step}_safe"):  # a step's safe templates may be chosen by hand for it
+        raise BatchError(f"template {template_name!r} is for the {template.step} step, not {step}")
+
+
+def _claim_steps(conn: Connection, batch_id: int, prospect_ids: list[int], step: str, now: datetime) -> list[int]:
+    """Take the (prospect, step) claims still free for this batch; the prospects it got, in the given order.
+    Claims are inserted in id order, so two batches taking overlapping sets never deadlock on PostgreSQL.
+
+    Items still pending in a cancelled batch give their claim up to the new one (someone cancelled, then ran
+    again, e.g. with another template): they are first marked skipped in that batch, in the statement that
+    locks them, so resuming it later never does them too."""
+    ordered = sorted(prospect_ids)
+    for start in range(0, len(ordered), 500):
+        chunk = ", ".join(str(int(p)) for p in ordered[start:start + 500])
+        moved = conn.execute(text(
+            "UPDATE batch_items SET state = 'failed', error = :e, updated_at = :now WHERE step = :s AND state = "
+            f"'pending' AND prospect_id IN ({chunk}) AND batch_id IN (SELECT id FROM batches WHERE status = "
+            "'cancelled') RETURNING batch_id, prospect_id"),
+            {"e": f"{SKIPPED} moved to batch #{batch_id}", "now": now, "s": step}).all()
+        for old_batch, prospect in moved:
+            conn.execute(_GIVE_UP_STEP, {"p": prospect, "s": step, "b": old_batch})
+    rows = [{"p": p, "s": step, "b": batch_id, "now": now} for p in ordered]
+    insert = text("INSERT INTO step_claims (prospect_id, step, batch_id, created_at) VALUES (:p, :s, :b, :now) "
+                  "ON CONFLICT (prospect_id, step) DO NOTHING")
+    for start in range(0, len(rows), 1000):
+        conn.execute(insert, rows[start:start + 1000])
+    mine = {int(r[0]) for r in conn.execute(text("SELECT prospect_id FROM step_claims WHERE batch_id = :b AND "
+                                                 "step = :s"), {"b": batch_id, "s": step})}
+    if not mine:
+        others = [int(r[0]) for r in conn.execute(text(
+            "SELECT DISTINCT c.batch_id FROM step_claims c WHERE c.step = :s AND c.prospect_id IN "
+            f"({', '.join(str(int(p)) for p in prospect_ids[:500])}) ORDER BY c.batch_id DESC LIMIT 3"),
+            {"s": step})]
+        shown = ", ".join(f"#{b}" for b in others)
+        raise BatchError(f"nothing to run: every one of these prospects is already in batch {shown} for the "
+                         f"{step} step (follow or resume that batch; a prospect is never written twice)")
+    return [p for p in prospect_ids if p in mine]
 
 
 def unsent_prospects(app: App, prospect_ids: Sequence[int], step: str) -> list[int]:
@@ -167,7 +263,7 @@ def resume_batch(app: App, batch_id: int) -> bool:
         raise BatchError(f"batch {batch_id} is already done")
     if batch.status in ACTIVE:
         return False
-    return _set_status(app, batch_id, "queued", ("draft", "paused_budget", "cancelled", "failed"), error="")
+    return _set_status(app, batch_id, "queued", ("draft", *PAUSED, "cancelled", "failed"), error="")
 
 
 def list_batches(app: App, limit: int = 100) -> list[Batch]:
@@ -194,6 +290,11 @@ def status(app: App, batch_id: int) -> dict[str, Any]:
         first_last = conn.execute(text(
             "SELECT MIN(updated_at), MAX(updated_at) FROM batch_items WHERE batch_id = :b AND state IN "
             "('ready', 'fallback', 'needs_data', 'review_failed', 'failed')"), {"b": batch_id}).one()
+        erred = ("FROM batch_items WHERE batch_id = :b AND error <> '' AND error NOT LIKE :skip AND state IN "
+                 "('failed', 'pending', 'claimed')")
+        errors = conn.execute(text(f"SELECT COUNT(*) {erred}"), {"b": batch_id, "skip": f"{SKIPPED}%"}).scalar()
+        last_error = conn.execute(text(f"SELECT error {erred} ORDER BY updated_at DESC, id DESC LIMIT 1"),
+                                  {"b": batch_id, "skip": f"{SKIPPED}%"}).scalar()
     from core.models import from_nanos, money_str
 
     rate = eta = None
@@ -220,8 +321,36 @@ def status(app: App, batch_id: int) -> dict[str, Any]:
         "rate_per_s": rate,
         "eta_s": eta,
         "error": batch.error,
+        "errors": int(errors or 0),
+        "last_error": str(last_error or ""),
+        "label": status_label(batch.status, int(errors or 0), batch.error),
         "created_at": batch.created_at.isoformat(),
     }
+
+
+def item_errors(app: App, batch_id: int, limit: int = 50) -> list[dict[str, Any]]:
+    """The batch's items whose last attempt failed (not those skipped on purpose), latest first."""
+    with app.engine.connect() as conn:
+        rows = conn.execute(text(
+            "SELECT id, prospect_id, reply_id, state, attempts, error, updated_at FROM batch_items WHERE batch_id = :b "
+            "AND error <> '' AND error NOT LIKE :skip AND state IN ('failed', 'pending', 'claimed') "
+            "ORDER BY updated_at DESC, id DESC LIMIT :n"), {"b": batch_id, "skip": f"{SKIPPED}%", "n": limit}).all()
+    return [{"item": int(r[0]), "prospect_id": r[1], "reply_id": r[2],
+             "state": "will be retried" if r[3] != "failed" else "failed", "attempts": int(r[4]), "error": str(r[5]),
+             "at": str(r[6])[:19]} for r in rows]
+
+
+def status_label(batch_status: str, errors: int, reason: str = "") -> str:
+    """The batch's status as a user reads it: "done with 3 errors", "paused: the provider rejected the key"."""
+    if batch_status == BatchStatus.PAUSED_PROVIDER and reason:
+        label = reason.split(";")[0]
+    elif batch_status == BatchStatus.PAUSED_BUDGET:
+        label = "paused: the budget ran out"
+    else:
+        label = batch_status
+    if errors:
+        label += f" with {errors} error{'s' if errors != 1 else ''}"
+    return label
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -229,20 +358,27 @@ def status(app: App, batch_id: int) -> dict[str, Any]:
 # ---------------------------------------------------------------------------------------------------------
 
 def claim(app: App, batch_id: int, worker_id: str, limit: int, now: datetime | None = None) -> list[int]:
-    """Claim up to `limit` pending (or lease-expired) items of a batch for this worker, atomically."""
+    """Claim up to `limit` pending (or lease-expired, or silent-worker) items of a batch for this worker."""
     with immediate(app.engine) as conn:
-        return claim_on(conn, app.settings.batch_lease_s, batch_id, worker_id, limit, now)
+        return claim_on(conn, app.settings.batch_lease_s, batch_id, worker_id, limit, now,
+                        silent_s=app.settings.worker_silent_s)
 
 
 def claim_on(conn: Connection, lease_s: float, batch_id: int, worker_id: str, limit: int,
-             now: datetime | None = None) -> list[int]:
-    """`claim` inside the caller's write transaction (see `core.commits`)."""
+             now: datetime | None = None, *, silent_s: float | None = None) -> list[int]:
+    """`claim` inside the caller's write transaction (see `core.commits`). With `silent_s`, items held by a
+    worker that stopped, or has not beaten for that long, are taken over at once, not after their lease."""
     now = now or utcnow()
-    params = {"b": batch_id, "w": worker_id, "exp": (now + timedelta(seconds=lease_s)).replace(tzinfo=None),
-              "now": now.replace(tzinfo=None), "n": limit}
+    params: dict[str, Any] = {"b": batch_id, "w": worker_id, "n": limit, "now": now.replace(tzinfo=None),
+                              "exp": (now + timedelta(seconds=lease_s)).replace(tzinfo=None)}
+    gone = ""
+    if silent_s is not None:
+        params["silent"] = (now - timedelta(seconds=silent_s)).replace(tzinfo=None)
+        gone = (" OR lease_owner IN (SELECT id FROM workers WHERE state = 'stopped' OR "
+                "(state = 'alive' AND last_beat_at < :silent))")
     # An expired lease of this same worker is not taken back: the item is still queued or in flight here.
     pick = ("SELECT id FROM batch_items WHERE batch_id = :b AND (state = 'pending' OR "
-            "(state = 'claimed' AND lease_expires_at < :now AND lease_owner <> :w)) ORDER BY id LIMIT :n")
+            f"(state = 'claimed' AND lease_owner <> :w AND (lease_expires_at < :now{gone}))) ORDER BY id LIMIT :n")
     if conn.dialect.name != "sqlite":
         pick += " FOR UPDATE SKIP LOCKED"
     sql = (f"UPDATE batch_items SET state = 'claimed', lease_owner = :w, lease_expires_at = :exp, "
@@ -253,12 +389,15 @@ def claim_on(conn: Connection, lease_s: float, batch_id: int, worker_id: str, li
 def renew_lease(app: App, item_id: int, worker_id: str) -> bool:
     """Extend this worker's lease as it starts on an item; False when the lease was lost (another worker took
     the item over), in which case nothing is called or paid for."""
-    now = utcnow()
     with immediate(app.engine) as conn:
-        return conn.execute(text(
-            "UPDATE batch_items SET lease_expires_at = :exp WHERE id = :i AND lease_owner = :w AND state = 'claimed'"),
-            {"exp": (now + timedelta(seconds=app.settings.batch_lease_s)).replace(tzinfo=None), "i": item_id,
-             "w": worker_id}).rowcount == 1
+        return renew_lease_on(conn, app.settings.batch_lease_s, item_id, worker_id)
+
+
+def renew_lease_on(conn: Connection, lease_s: float, item_id: int, worker_id: str) -> bool:
+    exp = (utcnow() + timedelta(seconds=lease_s)).replace(tzinfo=None)
+    return conn.execute(text(
+        "UPDATE batch_items SET lease_expires_at = :exp WHERE id = :i AND lease_owner = :w AND state = 'claimed'"),
+        {"exp": exp, "i": item_id, "w": worker_id}).rowcount == 1
 
 
 def release_claims(app: App, item_ids: Sequence[int], worker_id: str) -> None:
@@ -266,28 +405,44 @@ def release_claims(app: App, item_ids: Sequence[int], worker_id: str) -> None:
     if not item_ids:
         return
     with immediate(app.engine) as conn:
-        for item_id in item_ids:
-            conn.execute(text("UPDATE batch_items SET state = 'pending', lease_owner = NULL, lease_expires_at = NULL "
-                              "WHERE id = :i AND lease_owner = :w AND state = 'claimed'"),
-                         {"i": item_id, "w": worker_id})
+        release_claims_on(conn, item_ids, worker_id)
+
+
+def release_claims_on(conn: Connection, item_ids: Sequence[int], worker_id: str) -> int:
+    released = 0
+    for start in range(0, len(item_ids), 500):
+        chunk = ", ".join(str(int(i)) for i in item_ids[start:start + 500])
+        released += conn.execute(text(
+            "UPDATE batch_items SET state = 'pending', lease_owner = NULL, lease_expires_at = NULL "
+            f"WHERE id IN ({chunk}) AND lease_owner = :w AND state = 'claimed'"), {"w": worker_id}).rowcount
+    return released
+
+
+def record_item_error_on(conn: Connection, item_id: int, worker_id: str, error: str) -> None:
+    """Keep the last error of an attempt on its item (it stays claimed, then goes back to pending), so the
+    batch's status counts it instead of it living only in the logs."""
+    conn.execute(text("UPDATE batch_items SET error = :e, updated_at = :now WHERE id = :i AND lease_owner = :w"),
+                 {"e": error[:1000], "now": utcnow().replace(tzinfo=None), "i": item_id, "w": worker_id})
 
 
 # Built once: every item ends with these.
 _FINISH_ITEM = text("UPDATE batch_items SET state = :st, error = :e, lease_owner = NULL, lease_expires_at = NULL, "
                     "updated_at = :now WHERE id = :i AND lease_owner = :w AND state = 'claimed'")
 _INSERT_MESSAGE = Message.__table__.insert()  # type: ignore[attr-defined]
+_GIVE_UP_STEP = text("DELETE FROM step_claims WHERE prospect_id = :p AND step = :s AND batch_id = :b")
 
 
 def finish(app: App, item_id: int, worker_id: str, result: Result | None, error: str = "",
-           batch_id: int | None = None, prospect_id: int | None = None) -> bool:
+           batch_id: int | None = None, prospect_id: int | None = None, step: str | None = None) -> bool:
     """Write the message and the item's final state together; False if this worker lost the lease."""
     with immediate(app.engine) as conn:
-        return finish_on(conn, item_id, worker_id, result, error, batch_id, prospect_id)
+        return finish_on(conn, item_id, worker_id, result, error, batch_id, prospect_id, step)
 
 
 def finish_on(conn: Connection, item_id: int, worker_id: str, result: Result | None, error: str = "",
-              batch_id: int | None = None, prospect_id: int | None = None) -> bool:
-    """`finish` inside the caller's write transaction (see `core.commits`)."""
+              batch_id: int | None = None, prospect_id: int | None = None, step: str | None = None) -> bool:
+    """`finish` inside the caller's write transaction (see `core.commits`). An item that ends without a
+    message (`result` None) gives up its (prospect, `step`) claim."""
     now = utcnow()
     state = result.state if result is not None else "failed"
     updated = conn.execute(_FINISH_ITEM, {
@@ -295,7 +450,10 @@ def finish_on(conn: Connection, item_id: int, worker_id: str, result: Result | N
         "i": item_id, "w": worker_id}).rowcount
     if updated != 1:
         return False
-    if result is not None:
+    if result is None:  # no message: the prospect's step is free for a later batch
+        if prospect_id is not None and batch_id is not None and step is not None:
+            conn.execute(_GIVE_UP_STEP, {"p": prospect_id, "s": step, "b": batch_id})
+    else:
         conn.execute(_INSERT_MESSAGE, {
             "prospect_id": prospect_id, "batch_item_id": item_id, "batch_id": batch_id, "step": result.step,
             "template_name": result.template, "variant": result.variant, "text": result.message, "state": state,
@@ -306,12 +464,77 @@ def finish_on(conn: Connection, item_id: int, worker_id: str, result: Result | N
     return True
 
 
+def _finish_batch_if_complete_on(conn: Connection, batch_id: int) -> bool:
+    left = conn.execute(text("SELECT COUNT(*) FROM batch_items WHERE batch_id = :b AND state IN "
+                             "('pending', 'claimed')"), {"b": batch_id}).scalar()
+    if left:
+        return False
+    return _set_status_on(conn, batch_id, "done", ACTIVE, finished_at=utcnow())
+
+
 def _finish_batch_if_complete(app: App, batch_id: int) -> None:
-    with app.engine.connect() as conn:
-        left = conn.execute(text("SELECT COUNT(*) FROM batch_items WHERE batch_id = :b AND state IN "
-                                 "('pending', 'claimed')"), {"b": batch_id}).scalar()
-    if not left:
-        _set_status(app, batch_id, "done", ("queued", "running"), finished_at=utcnow())
+    with immediate(app.engine) as conn:
+        _finish_batch_if_complete_on(conn, batch_id)
+
+
+def _set_status_on(conn: Connection, batch_id: int, new: str, allowed_from: Sequence[str], **extra: Any) -> bool:
+    """`_set_status` inside the caller's write transaction (the batch's group committer)."""
+    sets = ", ".join(["status = :new", *[f"{k} = :{k}" for k in extra]])
+    params: dict[str, Any] = {"new": new, "id": batch_id, **{k: (v.replace(tzinfo=None) if isinstance(v, datetime)
+                                                                else v) for k, v in extra.items()}}
+    marks = ", ".join(f":f{i}" for i in range(len(allowed_from)))
+    params.update({f"f{i}": v for i, v in enumerate(allowed_from)})
+    return conn.execute(text(f"UPDATE batches SET {sets} WHERE id = :id AND status IN ({marks})"),
+                        params).rowcount == 1
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Provider failures that are not the prospect's fault
+# ---------------------------------------------------------------------------------------------------------
+
+class ProviderHalt(Exception):  # not an LLMError on purpose: the pipeline must not turn it into a fallback
+    """The provider refuses every call (a rejected key, no credits, an outage past the retries): the batch
+    pauses with `reason` and the item goes back, instead of every item being burned into a fallback."""
+
+    def __init__(self, reason: str, cause: LLMError) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.cause = cause
+
+
+def provider_halt_reason(exc: BaseException) -> str:
+    """The pause reason for an error that no other prospect would escape, or "" for one of this prospect."""
+    if isinstance(exc, AuthError):
+        return "the provider rejected the key"
+    if isinstance(exc, OutOfCreditsError):
+        return "the provider account is out of credits"
+    if isinstance(exc, ProviderUnavailableError):
+        return "the provider is unavailable (the outage outlasted the retries)"
+    if isinstance(exc, RateLimitedError):
+        return "the provider kept refusing calls as rate-limited past the retries"
+    return ""
+
+
+class _ProviderFence:
+    """The gateway as the pipeline sees it in a batch: a provider-wide failure raises ProviderHalt, which the
+    pipeline does not catch (it falls back only on LLMError and its own errors)."""
+
+    def __init__(self, gw: Any) -> None:
+        self._gw = gw
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._gw, name)
+
+    async def call(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return await self._gw.call(*args, **kwargs)
+        except BudgetExceededError:
+            raise
+        except LLMError as exc:
+            reason = provider_halt_reason(exc)
+            if reason:
+                raise ProviderHalt(reason, exc) from exc
+            raise
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -322,7 +545,8 @@ def _finish_batch_if_complete(app: App, batch_id: int) -> None:
 class RunReport:
     batch_id: int
     processed: int
-    outcome: str  # done | paused_budget | cancelled | idle | stopped
+    outcome: str  # done | paused_budget | paused_provider | cancelled | idle | stopped | running (items elsewhere)
+    errors: int = 0
 
 
 Progress = Callable[[int], None]
@@ -330,85 +554,148 @@ Progress = Callable[[int], None]
 
 async def work_batch(app: App, batch_id: int, worker_id: str, *, stop: threading.Event | None = None,
                      progress: Progress | None = None) -> RunReport:
-    """Process a batch's items until none are left, the budget runs out, it is cancelled, or `stop` is set."""
+    """Process a batch's items until none are left, the budget runs out, the provider refuses every call, it
+    is cancelled, or `stop` is set (then the items this worker holds go back within SHUTDOWN_GRACE_S)."""
     batch = get_batch(app, batch_id)
     if batch.status not in ACTIVE:
         return RunReport(batch_id, 0, "idle")
-    _set_status(app, batch_id, "running", ("queued",))
+    with heartbeat.running(app, worker_id) as beat:
+        return await _work(app, batch, worker_id, beat, stop, progress)
+
+
+async def _work(app: App, batch: Batch, worker_id: str, beat: heartbeat.Heartbeat, stop: threading.Event | None,
+                progress: Progress | None) -> RunReport:
+    batch_id = int(batch.id)  # type: ignore[arg-type]
     log.info("batch started", extra={"fields": {"batch_id": batch_id, "worker": worker_id, "items": batch.items_total,
                                                 "concurrency": batch.concurrency}})
-    processed = 0
+    processed = errors = 0
     budget_hit = asyncio.Event()
+    halted: list[ProviderHalt] = []
+    def stopping() -> bool:
+        return stop is not None and stop.is_set()
+
+    def quitting() -> bool:
+        return budget_hit.is_set() or bool(halted) or stopping()
+
     # The batch's concurrency is the number of model calls on the wire at once (the client's slots); twice as
     # many items are worked on, so that a slot never waits while an item writes its reservation or its result.
     workers = 2 * batch.concurrency
     async with app.gateway(max_in_flight=batch.concurrency) as gw:
-        pipeline = Pipeline(gw, library_specs(app), app.settings.data_dir, app.summaries)
-        queue: asyncio.Queue[int] = asyncio.Queue(maxsize=workers)
-        claimed: set[int] = set()
-        prepared: dict[int, _Prepared] = {}
+        writes = gw.writes
+        with beat.through(writes):
+            await writes(lambda conn: _set_status_on(conn, batch_id, "running", ("queued",)))
+            pipeline = Pipeline(_ProviderFence(gw), library_specs(app), app.settings.data_dir, app.summaries)
+            queue: asyncio.Queue[int] = asyncio.Queue(maxsize=workers)
+            claimed: set[int] = set()
+            prepared: dict[int, _Prepared] = {}
+            lease_s, silent_s = app.settings.batch_lease_s, app.settings.worker_silent_s
 
-        async def feeder() -> None:
-            while not budget_hit.is_set() and not (stop and stop.is_set()):
-                room = queue.maxsize - queue.qsize()
-                if room < queue.maxsize // 2:  # claim in chunks of at least half the queue, not item by item
-                    await asyncio.sleep(0.01)
-                    continue
-                current = await asyncio.to_thread(get_batch, app, batch_id)
-                if current.status not in ACTIVE:  # cancelled (or paused) from the page or another process
-                    break
-                ids = await gw.writes(
-                    lambda conn, n=room: claim_on(conn, app.settings.batch_lease_s, batch_id, worker_id, n))
-                if not ids:
-                    break
-                claimed.update(ids)
-                prepared.update(await asyncio.to_thread(_prepare, app, batch, ids))
-                for item_id in ids:
-                    await queue.put(item_id)
-
-        async def runner() -> None:
-            nonlocal processed
-            while True:
-                item_id = await queue.get()
-                try:
-                    if budget_hit.is_set() or (stop and stop.is_set()):
+            async def feeder() -> None:
+                while not quitting():
+                    room = queue.maxsize - queue.qsize()
+                    if room < queue.maxsize // 2:  # claim in chunks of at least half the queue, not item by item
+                        await asyncio.sleep(0.01)
                         continue
-                    try:
-                        if await _process(app, pipeline, batch, prepared.pop(item_id), worker_id):
-                            processed += 1
-                            if progress:
-                                progress(processed)
-                        claimed.discard(item_id)
-                    except BudgetExceededError:
-                        budget_hit.set()
-                    except Exception as exc:  # e.g. a failed commit: the item goes back to pending, the run goes on
-                        log.error("batch item failed", extra={"fields": {
-                            "batch_id": batch_id, "item_id": item_id, "error": f"{type(exc).__name__}: {exc}"[:300]}})
-                finally:
-                    queue.task_done()
+                    current = await asyncio.to_thread(get_batch, app, batch_id)
+                    if current.status not in ACTIVE:  # cancelled (or paused) from the page or another process
+                        break
+                    ids = await writes(lambda conn, n=room: claim_on(conn, lease_s, batch_id, worker_id, n,
+                                                                     silent_s=silent_s))
+                    if not ids:
+                        break
+                    claimed.update(ids)
+                    prepared.update(await _prepare(app, writes, batch, ids))
+                    for item_id in ids:
+                        await queue.put(item_id)
 
-        runners = [asyncio.create_task(runner()) for _ in range(workers)]
-        try:
-            await feeder()
-            await queue.join()
-        finally:
-            for task in runners:
-                task.cancel()
-            await asyncio.gather(*runners, return_exceptions=True)
-            await asyncio.to_thread(release_claims, app, sorted(claimed), worker_id)
-    if budget_hit.is_set():
-        _pause_for_budget(app, batch_id)
+            async def runner() -> None:
+                nonlocal processed, errors
+                while True:
+                    item_id = await queue.get()
+                    try:
+                        if quitting():
+                            continue
+                        try:
+                            if await _process(app, pipeline, batch, prepared.pop(item_id), worker_id):
+                                processed += 1
+                                if progress:
+                                    progress(processed)
+                            claimed.discard(item_id)
+                        except BudgetExceededError:
+                            budget_hit.set()
+                        except ProviderHalt as halt:  # the item goes back with the others; the batch pauses
+                            halted.append(halt)
+                        except Exception as exc:  # e.g. a failed commit: the item goes back to pending, the run goes on
+                            errors += 1
+                            error = f"{type(exc).__name__}: {exc}"[:300]
+                            log.error("batch item failed", extra={"fields": {
+                                "batch_id": batch_id, "item_id": item_id, "error": error}})
+                            with contextlib.suppress(Exception):  # the database may be what failed
+                                await writes(lambda conn, i=item_id, e=error:
+                                             record_item_error_on(conn, i, worker_id, e))
+                    finally:
+                        queue.task_done()
+
+            runners = [asyncio.create_task(runner()) for _ in range(workers)]
+            try:
+                await feeder()
+                await _drain(queue, stopping)
+            finally:
+                for task in runners:
+                    task.cancel()
+                await asyncio.gather(*runners, return_exceptions=True)
+                if claimed:
+                    await writes(lambda conn: release_claims_on(conn, sorted(claimed), worker_id))
+            outcome = await writes(lambda conn: _conclude_on(conn, batch_id, budget_hit.is_set(), halted, stopping()))
+    if outcome == BatchStatus.PAUSED_BUDGET:
+        _note_budget_pause(app, batch_id)
         log.warning("batch paused: budget", extra={"fields": {"batch_id": batch_id, "processed": processed}})
-        return RunReport(batch_id, processed, "paused_budget")
-    if stop and stop.is_set():
-        return RunReport(batch_id, processed, "stopped")
-    current = get_batch(app, batch_id)
-    if current.status == "cancelled":
-        return RunReport(batch_id, processed, "cancelled")
-    _finish_batch_if_complete(app, batch_id)
-    final = get_batch(app, batch_id).status
-    log.info("batch pass ended", extra={"fields": {"batch_id": batch_id, "processed": processed, "status": final}})
-    return RunReport(batch_id, processed, final)
+    elif outcome == BatchStatus.PAUSED_PROVIDER:
+        log.warning("batch paused: provider", extra={"fields": {"batch_id": batch_id, "processed": processed,
+                                                                "reason": halted[0].reason}})
+    else:
+        log.info("batch pass ended", extra={"fields": {"batch_id": batch_id, "processed": processed,
+                                                       "status": outcome}})
+    return RunReport(batch_id, processed, outcome, errors)
+
+
+async def _drain(queue: asyncio.Queue[int], stopping: Callable[[], bool]) -> None:
+    """Wait for the items in hand to finish; once stopping, give calls in flight SHUTDOWN_GRACE_S at most."""
+    join = asyncio.ensure_future(queue.join())
+    loop = asyncio.get_running_loop()
+    deadline: float | None = None
+    try:
+        while not join.done():
+            await asyncio.wait({join}, timeout=0.1)
+            if stopping():
+                deadline = deadline if deadline is not None else loop.time() + SHUTDOWN_GRACE_S
+                if loop.time() >= deadline:
+                    return
+    finally:
+        join.cancel()
+
+
+def _conclude_on(conn: Connection, batch_id: int, budget_hit: bool, halted: list[ProviderHalt],
+                 stopped: bool) -> str:
+    """The batch's status once this worker's pass ends (after its claims went back)."""
+    if budget_hit:
+        if _set_status_on(conn, batch_id, "paused_budget", ACTIVE, error=(
+                "paused: the monthly budget cannot cover the next call; raise it on the Spend page or wait for the "
+                "month to roll")):
+            return BatchStatus.PAUSED_BUDGET
+    elif halted:
+        first = halted[0]
+        detail = f"HTTP {first.cause.status}" if first.cause.status else first.cause.kind
+        _set_status_on(conn, batch_id, "paused_provider", ACTIVE, error=(
+            f"paused: {first.reason} ({detail}); fix it, then resume the batch: the {len(halted)} item"
+            f"{'s' if len(halted) != 1 else ''} it stopped are redone"))
+        return BatchStatus.PAUSED_PROVIDER
+    if stopped:
+        return "stopped"
+    current = conn.execute(text("SELECT status FROM batches WHERE id = :b"), {"b": batch_id}).scalar()
+    if current in ACTIVE and _finish_batch_if_complete_on(conn, batch_id):
+        return BatchStatus.DONE
+    return str(current)
 
 
 @dataclass
@@ -422,35 +709,49 @@ class _Prepared:
     budget_level: str
 
 
-def _prepare(app: App, batch: Batch, item_ids: Sequence[int]) -> dict[int, _Prepared]:
+async def _prepare(app: App, writes: Any, batch: Batch, item_ids: Sequence[int]) -> dict[int, _Prepared]:
+    read = await asyncio.to_thread(_read_chunk, app, batch, item_ids)
+    items, prospects, halted, plan, level = read
+    assigned: dict[int, tuple[str, str]] = {}
+    if plan is not None:  # new experiment assignments go through the committer, like every write of the worker
+        from core.experiments import store_assignments_on
+
+        assigned = await writes(lambda conn: store_assignments_on(conn, plan)) if plan.rows else plan.known
+    if batch.kind == "classify":
+        return {i.id: _Prepared(i, None, False, None, "") for i in items if i.id is not None}
+    return {i.id: _Prepared(i, prospects.get(i.prospect_id), i.prospect_id in halted,  # type: ignore[arg-type]
+                            assigned.get(i.prospect_id), level)  # type: ignore[arg-type]
+            for i in items if i.id is not None}
+
+
+def _read_chunk(app: App, batch: Batch, item_ids: Sequence[int]) -> tuple[Any, ...]:
     with session_scope(app.engine) as s:
         items = list(s.exec(select(BatchItem).where(BatchItem.id.in_(item_ids))).all())  # type: ignore[union-attr]
         prospect_ids = [i.prospect_id for i in items if i.prospect_id is not None]
         prospects = {p.id: p for p in s.exec(select(Prospect).where(Prospect.id.in_(prospect_ids))).all()}  # type: ignore[union-attr]
     if batch.kind == "classify":
-        return {i.id: _Prepared(i, None, False, None, "") for i in items if i.id is not None}
+        return items, {}, set(), None, ""
     halted = _maybe_halted(app, prospect_ids)
-    assigned = _assignments(app, prospect_ids, batch.step)
-    level = app.budget_state().level
-    return {i.id: _Prepared(i, prospects.get(i.prospect_id), i.prospect_id in halted,  # type: ignore[arg-type]
-                            assigned.get(i.prospect_id), level)  # type: ignore[arg-type]
-            for i in items if i.id is not None}
+    return items, prospects, halted, _assignment_plan(app, prospect_ids, batch.step), app.budget_state().level
 
 
 async def _process(app: App, pipeline: Pipeline, batch: Batch, prep: _Prepared, worker_id: str) -> bool:
     item, prospect = prep.item, prep.prospect
     item_id = int(item.id)  # type: ignore[arg-type]
     prospect_id = prospect.id if prospect is not None else None
+    writes = pipeline.gw.writes
 
     async def done(result: Result | None, error: str = "") -> bool:
-        return await pipeline.gw.writes(
-            lambda conn: finish_on(conn, item_id, worker_id, result, error, batch.id, prospect_id))
+        return await writes(lambda conn: finish_on(conn, item_id, worker_id, result, error, batch.id, prospect_id,
+                                                   item.step))
 
     # Renewing the lease fences out a worker that lost it (its items were taken over): no call, no payment.
-    # A lease with more than half its time left cannot have been taken over yet, so it needs no renewal.
-    half = timedelta(seconds=app.settings.batch_lease_s / 2)
+    # A lease with more than half its time left cannot have been taken over yet, so it needs no renewal (the
+    # heartbeat renews every held item while it waits or its calls are in flight).
+    lease_s = app.settings.batch_lease_s
+    half = timedelta(seconds=lease_s / 2)
     fresh = item.lease_expires_at is not None and item.lease_expires_at - utcnow() > half
-    if not fresh and not await asyncio.to_thread(renew_lease, app, item_id, worker_id):
+    if not fresh and not await writes(lambda conn: renew_lease_on(conn, lease_s, item_id, worker_id)):
         return False
     replay = item.attempts > 1  # only a reclaimed item can have stored answers to replay
     if batch.kind == "classify":
@@ -458,18 +759,18 @@ async def _process(app: App, pipeline: Pipeline, batch: Batch, prep: _Prepared, 
 
         try:
             await classify_and_route(app, pipeline.gw, item.reply_id,  # type: ignore[arg-type]
-                                     CallContext(batch_id=batch.id, item_id=item_id, replay=replay))
-        except BudgetExceededError:
+                                     CallContext(batch_id=batch.id, item_id=item_id, replay=replay, owner=worker_id))
+        except (BudgetExceededError, ProviderHalt):
             raise
         except (LLMError, ValueError, LookupError) as exc:
             return await done(None, f"classification failed: {exc}")
-        return await pipeline.gw.writes(lambda conn: _finish_classified_on(conn, item_id, worker_id))
+        return await writes(lambda conn: _finish_classified_on(conn, item_id, worker_id))
     if prospect is None:
         return await done(None, "the prospect no longer exists")
     halt = await asyncio.to_thread(_halt_reason, app, prospect.id) if prep.halted else ""
     if halt:
         return await done(None, halt)
-    context = CallContext(batch_id=batch.id, prospect_id=prospect.id, item_id=item_id, replay=replay)
+    context = CallContext(batch_id=batch.id, prospect_id=prospect.id, item_id=item_id, replay=replay, owner=worker_id)
     assigned = prep.assigned
     try:
         options = options_for(app, step=item.step, template_name=None if assigned else batch.template_name,
@@ -477,7 +778,7 @@ async def _process(app: App, pipeline: Pipeline, batch: Batch, prep: _Prepared, 
         result = await pipeline.run(prospect_fields(prospect), options, context)
         if assigned:
             result.variant = assigned[1]
-    except BudgetExceededError:
+    except (BudgetExceededError, ProviderHalt):
         raise
     except (LLMError, LookupError, ValueError) as exc:
         return await done(None, f"{type(exc).__name__}: {exc}")
@@ -501,15 +802,17 @@ def _halt_reason(app: App, prospect_id: int | None) -> str:
     return f"skipped: out of office; the sequence is paused until {until.isoformat()}" if until else ""
 
 
-def _assignments(app: App, prospect_ids: Sequence[int], step: str) -> dict[int, tuple[str, str]]:
-    """Experiment arms for a chunk of prospects on this step (empty, in one query, when none runs)."""
+def _assignment_plan(app: App, prospect_ids: Sequence[int], step: str) -> Any:
+    """Experiment arms for a chunk of prospects on this step, read only (None, in one query, when none runs);
+    the new assignments are written by the caller through its committer."""
     if not prospect_ids:
-        return {}
+        return None
     try:
-        from core.experiments import assigned_templates
+        from core.experiments import plan_assignments
     except ImportError:
-        return {}
-    return assigned_templates(app, prospect_ids, step)
+        return None
+    plan = plan_assignments(app, prospect_ids, step)
+    return plan if plan.known or plan.rows else None
 
 
 def _finish_classified_on(conn: Connection, item_id: int, worker_id: str) -> bool:
@@ -517,16 +820,14 @@ def _finish_classified_on(conn: Connection, item_id: int, worker_id: str) -> boo
                                        "w": worker_id}).rowcount == 1
 
 
-def _pause_for_budget(app: App, batch_id: int) -> None:
+def _note_budget_pause(app: App, batch_id: int) -> None:
+    """Remember the month and cap a batch paused at, so it resumes by itself once either changes."""
     state = app.budget_state()
-    if _set_status(app, batch_id, "paused_budget", ACTIVE,
-                   error="paused: the monthly budget cannot cover the next call; raise it on the Spend page or "
-                         "wait for the month to roll"):
-        with session_scope(app.engine) as s:
-            batch = s.get(Batch, batch_id)
-            assert batch is not None
-            batch.options = {**batch.options, "paused_at": {"month": state.month, "cap_usd": str(state.cap_usd)}}
-            s.add(batch)
+    with session_scope(app.engine) as s:
+        batch = s.get(Batch, batch_id)
+        assert batch is not None
+        batch.options = {**batch.options, "paused_at": {"month": state.month, "cap_usd": str(state.cap_usd)}}
+        s.add(batch)
 
 
 def _budget_allows(app: App, batch: Batch) -> bool:
@@ -555,11 +856,14 @@ def runnable_batches(app: App) -> list[int]:
 
 def run_pending(app: App, worker_id: str, *, stop: threading.Event | None = None,
                 progress: Progress | None = None) -> list[RunReport]:
-    """One pass of the worker: sweep expired reservations, then work every runnable batch."""
+    """One pass of the worker: sweep expired reservations, give back what silent workers held, then work every
+    runnable batch."""
     budget.sweep(app.engine)
     reports = []
-    for batch_id in runnable_batches(app):
-        if stop and stop.is_set():
-            break
-        reports.append(asyncio.run(work_batch(app, batch_id, worker_id, stop=stop, progress=progress)))
+    with heartbeat.running(app, worker_id):
+        heartbeat.reap(app, spare=worker_id)
+        for batch_id in runnable_batches(app):
+            if stop and stop.is_set():
+                break
+            reports.append(asyncio.run(work_batch(app, batch_id, worker_id, stop=stop, progress=progress)))
     return reports

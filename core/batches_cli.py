@@ -7,8 +7,9 @@ import asyncio
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from core import cli
 from core.cli import CLIError, emit
@@ -32,50 +33,154 @@ def cmd_import(args: argparse.Namespace) -> None:
 
 
 class ProgressBar:
-    """A progress line on stderr (the JSON result stays alone on stdout)."""
+    """A progress line on stderr (the JSON result stays alone on stdout).
 
-    def __init__(self, total: int) -> None:
+    On a terminal the line is redrawn in place; elsewhere (a log file, CI) a full line is written at most once
+    a second, and once more at the end. The rate counts only this run's items, and is shown once a second
+    has passed, so a resume never starts with the items done before it nor a rate from a near-zero time.
+    """
+
+    MIN_RATE_S = 1.0  # no rate before this much time
+    TTY_EVERY_S = 0.1
+    LOG_EVERY_S = 1.0
+
+    def __init__(self, total: int, *, stream: TextIO | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.total = max(total, 1)
-        self.started = time.monotonic()
+        self.stream = stream or sys.stderr
+        self.clock = clock
+        self.started = clock()
         self.lock = threading.Lock()
+        self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
+        self.first: int | None = None  # items already done when the bar started
+        self.last_shown = -float("inf")
+        self.last_done: int | None = None
+        self.shown_done: int | None = None
+
+    def rate(self, done: int, now: float) -> float | None:
+        elapsed = now - self.started
+        if elapsed < self.MIN_RATE_S or self.first is None:
+            return None
+        return (done - self.first) / elapsed
+
+    def line(self, done: int, now: float) -> str:
+        width = 30
+        filled = int(width * min(done, self.total) / self.total)
+        rate = self.rate(done, now)
+        shown = f"{rate:6.1f}/s" if rate is not None else "     —/s"
+        return f"[{'#' * filled}{'.' * (width - filled)}] {done}/{self.total} {shown}"
 
     def __call__(self, done: int) -> None:
         with self.lock:
-            elapsed = time.monotonic() - self.started
-            rate = done / elapsed if elapsed > 0 else 0.0
-            width = 30
-            filled = int(width * min(done, self.total) / self.total)
-            sys.stderr.write(f"\r[{'#' * filled}{'.' * (width - filled)}] {done}/{self.total} "
-                             f"{rate:6.1f}/s")
-            sys.stderr.flush()
+            now = self.clock()
+            if self.first is None:
+                self.first = done
+            self.last_done = done
+            every = self.TTY_EVERY_S if self.tty else self.LOG_EVERY_S
+            if now - self.last_shown < every and done < self.total:
+                return
+            self._write(done, now)
+
+    def _write(self, done: int, now: float) -> None:
+        self.last_shown = now
+        self.shown_done = done
+        self.stream.write(("\r" if self.tty else "") + self.line(done, now) + ("" if self.tty else "\n"))
+        self.stream.flush()
+
+    def note(self, text: str) -> None:
+        """A line of its own (e.g. what the run waits for), the bar redrawn after it on a terminal."""
+        with self.lock:
+            self.stream.write(("\n" if self.tty else "") + text + "\n")
+            if self.tty and self.last_done is not None:
+                self._write(self.last_done, self.clock())
+            self.stream.flush()
 
     def close(self) -> None:
-        sys.stderr.write("\n")
-        sys.stderr.flush()
+        with self.lock:
+            if self.last_done is not None and self.last_done != self.shown_done:
+                self._write(self.last_done, self.clock())
+            if self.tty:
+                self.stream.write("\n")
+            self.stream.flush()
 
 
 def _run_foreground(batch_id: int) -> dict[str, Any]:
-    from core.batches import get_batch, new_worker_id, status, work_batch
+    """Work the batch here until it is finished (or paused, or cancelled): items that live workers hold are
+    waited for, saying which worker has them; items of dead or silent workers are taken back."""
+    from core import heartbeat
+    from core.batches import ACTIVE, get_batch, new_worker_id, status, work_batch
+    from core.worker import stop_on_signals
 
     app = cli.app()
     batch = get_batch(app, batch_id)
-    already = status(app, batch_id)["done"]
+    worker_id = new_worker_id()
+    stop = threading.Event()
     bar = ProgressBar(batch.items_total)
+    already = status(app, batch_id)["done"]
     bar(already)
+    said = ""
     try:
-        asyncio.run(work_batch(app, batch_id, new_worker_id(), progress=lambda n: bar(already + n)))
+        with stop_on_signals(stop), heartbeat.running(app, worker_id) as beat:
+            while not stop.is_set():
+                asyncio.run(work_batch(app, batch_id, worker_id, stop=stop,
+                                       progress=lambda n, base=already: bar(base + n)))
+                already = status(app, batch_id)["done"]
+                heartbeat.reap(app, spare=worker_id)
+                st = status(app, batch_id)
+                if st["status"] not in ACTIVE or stop.is_set():
+                    break
+                if st["counts"]["pending"]:
+                    continue  # given back meanwhile (a silent worker's, or a failed write's): work them
+                holders = heartbeat.holders(app, batch_id)
+                if not holders:
+                    continue  # nothing held and nothing pending: the next pass marks it done
+                waiting = "; ".join(_holder_text(row, owner, n) for row, owner, n in holders)
+                if waiting != said:
+                    bar.note(f"waiting: {waiting}")
+                    said = waiting
+                stop.wait(max(0.2, beat.interval))
     finally:
         bar.close()
+    if stop.is_set():
+        raise KeyboardInterrupt
     return _summary(batch_id)
+
+
+def _holder_text(row: Any, owner: str, items: int) -> str:
+    from core.models import utcnow
+
+    if row is None:
+        return f"{items} items are held by {owner}, which never announced itself; they go back when its lease ends"
+    ago = (utcnow() - row.last_beat_at).total_seconds()
+    return (f"worker {row.host} pid {row.pid} ({row.state}, last beat {ago:.0f} s ago) holds {items} item"
+            f"{'s' if items != 1 else ''}")
 
 
 def _summary(batch_id: int) -> dict[str, Any]:
     from core.batches import status
 
     st = status(cli.app(), batch_id)
-    return {"batch_id": st["batch_id"], "status": st["status"], "items": st["items"],
+    return {"batch_id": st["batch_id"], "status": st["status"], "label": st["label"], "items": st["items"],
             "counts": {k: v for k, v in st["counts"].items() if v}, "cost_usd": st["cost_usd"],
-            "input_tokens": st["input_tokens"], "output_tokens": st["output_tokens"], "error": st["error"]}
+            "input_tokens": st["input_tokens"], "output_tokens": st["output_tokens"], "error": st["error"],
+            "errors": st["errors"], "last_error": st["last_error"]}
+
+
+def _finish(result: dict[str, Any], as_json: bool) -> None:
+    """Print the result; a batch that did not finish (paused, cancelled) exits 3 with the reason on stderr."""
+    emit(result, as_json)
+    if result["status"] != "done":
+        print(f"error: batch {result['batch_id']} is {result['label']}" + (f": {result['error']}" if result["error"]
+                                                                             and result["error"] not in result["label"]
+                                                                             else ""), file=sys.stderr)
+        raise SystemExit(3)
+
+
+def _check_run_inputs(args: argparse.Namespace) -> None:
+    """Refuse a run that would fail every item (an unknown template or step) before importing anything."""
+    from core.batches import check_template_and_step
+
+    check_template_and_step(cli.app(), args.template, args.step)
 
 
 def cmd_batch_run(args: argparse.Namespace) -> None:
@@ -83,7 +188,9 @@ def cmd_batch_run(args: argparse.Namespace) -> None:
     from core.prospects import import_prospects
 
     app = cli.app()
-    report = import_prospects(app, _read(args.file))
+    data = _read(args.file)
+    _check_run_inputs(args)
+    report = import_prospects(app, data)
     ids = unsent_prospects(app, report.prospect_ids + report.existing_ids, args.step)
     if not ids:
         raise CLIError(f"nothing to run: {report.rows} rows, {report.accepted} new, {report.duplicates} duplicates, "
@@ -95,7 +202,7 @@ def cmd_batch_run(args: argparse.Namespace) -> None:
     start_batch(app, batch.id)
     result = _run_foreground(batch.id)
     result["import"] = report.as_json()
-    emit(result, args.json)
+    _finish(result, args.json)
 
 
 def cmd_batch_resume(args: argparse.Namespace) -> None:
@@ -105,7 +212,7 @@ def cmd_batch_resume(args: argparse.Namespace) -> None:
     resume_batch(app, args.id)
     if get_batch(app, args.id).status not in ("queued", "running"):
         raise CLIError(f"batch {args.id} cannot be resumed (status {get_batch(app, args.id).status})")
-    emit(_run_foreground(args.id), args.json)
+    _finish(_run_foreground(args.id), args.json)
 
 
 def cmd_batch_status(args: argparse.Namespace) -> None:

@@ -204,7 +204,8 @@ def _refusal(month: str, amount: Decimal, row: Any, own: int = 0) -> BudgetExcee
     )
 
 
-def reserve_on(conn: Connection, amount: Decimal, *, cap: Decimal, task: str = "", now: datetime | None = None) -> int:
+def reserve_on(conn: Connection, amount: Decimal, *, cap: Decimal, task: str = "", now: datetime | None = None,
+               owner: str | None = None) -> int:
     """`reserve` inside the caller's write transaction (see `core.commits`)."""
     now = now or utcnow()
     month = month_of(now)
@@ -215,7 +216,7 @@ def reserve_on(conn: Connection, amount: Decimal, *, cap: Decimal, task: str = "
             raise _refusal(month, amount, conn.execute(_TOTALS, {"m": month}).one())
     result = conn.execute(_INSERT_RESERVATION, {
         "month": month, "amount_usd": amount, "task": task, "state": "held", "created_at": now,
-        "expires_at": now + RESERVATION_LEASE})
+        "expires_at": now + RESERVATION_LEASE, "owner": owner})
     return int(result.inserted_primary_key[0])
 
 

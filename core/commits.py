@@ -12,6 +12,9 @@ after the commit, so nobody acts on a write that was not stored. If the transact
 timeout, a deadlock victim on PostgreSQL) and was rolled back whole, it is run once more; otherwise, or if it
 fails again, every write of it gets the error.
 
+Threads without an event loop (the worker's heartbeat) hand their writes to the same committer with
+`submit`, so a process has one writer while a batch runs, never a second transaction racing it for the lock.
+
 A write is a function of the connection that touches nothing else, since it may run more than once (earlier
 runs rolled back), and lets database errors propagate (one swallowed on PostgreSQL leaves the transaction
 aborted, failing the whole group).
@@ -20,6 +23,7 @@ aborted, failing the whole group).
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import logging
 import queue
@@ -43,9 +47,10 @@ MAX_WRITES = 256  # per transaction: bounds how long one transaction holds the w
 class _Pending:
     __slots__ = ("future", "loop", "write")
 
-    def __init__(self, write: Write[Any], loop: asyncio.AbstractEventLoop, future: asyncio.Future[Any]) -> None:
+    def __init__(self, write: Write[Any], loop: asyncio.AbstractEventLoop | None,
+                 future: asyncio.Future[Any] | concurrent.futures.Future[Any]) -> None:
         self.write = write
-        self.loop = loop
+        self.loop = loop  # None for a thread's write (`submit`): its future is thread-safe
         self.future = future
 
 
@@ -69,14 +74,27 @@ class GroupCommitter:
         """Run `write(conn)` in a transaction shared with other writes; returns its result once committed."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
+        self._put(_Pending(write, loop, future))
+        return await future
+
+    def submit(self, write: Write[T]) -> concurrent.futures.Future[T]:
+        """`write` from any thread, event loop or not: a future that resolves once it is committed."""
+        future: concurrent.futures.Future[T] = concurrent.futures.Future()
+        self._put(_Pending(write, None, future))
+        return future
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def _put(self, pending: _Pending) -> None:
         with self._lock:
             if self._closed:
                 raise RuntimeError("the committer is closed")
             if self._thread is None or not self._thread.is_alive():
                 self._thread = threading.Thread(target=self._run, name="group-commit", daemon=True)
                 self._thread.start()
-            self._queue.put(_Pending(write, loop, future))
-        return await future
+            self._queue.put(pending)
 
     async def aclose(self) -> None:
         """Commit what was submitted, then stop the thread."""
@@ -131,8 +149,14 @@ class GroupCommitter:
         self.transactions += 1
         self.writes += len(group)
         by_loop: dict[asyncio.AbstractEventLoop, list[Outcome]] = {}
+        threads: list[Outcome] = []
         for outcome in outcomes:
-            by_loop.setdefault(outcome[0].loop, []).append(outcome)
+            loop = outcome[0].loop
+            if loop is None:
+                threads.append(outcome)
+            else:
+                by_loop.setdefault(loop, []).append(outcome)
+        _deliver(threads)
         for loop, delivered in by_loop.items():
             with contextlib.suppress(RuntimeError):  # that loop has closed: its callers are gone
                 loop.call_soon_threadsafe(_deliver, delivered)

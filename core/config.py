@@ -38,6 +38,7 @@ class Settings:
     worker_concurrency: int = 16
     simulator_latency_ms: int = 0
     batch_lease_s: int = 120
+    worker_silent_s: float = 15.0
     data_dir: Path = DATA_DIR
     openrouter_api_key: str | None = field(default=None, repr=False)
     llm_api_key: str | None = field(default=None, repr=False)
@@ -78,6 +79,7 @@ class Settings:
             {"variable": "WORKER_CONCURRENCY", "value": str(self.worker_concurrency)},
             {"variable": "SIMULATOR_LATENCY_MS", "value": str(self.simulator_latency_ms)},
             {"variable": "BATCH_LEASE_SECONDS", "value": str(self.batch_lease_s)},
+            {"variable": "WORKER_SILENT_SECONDS", "value": f"{self.worker_silent_s:g}"},
         ]
 
 
@@ -173,6 +175,8 @@ def load_settings(
             "SIMULATOR_LATENCY_MS", source.get("SIMULATOR_LATENCY_MS", "0"), minimum=0, maximum=60_000
         ),
         batch_lease_s=_int("BATCH_LEASE_SECONDS", source.get("BATCH_LEASE_SECONDS", "120"), minimum=1, maximum=86_400),
+        worker_silent_s=float(_decimal("WORKER_SILENT_SECONDS", source.get("WORKER_SILENT_SECONDS", "15"),
+                                       minimum=Decimal("0.5"), maximum=Decimal(3600))),
         data_dir=data_dir,
         openrouter_api_key=key,
         llm_api_key=source.get("LLM_API_KEY"),

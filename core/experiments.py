@@ -31,7 +31,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Integer, cast, func
+from sqlalchemy import Integer, bindparam, cast, func, text
+from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
@@ -39,7 +40,7 @@ from core import identity as idm
 from core.app import App
 from core.db import session_scope
 from core.library import steps, to_spec
-from core.models import Assignment, Experiment, ExperimentArm, Outcome, Prospect, Template, utcnow
+from core.models import Assignment, Experiment, ExperimentArm, Outcome, Prospect, Template, UTCDateTime, utcnow
 from core.tabular import read_table
 from core.templates import TemplateSpec, select_template
 
@@ -264,27 +265,39 @@ def _library(s: Session, step: str) -> list[TemplateSpec]:
                                        .order_by(Template.name))]
 
 
-def _assign_in(s: Session, prospect_ids: Sequence[int], step: str) -> dict[int, tuple[str, str]]:
+@dataclass
+class AssignmentPlan:
+    """Assignments for a chunk of prospects, worked out by reading only: the stored ones and the arms of the
+    rest (`rows`, still to be written, by `store_assignments_on` or by `_assign_in`'s session)."""
+
+    known: dict[int, tuple[str, str]] = field(default_factory=dict)  # prospect id -> (template, arm)
+    rows: list[dict[str, Any]] = field(default_factory=list)  # assignments rows to insert
+    names: dict[int, tuple[str, str]] = field(default_factory=dict)  # arm id -> (template, arm)
+
+
+def _plan_in(s: Session, prospect_ids: Sequence[int], step: str) -> AssignmentPlan:
+    plan = AssignmentPlan()
     running = s.exec(select(Experiment).where(Experiment.step == step, Experiment.status == "running")
                      .order_by(col(Experiment.id))).all()
     if not running:
-        return {}
+        return plan
     exp_ids = [int(e.id) for e in running if e.id is not None]
     arms = {eid: _arms(s, eid) for eid in exp_ids}
-    names = {int(a.id or 0): (t.name, a.name) for rows in arms.values() for a, t in rows}
-    out: dict[int, tuple[str, str]] = {}
+    plan.names = {int(a.id or 0): (t.name, a.name) for rows in arms.values() for a, t in rows}
+    out = plan.known
     for i in range(0, len(prospect_ids), CHUNK):
         chunk = prospect_ids[i:i + CHUNK]
         for pid, arm_id in s.exec(select(Assignment.prospect_id, Assignment.arm_id)
                                   .where(col(Assignment.experiment_id).in_(exp_ids),
                                          col(Assignment.prospect_id).in_(chunk))):
-            out[int(pid)] = names[int(arm_id)]
+            out[int(pid)] = plan.names[int(arm_id)]
     todo = [pid for pid in prospect_ids if pid not in out]
     # A prospect enters the experiment whose control the selection rules would give it.
     by_control = {arms[eid][0][1].name: eid for eid in exp_ids if arms[eid]}
     library = _library(s, step)
     found: set[int] = set(out)
     do_not_contact = idm.suppressed_prospects(s, todo) if todo else {}
+    now = utcnow()
     for i in range(0, len(todo), CHUNK):
         for prospect in s.exec(select(Prospect).where(col(Prospect.id).in_(todo[i:i + CHUNK]))):
             assert prospect.id is not None
@@ -299,12 +312,53 @@ def _assign_in(s: Session, prospect_ids: Sequence[int], step: str) -> dict[int, 
             index = bucket(eid, prospect.identity, stratum_of(prospect.sender_account), [a.weight for a, _ in choices])
             arm, tpl = choices[index]
             assert arm.id is not None
-            s.add(Assignment(experiment_id=eid, prospect_id=prospect.id, arm_id=arm.id))
+            plan.rows.append({"experiment_id": eid, "prospect_id": prospect.id, "arm_id": arm.id, "assigned_at": now})
             out[prospect.id] = (tpl.name, arm.name)
     missing = [pid for pid in prospect_ids if pid not in found]
     if missing:
         shown = ", ".join(str(pid) for pid in missing[:10]) + (" …" if len(missing) > 10 else "")
         raise LookupError(f"no prospect with id {shown}")
+    return plan
+
+
+def _assign_in(s: Session, prospect_ids: Sequence[int], step: str) -> dict[int, tuple[str, str]]:
+    plan = _plan_in(s, prospect_ids, step)
+    for row in plan.rows:
+        s.add(Assignment(**row))
+    return plan.known
+
+
+def plan_assignments(app: App, prospect_ids: Iterable[int], step: str) -> AssignmentPlan:
+    """`assigned_templates` without writing: reads only, so a batch worker can hand the new rows to its group
+    committer (`store_assignments_on`) instead of opening a second write transaction beside it."""
+    ids = list(dict.fromkeys(int(pid) for pid in prospect_ids))
+    with session_scope(app.engine) as s:
+        return _plan_in(s, ids, step)
+
+
+_INSERT_ASSIGNMENT = text(
+    "INSERT INTO assignments (experiment_id, prospect_id, arm_id, assigned_at) "
+    "VALUES (:experiment_id, :prospect_id, :arm_id, :assigned_at) ON CONFLICT (experiment_id, prospect_id) DO NOTHING"
+).bindparams(bindparam("assigned_at", type_=UTCDateTime()))
+
+
+def store_assignments_on(conn: Connection, plan: AssignmentPlan) -> dict[int, tuple[str, str]]:
+    """Write a plan's new assignments inside the caller's transaction (see `core.commits`); one another worker
+    stored first wins. Returns prospect id -> (template, arm) as stored, for every prospect of the plan."""
+    out = dict(plan.known)
+    if not plan.rows:
+        return out
+    conn.execute(_INSERT_ASSIGNMENT, plan.rows)
+    by_exp: dict[int, list[int]] = {}
+    for row in plan.rows:
+        by_exp.setdefault(int(row["experiment_id"]), []).append(int(row["prospect_id"]))
+    for eid, pids in by_exp.items():
+        for i in range(0, len(pids), CHUNK):
+            stored = conn.execute(select(Assignment.prospect_id, Assignment.arm_id).where(  # type: ignore[call-overload]
+                Assignment.experiment_id == eid, col(Assignment.prospect_id).in_(pids[i:i + CHUNK])))
+            for pid, arm_id in stored:
+                if int(arm_id) in plan.names:
+                    out[int(pid)] = plan.names[int(arm_id)]
     return out
 
 
@@ -838,6 +892,7 @@ def stop_experiment(app: App, experiment_id: int, decided_by: str, reason: str =
 
 __all__ = [
     "METRICS",
+    "AssignmentPlan",
     "OutcomeImportError",
     "OutcomeImportReport",
     "Plan",
@@ -851,9 +906,11 @@ __all__ = [
     "import_outcomes",
     "list_experiments",
     "plan",
+    "plan_assignments",
     "promote",
     "promotion_blocker",
     "record_reply_outcome",
     "record_send",
     "stop_experiment",
+    "store_assignments_on",
 ]

@@ -53,6 +53,7 @@ class CallContext:
     prospect_id: int | None = None
     item_id: int | None = None  # a batch item: answers are stored per stage and replayed after a crash
     replay: bool = True  # False for an item's first attempt: nothing can be stored yet, skip the lookup
+    owner: str | None = None  # the batch worker making the call: its holds go back if it dies (core.heartbeat)
 
 
 class Gateway:
@@ -88,13 +89,14 @@ class Gateway:
         except UnknownModelPrice:
             return None
 
-    async def reserve(self, amount: Decimal, task: str, wait_s: float) -> tuple[int, str]:
+    async def reserve(self, amount: Decimal, task: str, wait_s: float,
+                      owner: str | None = None) -> tuple[int, str]:
         """Hold `amount`; while it does not fit only because of holds in flight, wait up to `wait_s` for them to
         settle. Returns (reservation id, month)."""
         now, cap = utcnow(), self.cap()
 
         def hold(conn: Connection) -> int:
-            return budget.reserve_on(conn, amount, cap=cap, task=task, now=now)
+            return budget.reserve_on(conn, amount, cap=cap, task=task, now=now, owner=owner)
 
         return await self._with_room(hold, wait_s), month_of(now)
 
@@ -236,7 +238,7 @@ class _LedgerHooks:
 
     async def hold(self, number: int, request: ChatRequest, wait_s: float) -> None:
         amount = self.gateway.worst_case(self.route, self.prompt_tokens, request.max_tokens)
-        rid, month = await self.gateway.reserve(amount, self.task, wait_s)
+        rid, month = await self.gateway.reserve(amount, self.task, wait_s, self.context.owner)
         self.holds[number] = (rid, amount)
         self.months[number] = month
 

@@ -116,12 +116,36 @@ def _m005_people_identities(conn: Connection) -> None:
             stored[fixed] = (reason, created)
 
 
+def _m006_batches_workers(conn: Connection) -> None:
+    """Worker rows and heartbeats, the owner of each budget hold, and one claim per prospect and step."""
+    models.Worker.__table__.create(conn, checkfirst=True)  # type: ignore[attr-defined]
+    models.StepClaim.__table__.create(conn, checkfirst=True)  # type: ignore[attr-defined]
+    if "owner" not in {c["name"] for c in inspect(conn).get_columns("reservations")}:
+        conn.execute(text("ALTER TABLE reservations ADD COLUMN owner VARCHAR"))
+        conn.execute(text("CREATE INDEX IF NOT EXISTS ix_reservations_owner ON reservations (owner)"))
+    conn.execute(text("CREATE INDEX IF NOT EXISTS ix_batch_items_lease_owner ON batch_items (lease_owner)"))
+    # Existing work claims its steps: messages already written, then items still to do (oldest batch first).
+    # Duplicates that earlier versions let through keep the first claim.
+    now = models.utcnow().replace(tzinfo=None)
+    conn.execute(text(
+        "INSERT INTO step_claims (prospect_id, step, batch_id, created_at) "
+        "SELECT prospect_id, step, MIN(batch_id), :now FROM messages "
+        "WHERE prospect_id IS NOT NULL AND batch_id IS NOT NULL GROUP BY prospect_id, step "
+        "ON CONFLICT DO NOTHING"), {"now": now})
+    conn.execute(text(
+        "INSERT INTO step_claims (prospect_id, step, batch_id, created_at) "
+        "SELECT prospect_id, step, MIN(batch_id), :now FROM batch_items "
+        "WHERE prospect_id IS NOT NULL AND state IN ('pending', 'claimed') GROUP BY prospect_id, step "
+        "ON CONFLICT DO NOTHING"), {"now": now})
+
+
 MIGRATIONS: list[tuple[str, Callable[[Connection], None]]] = [
     ("001_initial", _m001_initial),
     ("002_stage_results", _m002_stage_results),
     ("003_ledger_indexes", _m003_ledger_indexes),
     ("004_money", _m004_money),
     ("005_people_identities", _m005_people_identities),
+    ("006_batches_workers", _m006_batches_workers),
 ]
 
 

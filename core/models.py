@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from decimal import ROUND_HALF_EVEN, Decimal
+from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import JSON, BigInteger, Column, DateTime, Index, TypeDecorator, UniqueConstraint, event
@@ -244,6 +245,7 @@ class BatchItem(SQLModel, table=True):
     __table_args__ = (
         UniqueConstraint("batch_id", "prospect_id", "step"),
         Index("ix_batch_items_batch_state", "batch_id", "state"),
+        Index("ix_batch_items_lease_owner", "lease_owner"),
     )
     id: int | None = Field(default=None, primary_key=True)
     batch_id: int = Field(foreign_key="batches.id")
@@ -350,6 +352,7 @@ class Reservation(SQLModel, table=True):
     state: str = Field(default="held", index=True)  # held | settled | swept
     created_at: datetime = time_field()
     expires_at: datetime = time_field()
+    owner: str | None = Field(default=None, index=True)  # the worker whose call holds it (released if it dies)
 
 
 class StageResult(SQLModel, table=True):
@@ -404,4 +407,40 @@ class Scenario(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     name: str = Field(unique=True)
     payload: dict[str, Any] = json_field()
+    created_at: datetime = time_field()
+
+
+class WorkerState(StrEnum):
+    """A worker row's stored state; "silent" is not stored: it is an alive row whose last beat is too old."""
+
+    ALIVE = "alive"
+    STOPPED = "stopped"
+
+
+class Worker(SQLModel, table=True):
+    """One row per batch worker (a console thread, `python -m core worker`, a foreground `batch run`): it
+    beats every few seconds, so the items and holds of one that falls silent go back at once."""
+
+    __tablename__ = "workers"
+    id: str = Field(primary_key=True)  # host:pid:random, the lease owner written on its items and holds
+    host: str = ""
+    pid: int = 0
+    started_at: datetime = time_field()
+    last_beat_at: datetime = time_field(index=True)
+    items_held: int = 0
+    state: str = Field(default=WorkerState.ALIVE, index=True)
+    stopped_at: datetime | None = time_field(nullable=True)
+
+
+class StepClaim(SQLModel, table=True):
+    """At most one batch item per prospect and sequence step, whichever batch, session or process made it.
+
+    Taken in the transaction that creates the item; kept once the item wrote a message (that prospect's step
+    is done), given up when the item ends without one (failed: a later batch may try again).
+    """
+
+    __tablename__ = "step_claims"
+    prospect_id: int = Field(foreign_key="prospects.id", primary_key=True)
+    step: str = Field(primary_key=True)
+    batch_id: int = Field(foreign_key="batches.id", index=True)
     created_at: datetime = time_field()

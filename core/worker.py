@@ -1,18 +1,25 @@
 """The background worker: one loop shared by the console's thread and `python -m core worker`.
 
 The supervisor keeps a strong reference to its thread, never calls Streamlit, and records how its last
-pass ended (batches processed, or the error), which the console shows. Stopping sets an event; items in
-flight are released back to pending so another worker (or a restart) picks them up.
+pass ended (batches processed, or the error), which the console shows. Every worker announces itself and
+beats (`core.heartbeat`) for as long as it runs. Stopping (the console shutting down, SIGTERM or Ctrl-C for
+the process) sets an event: no new item is started, calls in flight get a few seconds, and everything the
+worker still holds (items and budget holds) goes back before it exits, its row saying "stopped".
 """
 
 from __future__ import annotations
 
 import logging
+import signal
 import threading
 import time
 import traceback
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from types import FrameType
 
+from core import heartbeat
 from core.app import App
 from core.batches import RunReport, new_worker_id, run_pending
 from core.llm.tokens import warm_up
@@ -58,36 +65,61 @@ class WorkerSupervisor:
         self.state.alive = True
         try:
             warm_up()
-            while not self.stop_event.is_set():
-                try:
-                    reports = run_pending(self.app, self.state.worker_id, stop=self.stop_event)
-                    self.state.passes += 1
-                    if reports:
-                        self.state.last_reports = reports
-                        self.state.last_error = ""
-                except Exception as exc:  # keep serving: record, log without data, retry after a pause
-                    self.state.last_error = f"{type(exc).__name__}: {exc}"
-                    log.error("worker pass failed: %s\n%s", self.state.last_error, traceback.format_exc(limit=3))
-                    self.stop_event.wait(5)
-                self.stop_event.wait(self.poll_s)
+            with heartbeat.running(self.app, self.state.worker_id):
+                while not self.stop_event.is_set():
+                    try:
+                        reports = run_pending(self.app, self.state.worker_id, stop=self.stop_event)
+                        self.state.passes += 1
+                        if reports:
+                            self.state.last_reports = reports
+                            self.state.last_error = ""
+                    except Exception as exc:  # keep serving: record, log without data, retry after a pause
+                        self.state.last_error = f"{type(exc).__name__}: {exc}"
+                        log.error("worker pass failed: %s\n%s", self.state.last_error, traceback.format_exc(limit=3))
+                        self.stop_event.wait(5)
+                    self.stop_event.wait(self.poll_s)
         finally:
             self.state.alive = False
 
 
-def run_forever(app: App, *, once: bool = False, poll_s: float = 1.0) -> list[RunReport]:
+@contextmanager
+def stop_on_signals(stop: threading.Event) -> Iterator[None]:
+    """SIGTERM and Ctrl-C (SIGINT) set `stop` instead of killing the process mid-write; a second one while
+    stopping interrupts at once. Only in the main thread (signal handlers cannot be set elsewhere)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handle(signum: int, _frame: FrameType | None) -> None:
+        if stop.is_set():
+            raise KeyboardInterrupt
+        log.warning("stopping: giving back claimed items", extra={"fields": {"signal": signal.Signals(signum).name}})
+        stop.set()
+
+    previous = {sig: signal.signal(sig, handle) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+def run_forever(app: App, *, once: bool = False, poll_s: float = 1.0,
+                stop: threading.Event | None = None) -> list[RunReport]:
     """`python -m core worker`: process runnable batches; with `once`, stop when none is left."""
     worker_id = new_worker_id()
-    stop = threading.Event()
+    stop = stop or threading.Event()
     done: list[RunReport] = []
     warm_up()
-    try:
-        while True:
-            reports = run_pending(app, worker_id, stop=stop)
-            done.extend(r for r in reports if r.processed)
-            if once and not reports:
-                return done
-            if not any(r.processed for r in reports):
-                time.sleep(poll_s)  # nothing claimable yet (e.g. leases of a dead worker still running)
-    except KeyboardInterrupt:
-        stop.set()
-        return done
+    with stop_on_signals(stop), heartbeat.running(app, worker_id):
+        try:
+            while not stop.is_set():
+                reports = run_pending(app, worker_id, stop=stop)
+                done.extend(r for r in reports if r.processed)
+                if once and not reports:
+                    break
+                if not any(r.processed for r in reports):
+                    stop.wait(poll_s)  # nothing claimable yet (e.g. items held by a live worker)
+        except KeyboardInterrupt:
+            stop.set()
+    return done

@@ -15,6 +15,7 @@ from core.batches import (
     BatchError,
     cancel_batch,
     create_batch,
+    item_errors,
     list_batches,
     resume_batch,
     start_batch,
@@ -22,8 +23,10 @@ from core.batches import (
     unsent_prospects,
 )
 from core.estimate import estimate
+from core.heartbeat import list_workers
 from core.library import list_templates
 from core.library import steps as step_specs
+from core.models import utcnow
 from core.prospects import import_prospects
 from core.tabular import CANONICAL_FIELDS, REQUIRED_FIELDS, UnreadableFile, open_table, suggest_mapping
 
@@ -122,19 +125,23 @@ if imported:
         if st.session_state.get(key):
             st.info(f"Batch {st.session_state[key]} was created for this upload; follow it below.")
         elif st.button("Run batch", type="primary"):
-            batch = create_batch(app, ids, step=step, template_name=template_name, concurrency=int(concurrency),
-                                 name=imported["name"])
-            start_batch(app, batch.id)  # type: ignore[arg-type]
-            st.session_state[key] = batch.id
-            st.session_state["follow"] = batch.id
-            st.rerun()
+            try:  # another session (or a `batch run`) may have taken these prospects a moment ago
+                batch = create_batch(app, ids, step=step, template_name=template_name, concurrency=int(concurrency),
+                                     name=imported["name"])
+            except BatchError as exc:
+                st.error(str(exc))
+            else:
+                start_batch(app, batch.id)  # type: ignore[arg-type]
+                st.session_state[key] = batch.id
+                st.session_state["follow"] = batch.id
+                st.rerun()
 
 st.header("Progress")
 batches = list_batches(app)
 if not batches:
     st.info("No batch yet. Upload a CSV above to start one.")
 else:
-    labels = {b.id: f"#{b.id} {b.name} — {b.status}" for b in batches}
+    labels = {b.id: f"#{b.id} {b.name} — {b.status.replace('_', ' ')}" for b in batches}
     follow = st.session_state.get("follow")
     chosen = st.selectbox("Batch", list(labels), format_func=lambda i: labels[i],
                           index=list(labels).index(follow) if follow in labels else 0)
@@ -143,7 +150,7 @@ else:
     def progress(batch_id: int) -> None:
         s = status(app, batch_id)
         total = max(s["items"], 1)
-        st.progress(s["done"] / total, text=f"{s['done']:,} / {s['items']:,} done — {s['status']}")
+        st.progress(s["done"] / total, text=f"{s['done']:,} / {s['items']:,} done — {s['label']}")
         m = st.columns(4)
         m[0].metric("Cost so far", usd(s["cost_usd"], 4))
         m[1].metric("Rate", f"{s['rate_per_s']}/s" if s["rate_per_s"] else "—")
@@ -152,6 +159,29 @@ else:
         st.dataframe([{"state": k, "items": v} for k, v in s["counts"].items()], hide_index=True, width="stretch")
         if s["error"]:
             st.warning(s["error"])
+        if s["errors"]:
+            st.subheader(f"Item errors ({s['errors']:,})")
+            st.caption("Items whose last attempt failed. Failed ones are final; the others are tried again. "
+                       "The last error:")
+            st.text(s["last_error"])  # plain text: an error may quote a provider's words
+            st.dataframe(item_errors(app, batch_id), hide_index=True, width="stretch")
+        workers_table()
+
+    def workers_table() -> None:
+        st.subheader("Workers")
+        rows = list_workers(app)
+        if not rows:
+            st.caption("No worker has run yet. The console runs one in its own thread; `python -m core worker` "
+                       "starts more.")
+            return
+        now = utcnow()
+        st.caption(f"A worker that has not beaten for {app.settings.worker_silent_s:g} s is silent: its items and "
+                   "budget holds go back at once.")
+        st.dataframe([{"worker": w.id, "host": w.host, "pid": w.pid, "state": w.state, "items held": w.items_held,
+                       "batches": ", ".join(f"#{b}" for b in w.batches),
+                       "last beat": f"{(now - w.last_beat_at).total_seconds():.0f} s ago",
+                       "started": w.started_at.strftime("%Y-%m-%d %H:%M:%S UTC")} for w in rows],
+                     hide_index=True, width="stretch")
 
     progress(chosen)
     b1, b2 = st.columns(2)

@@ -87,7 +87,8 @@ def test_killed_workers_resume_without_loss_or_double_payment(settings: Settings
         proc.wait(30)
     assert kills >= 1, "the run finished before any kill; the test proves nothing"
     mid = status(app, batch_id)
-    assert mid["done"] < n or kills
+    print(f"\nafter {kills} kills: {mid['done']} of {n} done")
+    assert mid["done"] < n, "the batch finished before the last kill: resuming it proves nothing"
     final = _worker(settings.database_url, "--once")
     _, err = final.communicate(timeout=600)
     assert final.returncode == 0, err.decode()[-2000:]
