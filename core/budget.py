@@ -39,6 +39,7 @@ from core.models import (
     StageResult,
     UsageEntry,
     UTCDateTime,
+    as_utc,
     from_nanos,
     money_str,
     month_of,
@@ -152,20 +153,13 @@ def _cap_row(conn: Connection, month: str) -> tuple[int, str, Any] | None:
     return None if row is None else (int(row[0]), str(row[1] or CAP_FROM_ENV), row[2])
 
 
-def _aware(value: Any) -> datetime | None:
-    if value is None:
-        return None
-    moment = value if isinstance(value, datetime) else datetime.fromisoformat(str(value))
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
-
-
 def cap_info(engine: Engine, env_cap: Decimal, month: str | None = None) -> CapInfo:
     month = month or month_of(utcnow())
     with engine.connect() as conn:
         row = _cap_row(conn, month)
     if row is None:
         return CapInfo(month, env_cap, CAP_FROM_ENV, None, env_cap)
-    return CapInfo(month, from_nanos(row[0]), row[1], _aware(row[2]), env_cap)
+    return CapInfo(month, from_nanos(row[0]), row[1], as_utc(row[2]) if row[2] is not None else None, env_cap)
 
 
 def apply_env_cap(engine: Engine, env_cap: Decimal, now: datetime | None = None) -> CapInfo:

@@ -32,7 +32,7 @@ from core.app import App
 from core.budget import _release as release_hold
 from core.commits import GroupCommitter, Write
 from core.db import immediate
-from core.models import WorkerState, utcnow
+from core.models import WorkerState, as_utc, utcnow
 
 log = logging.getLogger("sam.heartbeat")
 
@@ -156,11 +156,6 @@ class WorkerRow:
                 "items_held": self.items_held}
 
 
-def _aware(value: Any) -> datetime:
-    moment = value if isinstance(value, datetime) else datetime.fromisoformat(str(value))
-    return moment if moment.tzinfo else moment.replace(tzinfo=utcnow().tzinfo)
-
-
 def list_workers(app: App, now: datetime | None = None, shown_for: timedelta = SHOWN_FOR) -> list[WorkerRow]:
     """Workers seen lately, alive first; the items each holds are counted from the items themselves."""
     now = now or utcnow()
@@ -178,10 +173,10 @@ def list_workers(app: App, now: datetime | None = None, shown_for: timedelta = S
     silent_before = now - timedelta(seconds=app.settings.worker_silent_s)
     out = []
     for wid, host, pid, started, beat, state, stopped, held in rows:
-        last = _aware(beat)
+        last = as_utc(beat)
         shown = state if state != WorkerState.ALIVE else ("silent" if last < silent_before else "alive")
-        out.append(WorkerRow(str(wid), str(host), int(pid), _aware(started), last, int(held), shown,
-                             _aware(stopped) if stopped is not None else None, tuple(held_in.get(str(wid), ()))))
+        out.append(WorkerRow(str(wid), str(host), int(pid), as_utc(started), last, int(held), shown,
+                             as_utc(stopped) if stopped is not None else None, tuple(held_in.get(str(wid), ()))))
     order = {"alive": 0, "silent": 1, "stopped": 2}
     return sorted(out, key=lambda w: order.get(w.state, 3))
 

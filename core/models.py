@@ -70,6 +70,12 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+def as_utc(value: Any) -> datetime:
+    """A time read by raw SQL (a datetime, naive or not, or SQLite's ISO text) as an aware UTC datetime."""
+    moment = value if isinstance(value, datetime) else datetime.fromisoformat(str(value))
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
 def month_of(moment: datetime) -> str:
     """Calendar month in UTC, as 'YYYY-MM' (the budget period)."""
     return moment.astimezone(UTC).strftime("%Y-%m")

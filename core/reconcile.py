@@ -45,7 +45,7 @@ from core.db import immediate
 from core.llm.client import LLMClient, RetryPolicy
 from core.llm.errors import LLMError
 from core.logs import scrub  # the one scrubber; re-exported here for callers of reconcile.scrub
-from core.models import NANO, from_nanos, money_str, month_of, utcnow
+from core.models import NANO, as_utc, from_nanos, money_str, month_of, utcnow
 from core.settlement import ABSURD_COST_FACTOR, Booking
 
 PERIOD_MONTH = "month"
@@ -199,8 +199,8 @@ def _open_rows(app: App, provider: str) -> list[tuple[int, str, Decimal, str, da
             "ORDER BY id"), {"s": str(Booking.UNRECONCILED), "p": provider}).all()
     out = []
     for r in rows:
-        created = r[4] if isinstance(r[4], datetime) else datetime.fromisoformat(str(r[4]))
-        out.append((int(r[0]), str(r[1]), from_nanos(r[2]), str(r[3] or ""), created.replace(tzinfo=None)))
+        created = as_utc(r[4]).replace(tzinfo=None)
+        out.append((int(r[0]), str(r[1]), from_nanos(r[2]), str(r[3] or ""), created))
     return out
 
 
