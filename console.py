@@ -29,8 +29,8 @@ from core.access import (
     verify_password,
 )
 from core.app import App, open_app
+from core.batches.worker import WorkerSupervisor
 from core.config import ConfigError, Settings, load_settings
-from core.worker import WorkerSupervisor
 
 
 def _all_secrets() -> dict[str, Any]:

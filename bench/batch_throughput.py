@@ -56,8 +56,8 @@ from typing import Any
 from sqlalchemy import text
 
 from bench.common import print_table
-from core import prompts
 from core.config import DATA_DIR, PROJECT_ROOT, Settings
+from core.messages import prompts
 
 ROWS = 5_000
 MEMORY_ROWS = (5_000, 50_000)
@@ -187,11 +187,11 @@ def prepare(folder: Path, rows: int, url: str, *, with_requests: bool, concurren
     """A fresh database with `rows` prospects and a queued batch over them; optionally the bare loop's
     request bodies, built exactly as the pipeline builds them."""
     from core.app import open_app
-    from core.batches import create_batch, start_batch
-    from core.db import dispose_engine
-    from core.estimate import estimate
-    from core.library import seed_templates
-    from core.prospects import import_prospects
+    from core.batches.runs import create_batch, start_batch
+    from core.costs.estimate import estimate
+    from core.messages.library import seed_templates
+    from core.people.prospects import import_prospects
+    from core.store.db import dispose_engine
 
     folder = Path(tempfile.mkdtemp(prefix=f"rows-{rows}-", dir=folder))
     db = folder / "bench.db"
@@ -219,12 +219,12 @@ def prepare(folder: Path, rows: int, url: str, *, with_requests: bool, concurren
 def bare_requests(app: Any, ids: Sequence[int]) -> list[dict[str, Any]]:
     """The chat-completion body the pipeline sends for each prospect (same builders as `Pipeline._write`
     and `Gateway.build_request`)."""
-    from core.library import markers, specs
     from core.llm.client import ChatRequest
-    from core.models import utcnow
-    from core.personalize import SNIPPET_CAP
-    from core.prospects import get_prospect, prospect_fields
-    from core.templates import render
+    from core.messages.library import markers, specs
+    from core.messages.personalize import SNIPPET_CAP
+    from core.messages.templates import render
+    from core.people.prospects import get_prospect, prospect_fields
+    from core.store.models import utcnow
 
     spec = next(t for t in specs(app) if t.name == TEMPLATE)
     descriptions = markers(app.settings.data_dir)
@@ -248,7 +248,7 @@ def bare_requests(app: Any, ids: Sequence[int]) -> list[dict[str, Any]]:
 def ledger_check(prepared: Prepared, url: str, processed: int) -> dict[str, Any]:
     """Every processed row made exactly one personalize call (no context or review call, none failed) and
     ended ready; the rest of the batch (a run stopped early) is still pending."""
-    from core.db import dispose_engine, get_engine
+    from core.store.db import dispose_engine, get_engine
 
     database_url = bench_settings(prepared.db, url).database_url
     b = {"b": prepared.batch_id}
@@ -295,19 +295,19 @@ def run_child(*args: str) -> dict[str, Any]:
 # async ones get wall time only. "(loop)" steps run on the event-loop thread and count only when called there
 # (the budget cap is also read inside "options", which already includes it).
 PHASES: dict[tuple[str, str], str] = {
-    ("core.batches", "get_batch"): "feeder: batch status",
-    ("core.batches", "_prepare"): "feeder: read a claimed chunk (items, prospects, replies, experiments)",
-    ("core.batches", "renew_lease"): "renew lease (write)",
-    ("core.batches", "session_scope"): "(loop) read item + prospect",
-    ("core.batches", "_halt_reason"): "reply / do-not-contact check",
-    ("core.batches", "options_for"): "options (budget state)",
-    ("core.gateway:Gateway", "_stored"): "replay lookup",
+    ("core.batches.runs", "get_batch"): "feeder: batch status",
+    ("core.batches.runs", "_prepare"): "feeder: read a claimed chunk (items, prospects, replies, experiments)",
+    ("core.batches.runs", "renew_lease"): "renew lease (write)",
+    ("core.batches.runs", "session_scope"): "(loop) read item + prospect",
+    ("core.batches.runs", "_halt_reason"): "reply / do-not-contact check",
+    ("core.batches.runs", "options_for"): "options (budget state)",
+    ("core.costs.gateway:Gateway", "_stored"): "replay lookup",
     ("core.app:App", "budget_cap"): "(loop) budget cap read",
-    ("core.gateway", "count_messages"): "(loop) count prompt tokens",
-    ("core.personalize", "count_messages"): "(loop) count prompt tokens",
-    ("core.commits:GroupCommitter", "_commit"): "group commit: claims, reserves, ledger + settles, finishes",
+    ("core.costs.gateway", "count_messages"): "(loop) count prompt tokens",
+    ("core.messages.personalize", "count_messages"): "(loop) count prompt tokens",
+    ("core.store.commits:GroupCommitter", "_commit"): "group commit: claims, reserves, ledger + settles, finishes",
     ("core.llm.client:LLMClient", "chat"): "HTTP call incl. latency (async)",
-    ("core.batches", "_process"): "whole item (async)",
+    ("core.batches.runs", "_process"): "whole item (async)",
 }
 
 
@@ -380,7 +380,7 @@ class PhaseTimer:
 
 
 def session_scope_of_batches() -> Any:
-    from core.db import session_scope
+    from core.store.db import session_scope
 
     return session_scope
 
@@ -421,17 +421,17 @@ def child_work(db: str, url: str, batch_id: int, *, profile: str = "", phases: b
     """Run one queued batch in this process (to the end, or until `stop_after` items are done): wall time,
     CPU time, resident memory sampled along the way and its peak."""
     from core.app import open_app
-    from core.batches import new_worker_id, work_batch
+    from core.batches.runs import new_worker_id, work_batch
     from core.llm.tokens import warm_up
 
     app = open_app(bench_settings(Path(db), url), load_demo=False)
-    warm_up()  # the tokenizer, loaded once per process as `core.worker` does when it starts
+    warm_up()  # the tokenizer, loaded once per process as `core.batches.worker` does when it starts
     timer = PhaseTimer()
     if phases:
         timer.install()
     profiles = ThreadProfiles() if profile else None
     if profiles is not None:
-        from core.commits import GroupCommitter
+        from core.store.commits import GroupCommitter
 
         run_commits = GroupCommitter._run
 
@@ -492,8 +492,8 @@ async def bare_loop(url: str, bodies: list[dict[str, Any]], concurrency: int) ->
 async def client_loop(url: str, bodies: list[dict[str, Any]], concurrency: int) -> dict[str, Any]:
     """The same loop with the engine's own `LLMClient` and no ledger, budget or database: what the HTTP
     client alone costs, to tell it apart from the work around it."""
+    from core.costs.prices import current_book
     from core.llm.client import ChatRequest, LLMClient
-    from core.prices import current_book
 
     semaphore = asyncio.Semaphore(concurrency)
     async with LLMClient(url, price_book=current_book(DATA_DIR), provider_name="openai") as client:

@@ -2,7 +2,7 @@
 
 The file is generated in a temp folder (LinkedIn URLs with accents, quoted cells with commas, some rows with
 only an e-mail, some duplicates and a few do-not-contact people), then imported through
-`core.prospects.import_prospects`, the function `python -m core import` calls, on a fresh SQLite database.
+`core.people.prospects.import_prospects`, the function `python -m core import` calls, on a fresh SQLite database.
 
 Each run happens in its own child process, so each peak RSS (`resource.getrusage(...).ru_maxrss`) is that
 run's alone. Baseline, in the same benchmark run: the standard `csv` module reading the same file into a list
@@ -73,7 +73,7 @@ def _child(mode: str, path: str) -> dict[str, float | int | str]:
         result: dict[str, float | int | str] = {"rows": len(rows) - 1}
     else:
         from bench.common import temp_app
-        from core.prospects import import_prospects, suppress
+        from core.people.prospects import import_prospects, suppress
 
         app = temp_app(load_demo=False)
         for i in range(0, ROWS, SUPPRESSED_EVERY):  # opted out before, known by e-mail (another case) only

@@ -1,4 +1,4 @@
-"""Spend figures on a 1,000,000-row ledger: `core.spend.summary` (target: <= 0.5 s here) against pandas.
+"""Spend figures on a 1,000,000-row ledger: `core.costs.spend.summary` (target: <= 0.5 s here) against pandas.
 
 The ledger is filled with a realistic spread: 60 days of calls in time order, the five routed tasks on their
 routed models (fallbacks now and then), failed attempts at zero cost, most rows inside batches. Baseline, in the
@@ -26,10 +26,10 @@ import pandas as pd
 from sqlalchemy import event, text
 
 from bench.common import print_table, temp_app
-from core import spend
 from core.app import App
-from core.db import dispose_engine
-from core.models import from_nanos, month_of
+from core.costs import spend
+from core.store.db import dispose_engine
+from core.store.models import from_nanos, month_of
 
 N = 1_000_000
 CHUNK = 50_000
@@ -217,7 +217,7 @@ def query_times(app: App) -> list[tuple[str, float]]:
 
 def _statements(app: App, fn: Callable[[], Any]) -> list[tuple[str, Any]]:
     """The SQL text and driver parameters the engine sends while `fn` runs: the plans below are of the
-    statements core/spend.py really executes, not of a copy that could drift from them."""
+    statements core/costs/spend.py really executes, not of a copy that could drift from them."""
     seen: list[tuple[str, Any]] = []
 
     def record(conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, executemany: bool) -> None:
@@ -275,12 +275,12 @@ def run(app: App) -> dict[str, float]:
     print_table(
         f"Spend summary on {N:,} ledger rows, month {result['month']} ({result['calls']:,} calls, "
         f"${result['spent_usd']}), same figures in both; filled in {fill:.1f} s",
-        [("ours: core.spend.summary (SQL aggregation)", f"{ours:.3f} s", f"{first:.3f} s", verdict),
+        [("ours: core.costs.spend.summary (SQL aggregation)", f"{ours:.3f} s", f"{first:.3f} s", verdict),
          ("baseline: pd.read_sql + pandas groupby", f"{base:.3f} s", f"{base_first:.3f} s", ""),
          ("ratio ours / baseline", f"{ours / base:.3f}x", "", "")],
         ("run", "best of 5 (2 for pandas)", "first run", "note"),
     )
-    print_table("core.spend functions, per call (best of 5)",
+    print_table("core.costs.spend functions, per call (best of 5)",
                 [(n, f"{s * 1000:.1f} ms") for n, s in query_times(app)], ("function", "time"))
     plans(app)
     return {"summary_s": ours, "pandas_s": base, "ratio": ours / base}

@@ -9,11 +9,11 @@ from __future__ import annotations
 import time
 
 from bench.common import print_table, temp_app
-from core.guards import GUARD_NAMES, check_message
-from core.library import markers, specs
-from core.personalize import banned_phrases
-from core.prospects import list_prospects, prospect_fields
-from core.templates import render
+from core.messages.guards import GUARD_NAMES, check_message
+from core.messages.library import markers, specs
+from core.messages.personalize import banned_phrases
+from core.messages.templates import render
+from core.people.prospects import list_prospects, prospect_fields
 
 N = 100_000
 

@@ -16,11 +16,11 @@ import json
 from sqlalchemy import text
 
 from bench.common import print_table, temp_app
-from core import prompts
-from core.library import specs
-from core.personalize import Options, Pipeline
-from core.prospects import list_prospects, prospect_fields
-from core.templates import render, select_template
+from core.messages import prompts
+from core.messages.library import specs
+from core.messages.personalize import Options, Pipeline
+from core.messages.templates import render, select_template
+from core.people.prospects import list_prospects, prospect_fields
 
 
 async def main() -> dict[str, float]:

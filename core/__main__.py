@@ -8,19 +8,19 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 
-from core import cli
-from core.cli import CLIError, emit, fail
+from core.cli import base as cli
+from core.cli.base import CLIError, emit, fail
 
 
 def cmd_spend(args: argparse.Namespace) -> None:
-    from core.spend import summary
+    from core.costs.spend import summary
 
     emit(summary(cli.app()), args.json)
 
 
 def cmd_simulator(args: argparse.Namespace) -> None:
-    from core.llm.simulator import Faults, Simulator
-    from core.prices import current_book
+    from core.costs.prices import current_book
+    from core.sim.simulator import Faults, Simulator
 
     rates: dict[int, float] = {}
     for spec in args.fault or []:
@@ -47,7 +47,7 @@ def cmd_prices_list(args: argparse.Namespace) -> None:
 
 
 def cmd_prices_refresh(args: argparse.Namespace) -> None:
-    from core.pricing_refresh import refresh_prices
+    from core.costs.price_refresh import refresh_prices
 
     a = cli.app()
     result = asyncio.run(refresh_prices(a))
@@ -55,7 +55,7 @@ def cmd_prices_refresh(args: argparse.Namespace) -> None:
 
 
 def cmd_personalize(args: argparse.Namespace) -> None:
-    from core.personalize import options_for, parse_prospect_json, personalize_one
+    from core.messages.personalize import options_for, parse_prospect_json, personalize_one
 
     fields = parse_prospect_json(args.prospect)
     a = cli.app()
@@ -65,7 +65,7 @@ def cmd_personalize(args: argparse.Namespace) -> None:
 
 
 def cmd_templates_list(args: argparse.Namespace) -> None:
-    from core.library import list_templates
+    from core.messages.library import list_templates
 
     rows = [{"name": t.name, "step": t.step, "industry": t.industry, "size_band": t.size_band,
              "is_default": t.is_default, "text": t.text} for t in list_templates(cli.app(), args.step)]
@@ -73,14 +73,14 @@ def cmd_templates_list(args: argparse.Namespace) -> None:
 
 
 def cmd_templates_add(args: argparse.Namespace) -> None:
-    from core.library import add_template
+    from core.messages.library import add_template
 
     t = add_template(cli.app(), args.name, args.step, args.text, industry=args.industry, size_band=args.size_band)
     emit({"added": {"name": t.name, "step": t.step, "industry": t.industry, "size_band": t.size_band}}, args.json)
 
 
 def cmd_scenario(args: argparse.Namespace) -> None:
-    from core.scenarios import all_premium_comparison, book_for, hybrid_table
+    from core.costs.scenarios import all_premium_comparison, book_for, hybrid_table
 
     a = cli.app()
     book = book_for(a, args.book)
@@ -146,16 +146,16 @@ def build_parser() -> argparse.ArgumentParser:
     ta.add_argument("--industry")
     ta.add_argument("--size-band")
 
-    from core.batches_cli import register as register_batches
+    from core.cli.batches import register as register_batches
 
     register_batches(sub, add)
-    from core.replies_cli import register as register_replies
+    from core.cli.replies import register as register_replies
 
     register_replies(sub, add)
-    from core.experiments_cli import register as register_experiments
+    from core.cli.experiments import register as register_experiments
 
     register_experiments(sub, add)
-    from core.budget_cli import register as register_budget
+    from core.cli.budget import register as register_budget
 
     register_budget(sub, add)
     return parser
@@ -175,8 +175,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:  # one line, never a traceback, for anything the user can act on
         from core.config import ConfigError
         from core.llm.errors import LLMError
-        from core.tabular import UnreadableFile
-        from core.templates import TemplateError
+        from core.messages.templates import TemplateError
+        from core.people.tabular import UnreadableFile
 
         if isinstance(exc, ConfigError | LLMError | UnreadableFile | TemplateError | ValueError | LookupError
                       | OSError):

@@ -18,18 +18,19 @@ from decimal import Decimal
 from sqlalchemy.engine import Engine
 from sqlmodel import select
 
-from core import budget, logs
-from core.commits import GroupCommitter
+from core import logs
 from core.config import Settings, load_settings
-from core.db import get_engine, session_scope
-from core.gateway import Gateway
+from core.costs import budget
+from core.costs.gateway import Gateway
+from core.costs.prices import Price, PriceBook, current_book, retirement_warnings
+from core.costs.routing import RoutingTable, load_routing
 from core.llm.client import LLMClient, RetryPolicy
-from core.llm.simulator import Faults, Simulator
-from core.migrations import migrate
-from core.models import PriceOverride, utcnow
-from core.prices import Price, PriceBook, current_book, retirement_warnings
-from core.routing import RoutingTable, load_routing
-from core.summaries import SummaryCache
+from core.messages.summaries import SummaryCache
+from core.sim.simulator import Faults, Simulator
+from core.store.commits import GroupCommitter
+from core.store.db import get_engine, session_scope
+from core.store.migrations import migrate
+from core.store.models import PriceOverride, utcnow
 
 BUDGET_KEY = "monthly_budget_usd"  # before migration 004_money: the Spend page's cap, one for every month
 

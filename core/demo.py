@@ -6,8 +6,8 @@ Loaded once, on first start, into an empty database; never touches a database th
 from __future__ import annotations
 
 from core.app import App
-from core.library import seed_templates
-from core.prospects import count_prospects, import_prospects
+from core.messages.library import seed_templates
+from core.people.prospects import count_prospects, import_prospects
 
 
 def load_demo_data(app: App) -> dict[str, int]:

@@ -11,7 +11,8 @@ import hashlib
 import streamlit as st
 
 from console import enter, get_app, sidebar, usd
-from core.batches import (
+from core.batches.heartbeat import list_workers
+from core.batches.runs import (
     BatchError,
     cancel_batch,
     create_batch,
@@ -22,13 +23,12 @@ from core.batches import (
     status,
     unsent_prospects,
 )
-from core.estimate import estimate
-from core.heartbeat import list_workers
-from core.library import list_templates
-from core.library import steps as step_specs
-from core.models import utcnow
-from core.prospects import import_prospects
-from core.tabular import CANONICAL_FIELDS, REQUIRED_FIELDS, UnreadableFile, open_table, suggest_mapping
+from core.costs.estimate import estimate
+from core.messages.library import list_templates
+from core.messages.library import steps as step_specs
+from core.people.prospects import import_prospects
+from core.people.tabular import CANONICAL_FIELDS, REQUIRED_FIELDS, UnreadableFile, open_table, suggest_mapping
+from core.store.models import utcnow
 
 enter()  # the shell and the access gate, whichever address Streamlit started this run at
 

@@ -1,7 +1,7 @@
 """Experiments: A/B tests of templates, from planning to promoting the winner, with honest statistics.
 
-Layout only: planning, assignment, outcomes, statistics and decisions are made in `core.experiments`
-(which uses `core.stats`), variant generation and its cost estimate in `core.variants`. Template names,
+Layout only: planning, assignment, outcomes, statistics and decisions are made in `core.experiments.lifecycle`
+(which uses its `stats`), variant generation and its cost estimate in its `variants`. Template names,
 model-written variants and uploaded cells are user or model text, so they appear only in dataframes,
 `st.text`, `st.code` or escaped chart labels, never as Markdown.
 """
@@ -16,7 +16,8 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from console import enter, get_app, sidebar, usd
-from core.experiments import (
+from core.costs.prices import UnknownModelPrice
+from core.experiments.lifecycle import (
     METRICS,
     OutcomeImportError,
     create_experiment,
@@ -29,12 +30,7 @@ from core.experiments import (
     promotion_blocker,
     stop_experiment,
 )
-from core.library import list_templates
-from core.library import steps as step_specs
-from core.llm.errors import LLMError
-from core.models import utcnow
-from core.prices import UnknownModelPrice
-from core.variants import (
+from core.experiments.variants import (
     BulkEstimate,
     VariantReport,
     bulk_generate,
@@ -43,6 +39,10 @@ from core.variants import (
     generate_variants,
     industries,
 )
+from core.llm.errors import LLMError
+from core.messages.library import list_templates
+from core.messages.library import steps as step_specs
+from core.store.models import utcnow
 
 enter()  # the shell and the access gate, whichever address Streamlit started this run at
 

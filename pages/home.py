@@ -6,8 +6,8 @@ import streamlit as st
 
 from console import enter, get_app, sidebar, usd
 from core.config import redact_url
-from core.prospects import count_prospects
-from core.spend import summary
+from core.costs.spend import summary
+from core.people.prospects import count_prospects
 
 enter()  # the shell and the access gate, whichever address Streamlit started this run at
 

@@ -10,11 +10,11 @@ import asyncio
 import streamlit as st
 
 from console import enter, get_app, sidebar, usd
-from core.library import list_templates
-from core.library import steps as step_specs
 from core.llm.errors import LLMError
-from core.personalize import Result, options_for, personalize_one, preview_sequence
-from core.prospects import PROSPECT_TEXT_FIELDS, list_prospects, prospect_fields
+from core.messages.library import list_templates
+from core.messages.library import steps as step_specs
+from core.messages.personalize import Result, options_for, personalize_one, preview_sequence
+from core.people.prospects import PROSPECT_TEXT_FIELDS, list_prospects, prospect_fields
 
 enter()  # the shell and the access gate, whichever address Streamlit started this run at
 

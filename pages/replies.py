@@ -1,7 +1,7 @@
 """Replies: classify a pasted reply, import a file of replies, classify them under the budget, review and
 override the verdicts, and measure the active provider on the labelled replies.
 
-Layout only: every decision is made in `core.replies`. Reply text, prospect names and anything a model wrote
+Layout only: every decision is made in `core.replies.inbox`. Reply text, prospect names and anything a model wrote
 are shown with st.text or dataframes, never as Markdown; alerts carry fixed wording only.
 """
 
@@ -13,10 +13,11 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from console import enter, get_app, sidebar, usd
-from core.batches import create_batch, start_batch
-from core.batches import status as batch_status
+from core.batches.runs import create_batch, start_batch
+from core.batches.runs import status as batch_status
 from core.llm.errors import BudgetExceededError, LLMError
-from core.replies import (
+from core.people.tabular import UnreadableFile
+from core.replies.inbox import (
     TextResult,
     category_counts,
     classify_text,
@@ -27,8 +28,7 @@ from core.replies import (
     review_rows,
     worst_case_cost,
 )
-from core.reply_rules import CATEGORIES
-from core.tabular import UnreadableFile
+from core.replies.rules import CATEGORIES
 
 enter()  # the shell and the access gate, whichever address Streamlit started this run at
 

@@ -5,9 +5,8 @@ from __future__ import annotations
 import streamlit as st
 
 from console import enter, get_app, sidebar
-from core.batches import list_batches
-from core.guards import GUARD_NAMES
-from core.review_queue import (
+from core.batches.runs import list_batches
+from core.messages.approvals import (
     QueueFilter,
     ReviewError,
     approve,
@@ -17,6 +16,7 @@ from core.review_queue import (
     queue,
     reject,
 )
+from core.messages.guards import GUARD_NAMES
 
 enter()  # the shell and the access gate, whichever address Streamlit started this run at
 

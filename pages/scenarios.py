@@ -1,6 +1,6 @@
 """Scenarios: the seed's cost figures recomputed, and "what does a year cost at this volume?".
 
-Layout only: every figure comes from `core.scenarios`. Scenario names are typed by users, so they are shown
+Layout only: every figure comes from `core.costs.scenarios`. Scenario names are typed by users, so they are shown
 in dataframes, widgets and `st.text`, never in Markdown.
 """
 
@@ -13,9 +13,8 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from console import enter, get_app, sidebar
-from core.models import utcnow
-from core.prices import seed_book
-from core.scenarios import (
+from core.costs.prices import seed_book
+from core.costs.scenarios import (
     DEFAULT_INPUT_SHARE,
     DEFAULT_SENSITIVITY_RATES,
     QUALITY_REVIEW,
@@ -41,6 +40,7 @@ from core.scenarios import (
     split_bounds,
     unit_slip_check,
 )
+from core.store.models import utcnow
 
 enter()  # the shell and the access gate, whichever address Streamlit started this run at
 

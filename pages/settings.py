@@ -5,8 +5,8 @@ from __future__ import annotations
 import streamlit as st
 
 from console import enter, get_app, sidebar
-from core.models import utcnow
-from core.prices import retirement_warnings
+from core.costs.prices import retirement_warnings
+from core.store.models import utcnow
 
 enter()  # the shell and the access gate, whichever address Streamlit started this run at
 

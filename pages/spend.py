@@ -1,8 +1,8 @@
 """Spend: the cost meeting's page. This month against the budget, where the money went, and what comes next.
 
-Layout only: figures come from `core.spend` (aggregated in SQL), the budget from `App`, the provider check from
-`core.reconcile` and the CSV from `core.exports`. Model names and provider messages are shown as plain text or
-escaped chart labels, never as Markdown.
+Layout only: figures come from `core.costs.spend` (aggregated in SQL), the budget from `App`, the provider check from
+`core.costs.reconcile` and the CSV from `core.messages.exports`. Model names and provider messages are shown
+as plain text or escaped chart labels, never as Markdown.
 """
 
 from __future__ import annotations
@@ -17,10 +17,8 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from console import enter, get_app, sidebar, usd
-from core.exports import ledger_csv
-from core.models import month_of, utcnow
-from core.reconcile import reconcile, settle_unreconciled
-from core.spend import (
+from core.costs.reconcile import reconcile, settle_unreconciled
+from core.costs.spend import (
     Breakdown,
     by_batch,
     by_model,
@@ -31,6 +29,8 @@ from core.spend import (
     refused_settlements,
     unreconciled,
 )
+from core.messages.exports import ledger_csv
+from core.store.models import month_of, utcnow
 
 enter()  # the shell and the access gate, whichever address Streamlit started this run at
 

@@ -13,7 +13,7 @@ from sqlalchemy import create_engine, text
 
 from core.app import App, open_app
 from core.config import DATA_DIR, Settings
-from core.db import dispose_engine
+from core.store.db import dispose_engine
 
 PG_URL = os.environ.get("TEST_DATABASE_URL", "")
 
@@ -92,7 +92,7 @@ def console_page(path: str, timeout: float = 60):  # type: ignore[no-untyped-def
 
 def sim_answers(app: App, task_answers: dict[str, list[str]]) -> list[list[dict]]:
     """Replace the simulator's answer for some tasks with queued raw contents; returns the prompts seen."""
-    from core import prompts
+    from core.messages import prompts
 
     assert app.simulator is not None
     original = app.simulator._answer

@@ -15,13 +15,14 @@ import httpx2
 import pytest
 from sqlmodel import select
 
-from core import logs, reconcile
+from core import logs
 from core.app import App
-from core.db import session_scope
+from core.costs import reconcile
 from core.llm import errors as e
 from core.llm.client import Attempt, ChatRequest, LLMClient, RetryPolicy
-from core.llm.simulator import Scripted
-from core.models import UsageEntry
+from core.sim.simulator import Scripted
+from core.store.db import session_scope
+from core.store.models import UsageEntry
 
 KEY = "sk-or-v1-" + "0f3a9c4e7b21d8f6" * 4  # the shape of an OpenRouter key (64 hex digits)
 CUSTOM = "local-secret-9f8e7d6c5b4a"  # a key of no known shape (LLM_API_KEY for a local server)

@@ -14,9 +14,9 @@ import pytest
 from sqlalchemy import create_engine, inspect, text
 
 from core.config import PROJECT_ROOT
-from core.llm.simulator import Scripted, Simulator, SimulatorServer
+from core.costs.prices import current_book
 from core.logs import scrub
-from core.prices import current_book
+from core.sim.simulator import Scripted, Simulator, SimulatorServer
 
 KEY = "sk-or-v1-0123456789abcdefTESTKEYdonotleak"
 

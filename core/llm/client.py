@@ -26,9 +26,9 @@ from typing import Any, Protocol
 
 import httpx2
 
+from core.costs.prices import PriceBook, UnknownModelPrice
 from core.llm import errors as e
 from core.logs import remember_secret, scrub
-from core.prices import PriceBook, UnknownModelPrice
 
 RETRYABLE_STATUS = {408, 409, 425, 429, 500, 502, 503, 504, 520, 522, 524, 529}
 
@@ -84,7 +84,7 @@ class Attempt:
     latency_ms: int = 0
     result: ChatResult | None = None
     # No answer, but the request went out (read timeout, deadline): the provider may have billed it, so the
-    # ledger must not book it at $0 (see core.settlement).
+    # ledger must not book it at $0 (see core.costs.settlement).
     maybe_billed: bool = False
     request_id: str = ""  # the generation id when known without a parsed answer (a broken 200's body)
 

@@ -1,0 +1,58 @@
+"""Refresh the price book from the provider's `GET /models` (OpenRouter: USD per token, as strings).
+
+Only routed models are stored, each with the date it was read; the stored prices then take precedence
+over the shipped overrides and the genai-prices data until the next refresh.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from core.app import App
+from core.store.db import session_scope
+from core.store.models import PriceOverride, utcnow
+
+MTOK = Decimal(1_000_000)
+
+
+def parse_models(payload: Any) -> dict[str, tuple[Decimal, Decimal]]:
+    """model id -> (input, output) USD per million tokens, skipping entries without valid prices."""
+    if not isinstance(payload, dict) or not isinstance(payload.get("data"), list):
+        raise ValueError("the /models answer has no 'data' list")
+    out: dict[str, tuple[Decimal, Decimal]] = {}
+    for entry in payload["data"]:
+        if not isinstance(entry, dict) or not isinstance(entry.get("id"), str):
+            continue
+        pricing = entry.get("pricing") or {}
+        try:
+            prompt = Decimal(str(pricing["prompt"]))
+            completion = Decimal(str(pricing["completion"]))
+        except (KeyError, TypeError, InvalidOperation):
+            continue
+        if prompt < 0 or completion < 0 or not prompt.is_finite() or not completion.is_finite():
+            continue
+        out[entry["id"]] = ((prompt * MTOK).normalize(), (completion * MTOK).normalize())
+    return out
+
+
+async def refresh_prices(app: App) -> dict[str, Any]:
+    async with app.gateway() as gw:
+        payload = await gw.client.get_json("/models")
+    prices = parse_models(payload)
+    now = utcnow()
+    source = f"{app.settings.llm_provider} /models"
+    updated, missing = [], []
+    with session_scope(app.engine) as s:
+        for model in app.routing.models():
+            if model not in prices:
+                missing.append(model)
+                continue
+            inp, out = prices[model]
+            row = s.get(PriceOverride, model) or PriceOverride(model=model, input_per_mtok="0", output_per_mtok="0")
+            row.input_per_mtok, row.output_per_mtok = format(inp, "f"), format(out, "f")
+            row.source, row.fetched_at = source, now
+            s.add(row)
+            updated.append({"model": model, "input_per_mtok": format(inp, "f"), "output_per_mtok": format(out, "f")})
+    app.invalidate_prices()
+    return {"fetched_at": now.isoformat(), "source": source, "updated": updated, "not_listed": missing}

@@ -1,0 +1,183 @@
+"""Versioned schema migrations, applied in order at start-up and recorded in `schema_migrations`.
+
+The list is append-only: a released migration is never edited, a schema change is a new entry. Each entry
+runs in its own transaction, so a failed migration leaves the database at the previous version.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from decimal import Decimal
+
+from sqlalchemy import inspect, text
+from sqlalchemy.engine import Connection, Engine
+from sqlmodel import SQLModel
+
+from core.store import models
+from core.store.db import is_sqlite
+
+INITIAL_TABLES = [
+    models.Setting,
+    models.Prospect,
+    models.Suppression,
+    models.Template,
+    models.Experiment,
+    models.ExperimentArm,
+    models.Assignment,
+    models.Outcome,
+    models.Batch,
+    models.BatchItem,
+    models.Message,
+    models.UsageEntry,
+    models.BudgetMonth,
+    models.Reservation,
+    models.Reply,
+    models.PriceOverride,
+    models.Scenario,
+]
+
+
+def _m001_initial(conn: Connection) -> None:
+    SQLModel.metadata.create_all(conn, tables=[m.__table__ for m in INITIAL_TABLES])  # type: ignore[attr-defined]
+
+
+def _m002_stage_results(conn: Connection) -> None:
+    models.StageResult.__table__.create(conn, checkfirst=True)  # type: ignore[attr-defined]
+
+
+def _m003_ledger_indexes(conn: Connection) -> None:
+    """Covering indexes so the spend summary reads a month without touching table rows."""
+    conn.execute(text("CREATE INDEX IF NOT EXISTS ix_usage_month_task_model ON usage_ledger "
+                      "(month, task, model_answered, cost_usd, input_tokens, output_tokens)"))
+    day = "date(created_at)" if conn.dialect.name == "sqlite" else "CAST(created_at AS DATE)"
+    conn.execute(text(f"CREATE INDEX IF NOT EXISTS ix_usage_day_cost ON usage_ledger (({day}), cost_usd)"))
+
+
+def _m004_money(conn: Connection) -> None:
+    """Money (issue 12): who set each month's cap, the holds settled per month (the ladder's in-flight ratio),
+    and per-model cost factors learned from providers that bill above the worst case."""
+    columns = {c["name"] for c in inspect(conn).get_columns("budget_months")}
+    added = {
+        "held_settled_usd": "BIGINT NOT NULL DEFAULT 0",
+        "cap_source": "VARCHAR NOT NULL DEFAULT 'env'",
+        "cap_set_at": "TIMESTAMP NULL",
+    }
+    for name, ddl in added.items():
+        if name not in columns:
+            conn.execute(text(f"ALTER TABLE budget_months ADD COLUMN {name} {ddl}"))
+    models.ModelCostFactor.__table__.create(conn, checkfirst=True)  # type: ignore[attr-defined]
+    # Before this migration a cap set on the Spend page was one global setting; the months whose cap is that
+    # value were set by a person then.
+    row = conn.execute(text("SELECT value, updated_at FROM settings WHERE key = 'monthly_budget_usd'")).first()
+    if row is not None:
+        value = row[0] if isinstance(row[0], dict) else json.loads(row[0] or "{}")
+        try:
+            nanos = models.to_nanos(Decimal(str(value["usd"])))
+        except (KeyError, TypeError, ArithmeticError):
+            return
+        conn.execute(text("UPDATE budget_months SET cap_source = 'spend_page', cap_set_at = :at WHERE cap_usd = :c"),
+                     {"at": row[1], "c": nanos})
+
+
+def _m005_people_identities(conn: Connection) -> None:
+    """Every identity a prospect is known by, in one table; stored keys brought to `core.people.identity`'s normal form
+    (e-mails case-folded rather than lowercased, profile URLs re-normalised), so old suppressions still match."""
+    from core.people.identity import canonical, identity_rows, prospect_keys
+
+    models.ProspectIdentity.__table__.create(conn, checkfirst=True)  # type: ignore[attr-defined]
+    prospects = models.Prospect.__table__  # type: ignore[attr-defined]
+    suppressions = models.Suppression.__table__  # type: ignore[attr-defined]
+    taken = {str(i) for (i,) in conn.execute(prospects.select().with_only_columns(prospects.c.identity))}
+    rows = conn.execute(prospects.select().with_only_columns(
+        prospects.c.id, prospects.c.identity, prospects.c.linkedin_url, prospects.c.email, prospects.c.first_name,
+        prospects.c.last_name, prospects.c.company_name)).all()
+    batch: list[dict[str, object]] = []
+    for row in rows:
+        fixed = canonical(row.identity)
+        if fixed and fixed != row.identity and fixed not in taken:
+            conn.execute(prospects.update().where(prospects.c.id == row.id).values(identity=fixed))
+            taken.add(fixed)
+        batch += identity_rows(int(row.id), [row.identity, *prospect_keys(row)])
+        if len(batch) >= 1000:
+            conn.execute(models.ProspectIdentity.__table__.insert(), batch)  # type: ignore[attr-defined]
+            batch = []
+    if batch:
+        conn.execute(models.ProspectIdentity.__table__.insert(), batch)  # type: ignore[attr-defined]
+    stored = {str(k): (str(r or ""), c) for k, r, c in conn.execute(suppressions.select().with_only_columns(
+        suppressions.c.identity, suppressions.c.reason, suppressions.c.created_at))}
+    for key, (reason, created) in list(stored.items()):
+        fixed = canonical(key)
+        if not fixed or fixed == key:
+            continue
+        conn.execute(suppressions.delete().where(suppressions.c.identity == key))
+        if fixed not in stored:
+            conn.execute(suppressions.insert().values(identity=fixed, reason=reason, created_at=created))
+            stored[fixed] = (reason, created)
+
+
+def _m006_batches_workers(conn: Connection) -> None:
+    """Worker rows and heartbeats, the owner of each budget hold, and one claim per prospect and step."""
+    models.Worker.__table__.create(conn, checkfirst=True)  # type: ignore[attr-defined]
+    models.StepClaim.__table__.create(conn, checkfirst=True)  # type: ignore[attr-defined]
+    if "owner" not in {c["name"] for c in inspect(conn).get_columns("reservations")}:
+        conn.execute(text("ALTER TABLE reservations ADD COLUMN owner VARCHAR"))
+        conn.execute(text("CREATE INDEX IF NOT EXISTS ix_reservations_owner ON reservations (owner)"))
+    conn.execute(text("CREATE INDEX IF NOT EXISTS ix_batch_items_lease_owner ON batch_items (lease_owner)"))
+    # Existing work claims its steps: messages already written, then items still to do (oldest batch first).
+    # Duplicates that earlier versions let through keep the first claim.
+    now = models.utcnow().replace(tzinfo=None)
+    conn.execute(text(
+        "INSERT INTO step_claims (prospect_id, step, batch_id, created_at) "
+        "SELECT prospect_id, step, MIN(batch_id), :now FROM messages "
+        "WHERE prospect_id IS NOT NULL AND batch_id IS NOT NULL GROUP BY prospect_id, step "
+        "ON CONFLICT DO NOTHING"), {"now": now})
+    conn.execute(text(
+        "INSERT INTO step_claims (prospect_id, step, batch_id, created_at) "
+        "SELECT prospect_id, step, MIN(batch_id), :now FROM batch_items "
+        "WHERE prospect_id IS NOT NULL AND state IN ('pending', 'claimed') GROUP BY prospect_id, step "
+        "ON CONFLICT DO NOTHING"), {"now": now})
+
+
+MIGRATIONS: list[tuple[str, Callable[[Connection], None]]] = [
+    ("001_initial", _m001_initial),
+    ("002_stage_results", _m002_stage_results),
+    ("003_ledger_indexes", _m003_ledger_indexes),
+    ("004_money", _m004_money),
+    ("005_people_identities", _m005_people_identities),
+    ("006_batches_workers", _m006_batches_workers),
+]
+
+
+def applied(engine: Engine) -> list[str]:
+    if not inspect(engine).has_table("schema_migrations"):
+        return []
+    with engine.connect() as conn:
+        return [row[0] for row in conn.execute(text("SELECT name FROM schema_migrations ORDER BY name"))]
+
+
+def migrate(engine: Engine) -> list[str]:
+    """Apply pending migrations; returns the names applied now. Safe to call from several processes."""
+    models.SchemaMigration.__table__.create(engine, checkfirst=True)  # type: ignore[attr-defined]
+    done_now: list[str] = []
+    for name, step in MIGRATIONS:
+        with engine.connect() as conn:
+            if is_sqlite(engine):
+                conn.info["sqlite_begin"] = "BEGIN IMMEDIATE"
+            with conn.begin():
+                if not is_sqlite(engine):
+                    # Serialise concurrent start-ups (console + workers) on PostgreSQL.
+                    conn.execute(text("SELECT pg_advisory_xact_lock(720001)"))
+                seen = conn.execute(
+                    text("SELECT 1 FROM schema_migrations WHERE name = :n"), {"n": name}
+                ).first()
+                if seen:
+                    continue
+                step(conn)
+                conn.execute(
+                    models.SchemaMigration.__table__.insert().values(  # type: ignore[attr-defined]
+                        name=name, applied_at=models.utcnow()
+                    )
+                )
+                done_now.append(name)
+    return done_now
