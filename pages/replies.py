@@ -1,12 +1,13 @@
 """Replies: classify a pasted reply, import a file of replies, classify them under the budget, review and
 override the verdicts, and measure the active provider on the labelled replies.
 
-Layout only: every decision is made in `core.replies.inbox`. Reply text, prospect names and anything a model wrote
+Layout only: every decision is made in the `core.replies` package. Reply text, prospect names and anything a model wrote
 are shown with st.text or dataframes, never as Markdown; alerts carry fixed wording only.
 """
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from datetime import date
 
 import plotly.graph_objects as go
@@ -17,18 +18,11 @@ from core.batches.runs import create_batch, start_batch
 from core.batches.runs import status as batch_status
 from core.llm.errors import BudgetExceededError, LLMError
 from core.people.tabular import UnreadableFile
-from core.replies.inbox import (
-    TextResult,
-    category_counts,
-    classify_text,
-    evaluate_provider,
-    import_replies,
-    override,
-    pending_reply_ids,
-    review_rows,
-    worst_case_cost,
-)
-from core.replies.rules import CATEGORIES
+from core.replies.categories import CATEGORIES
+from core.replies.classify import TextResult, classify_text, pending_reply_ids, worst_case_cost
+from core.replies.evaluation import evaluate_provider
+from core.replies.importing import import_replies
+from core.replies.review import PENDING, category_counts, override, review_rows
 
 enter()  # the shell and the access gate, whichever address Streamlit started this run at
 
@@ -63,7 +57,7 @@ def show_one(result: TextResult) -> None:
     cols[2].metric("Cost", usd(verdict.cost_usd, 6), help=f"{verdict.tokens:,} tokens in {verdict.calls} call(s)")
     st.text(f"Next action: {result.next_action}\n{result.detail}")
     facts = [
-        {"field": "status", "value": verdict.status},
+        {"field": "status", "value": str(verdict.status)},
         {"field": "model said", "value": verdict.model_said or ""},
         {"field": "return date", "value": verdict.return_date.isoformat() if verdict.return_date else ""},
         {"field": "referral", "value": verdict.referral or ""},
@@ -160,24 +154,24 @@ if batch_id:
 
 st.subheader("Review and override")
 counts = category_counts(app)
-if sum(counts.values()) == 0:
+if counts.total == 0:
     st.info("No replies yet. Import a CSV of replies above; they appear here once stored.", icon="📭")
 else:
-    bars = go.Figure(go.Bar(x=list(counts), y=list(counts.values())))
+    bars = go.Figure(go.Bar(x=[*CATEGORIES, PENDING], y=[counts.of(c) for c in (*CATEGORIES, PENDING)]))
     bars.update_layout(title="Replies per category", yaxis_title="replies", margin={"t": 40})
     st.plotly_chart(bars, width="stretch")
 
-    shown = st.selectbox("Show", ["all", *CATEGORIES, "pending"], key="replies_filter",
-                         format_func=lambda c: f"{c} ({sum(counts.values()) if c == 'all' else counts[c]:,})")
+    shown = st.selectbox("Show", ["all", *CATEGORIES, PENDING], key="replies_filter",
+                         format_func=lambda c: f"{c} ({counts.total if c == 'all' else counts.of(c):,})")
     rows = review_rows(app, None if shown == "all" else shown)
     if not rows:
         st.info("No reply in this category.", icon="📭")
     else:
-        st.dataframe(rows, hide_index=True, width="stretch",
+        st.dataframe([asdict(r) for r in rows], hide_index=True, width="stretch",
                      column_order=("id", "received", "prospect", "text", "category", "confidence", "override",
                                    "overridden_by", "next_action", "sequence", "detail", "model_category",
                                    "problem"))
-        labels = {r["id"]: f"#{r['id']} · {r['category']} · {r['prospect'][:60]}" for r in rows}
+        labels = {r.id: f"#{r.id} · {r.category} · {r.prospect[:60]}" for r in rows}
 
         def save_override() -> None:
             reply_id = st.session_state.get("replies_pick")
@@ -194,12 +188,12 @@ else:
 
         left, right = st.columns([2, 1])
         picked = left.selectbox("Reply", list(labels), format_func=lambda i: labels[i], key="replies_pick")
-        current = next(r for r in rows if r["id"] == picked)
+        current = next(r for r in rows if r.id == picked)
         right.selectbox("Correct category", CATEGORIES, key="replies_new_category",
-                        index=CATEGORIES.index(current["category"]) if current["category"] in CATEGORIES else 0)
+                        index=CATEGORIES.index(current.category) if current.category in CATEGORIES else 0)
         st.text_input("Your name (recorded with the override)", key="replies_by")
         st.caption("Full reply")
-        st.text(next(r["text"] for r in rows if r["id"] == picked))
+        st.text(current.text)
         st.button("Save override", key="replies_save_override", on_click=save_override)
 
 # ---- evaluation ------------------------------------------------------------------------------------------

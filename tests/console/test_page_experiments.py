@@ -8,7 +8,9 @@ from sqlmodel import func, select
 
 from core.app import App
 from core.config import Settings
-from core.experiments import lifecycle as ex
+from core.experiments.assignment import assigned_templates
+from core.experiments.catalog import create_experiment
+from core.experiments.outcomes import import_outcomes
 from core.messages.library import add_template, get_template
 from core.people.prospects import list_prospects
 from core.store.db import session_scope
@@ -32,10 +34,10 @@ def _metrics(at: Any) -> dict[str, str]:
 
 def _experiment(app: App) -> tuple[int, list[Any]]:
     add_template(app, "cr_b", "connection_request", TEXT_B)
-    exp = ex.create_experiment(app, "page test", "connection_request", "connection_request_default", ["cr_b"])
+    exp = create_experiment(app, "page test", "connection_request", "connection_request_default", ["cr_b"])
     assert exp.id is not None
     people = list_prospects(app, limit=1000)
-    assigned = ex.assigned_templates(app, [p.id for p in people if p.id is not None], "connection_request")
+    assigned = assigned_templates(app, [p.id for p in people if p.id is not None], "connection_request")
     return exp.id, [p for p in people if p.id in assigned]
 
 
@@ -86,7 +88,7 @@ def test_create_an_experiment_from_the_page(console_env: Settings) -> None:
 
 def test_results_table_charts_and_withheld_verdict(console_env: Settings, demo_app: App) -> None:
     exp_id, people = _experiment(demo_app)
-    ex.import_outcomes(demo_app, exp_id, _outcomes_csv(people))
+    import_outcomes(demo_app, exp_id, _outcomes_csv(people))
     at = _page()
     assert _metrics(at)["Sends recorded"] == f"{len(people):,}"
     assert len(at.get("plotly_chart")) == 2

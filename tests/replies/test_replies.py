@@ -17,44 +17,35 @@ from sqlmodel import select
 import core
 from core.app import App
 from core.costs.gateway import CallContext
-from core.experiments import lifecycle as experiments
+from core.experiments import outcomes as experiments
 from core.llm.errors import BudgetExceededError
 from core.messages import prompts
 from core.messages.review import VerdictError
 from core.people.prospects import import_prospects
 from core.people.tabular import UnreadableFile
-from core.replies.inbox import (
+from core.replies.categories import CATEGORIES
+from core.replies.classify import (
     STATUS_OK,
     STATUS_UNCLEAR,
     Classification,
-    apply_routing,
-    category_counts,
     classify,
     classify_and_route,
     classify_replies,
     classify_text,
-    evaluate_provider,
-    import_replies,
-    load_routing_config,
-    override,
     parse_answer,
-    paused_until,
     pending_reply_ids,
-    review_rows,
-    sequence_stopped,
     worst_case_cost,
 )
-from core.replies.rules import (
-    CATEGORIES,
-    MAX_REPLY_CHARS,
-    classify_by_rules,
-    clean_reply,
-    evaluate,
-    load_labelled,
-)
+from core.replies.cleaning import MAX_REPLY_CHARS, clean_reply
+from core.replies.evaluation import evaluate, evaluate_provider, load_labelled
+from core.replies.holds import paused_until, sequence_stopped
+from core.replies.importing import import_replies
+from core.replies.review import category_counts, override, review_rows
+from core.replies.routing import apply_routing, load_routing_config
+from core.replies.rules import classify_by_rules
 from core.sim.simulator import Scripted
 from core.store.db import session_scope
-from core.store.models import Prospect, Reply, Suppression, Template, UsageEntry
+from core.store.models import HoldKind, Prospect, Reply, SequenceHold, Suppression, Template, UsageEntry
 from tests.conftest import sim_answers
 
 PROSPECTS_CSV = (
@@ -108,6 +99,14 @@ def store_reply(app: App, prospect_id: int | None, text: str, received: date = R
         s.add(reply)
         s.flush()
         return int(reply.id)  # type: ignore[arg-type]
+
+
+def hold_of(app: App, reply_id: int) -> tuple[HoldKind, date | None, str] | None:
+    """The reply's row in sequence_holds, as (kind, until, reason)."""
+    with session_scope(app.engine) as s:
+        rows = s.exec(select(SequenceHold).where(SequenceHold.reply_id == reply_id)).all()
+    assert len(rows) <= 1, "one hold per reply"
+    return (HoldKind(rows[0].kind), rows[0].until, rows[0].reason) if rows else None
 
 
 def route_with(app: App, reply_id: int, answer: str) -> Reply:
@@ -292,7 +291,7 @@ def test_each_category_routes_to_its_step_and_stops_the_sequence(app: App, peopl
         reply = route_with(app, store_reply(app, people["Ana"], f"reply {category}"), verdict_json(category))
         assert reply.category == reply.model_category == category and reply.next_action == action
         assert detail_part in reply.details["routing"]["detail"]
-        assert reply.details["sequence"]["state"] == "stopped"
+        assert hold_of(app, int(reply.id or 0)) == (HoldKind.STOPPED, None, f"reply #{reply.id} ({category})")
     assert sequence_stopped(app, people["Ana"]) and paused_until(app, people["Ana"], RECEIVED) is None
     assert not sequence_stopped(app, people["Ben"]), "other prospects are untouched"
 
@@ -316,8 +315,8 @@ def test_out_of_office_with_a_date_pauses_until_that_date(app: App, people: dict
     rid = store_reply(app, people["Ben"], "Out of office until 21 March")
     reply = route_with(app, rid, verdict_json("out_of_office", 0.9, "2025-03-21"))
     assert reply.next_action == "pause_until_return"
-    assert reply.details["sequence"] == {"state": "paused", "until": "2025-03-21", "reason": f"reply #{rid} "
-                                                                                         "(out_of_office)"}
+    assert hold_of(app, rid) == (HoldKind.PAUSED, date(2025, 3, 21), f"reply #{rid} (out_of_office)")
+    assert "sequence" not in reply.details, "the hold is a row, not JSON in the reply"
     assert not sequence_stopped(app, people["Ben"])
     assert paused_until(app, people["Ben"], today=RECEIVED) == date(2025, 3, 21)
     assert paused_until(app, people["Ben"], today=date(2025, 3, 21)) is None, "resumes on the return date"
@@ -451,19 +450,17 @@ def test_outcome_hook_gets_the_prospect_level_positive(
     assert calls[-1][1:3] == (people["Ana"], False) and calls[-1][4] == {"replace": True}
 
 
-def test_missing_or_failing_outcome_hook_never_breaks_routing(
+def test_a_failing_outcome_write_never_breaks_routing(
     app: App, people: dict[str, int], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.delattr(experiments, "record_reply_outcome")  # the real module, without the hook
     reply = route_with(app, store_reply(app, people["Ana"], "No"), verdict_json("not_interested"))
-    assert reply.details["outcome"] == {"recorded": False, "positive": False,
-                                        "note": "experiments outcome hook not available"}
+    assert reply.details["outcome"] == {"recorded": True, "positive": False}
     assert reply.next_action == "stop"
 
     def broken(*_: Any) -> None:
         raise RuntimeError("experiments table locked")
 
-    monkeypatch.setattr(experiments, "record_reply_outcome", broken, raising=False)
+    monkeypatch.setattr(experiments, "record_reply_outcome", broken)
     reply = route_with(app, store_reply(app, people["Ana"], "Yes"), verdict_json("interested"))
     assert "experiments table locked" in reply.details["outcome"]["note"]
     assert reply.next_action == "next_step_and_person"
@@ -579,12 +576,15 @@ def test_classify_pending_replies_in_chunks_with_progress(app: App, people: dict
     assert seen == [(5, 13), (10, 13), (13, 13)]
     assert pending_reply_ids(app) == []
     counts = category_counts(app)
-    assert counts["not_interested"] == 12 and counts["do_not_contact"] == 1 and counts["pending"] == 0
+    assert counts.of("not_interested") == 12 and counts.of("do_not_contact") == 1 and counts.pending == 0
+    assert counts.total == 13 and set(counts.by_category) == set(CATEGORIES)
     rows = review_rows(app, "not_interested")
-    assert len(rows) == 12 and {r["id"] for r in rows} == set(ids)
-    assert all(r["prospect"].startswith("unknown: email:stranger") and r["sequence"] == "stopped" for r in rows)
+    assert len(rows) == 12 and {r.id for r in rows} == set(ids)
+    assert all(r.prospect.startswith("unknown: email:stranger") for r in rows)
+    assert {r.sequence for r in rows} == {"none: the prospect is not known"}, "a stranger has no sequence to hold"
     [ana] = review_rows(app, "do_not_contact")
-    assert ana["prospect"] == "Ana Souza (Nimbus)" and ana["next_action"] == "suppress"
+    assert ana.prospect == "Ana Souza (Nimbus)" and ana.next_action == "suppress"
+    assert ana.sequence == "stopped: opted out"
 
 
 def test_budget_stops_the_run_and_leaves_the_rest_pending(app: App) -> None:

@@ -1,4 +1,4 @@
-"""Tests for core.replies.rules: the rule classifier, return dates, cleaning, metrics and the labelled set."""
+"""The rule classifier (core.replies.rules), return dates, cleaning, metrics and the labelled set."""
 
 from __future__ import annotations
 
@@ -13,17 +13,12 @@ from hypothesis import strategies as st
 
 from core.config import PROJECT_ROOT
 from core.messages import prompts
-from core.replies.inbox import load_routing_config
-from core.replies.rules import (
-    CATEGORIES,
-    MAX_REPLY_CHARS,
-    RuleVerdict,
-    classify_by_rules,
-    clean_reply,
-    evaluate,
-    extract_return_date,
-    load_labelled,
-)
+from core.replies.categories import CATEGORIES
+from core.replies.cleaning import MAX_REPLY_CHARS, clean_reply
+from core.replies.dates import extract_return_date
+from core.replies.evaluation import evaluate, load_labelled
+from core.replies.routing import load_routing_config
+from core.replies.rules import RuleVerdict, classify_by_rules
 
 LABELLED = PROJECT_ROOT / "data" / "replies_labelled.csv"
 # A Friday; weekday-relative dates below are counted from it.
