@@ -412,3 +412,17 @@ def test_promote_a_clear_winner(app: App) -> None:
     assert [a.sends for a in decision.arms] == [n, n, n]
     listed = list_experiments(app)[0]
     assert listed.status == "stopped" and listed.decision.template == "cr_b" and listed.sends == 3 * n
+
+
+def test_variants_compete_only_within_the_control_segment() -> None:
+    from core.experiments.catalog import same_segment, variant_candidates
+    from core.store.models import Template
+
+    templates = [Template(name="ctl", step="s", text="", industry="SaaS"),
+                 Template(name="saas_b", step="s", text="", industry=" saas "),
+                 Template(name="fin", step="s", text="", industry="Fintech"),
+                 Template(name="plain", step="s", text="", industry="")]
+    assert variant_candidates(templates, "ctl") == ["saas_b"]
+    assert variant_candidates(templates, "plain") == []
+    assert variant_candidates(templates, "missing") == []
+    assert same_segment(None, "") and not same_segment("SaaS", None)

@@ -475,3 +475,16 @@ def test_holm_is_monotone_and_never_below_raw(raw: list[float]) -> None:
     order = sorted(range(len(raw)), key=lambda i: raw[i])
     ranked = [adjusted[i] for i in order]
     assert all(a <= b for a, b in itertools.pairwise(ranked))  # type: ignore[operator]
+
+
+def test_the_verdict_is_a_typed_value_with_its_code_and_favoured_arm() -> None:
+    from core.experiments.stats import Verdict, VerdictKind
+
+    won = analyze([ArmCounts("A", 1000, 100), ArmCounts("B", 1000, 150)], "A", planned_per_arm=900).verdict
+    assert (won.kind, won.winner, won.code, won.withheld) == (VerdictKind.WINNER, "B", "winner:B", False)
+    assert won.favoured_arm("A") == "B"
+    assert Verdict(VerdictKind.CONTROL_BEST, "").favoured_arm("A") == "A"
+    assert Verdict(VerdictKind.NO_DIFFERENCE, "").favoured_arm("A") is None
+    for kind in (VerdictKind.NO_DATA, VerdictKind.COLLECTING, VerdictKind.SRM):
+        assert Verdict(kind, "").withheld and Verdict(kind, "").favoured_arm("A") is None
+    assert Verdict(VerdictKind.SRM, "").code == "srm"
