@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
@@ -17,7 +17,7 @@ from sqlmodel import select
 
 from core.app import App
 from core.people import identity as idm
-from core.people.tabular import UnreadableFile, read_table, suggest_mapping
+from core.people.tabular import RowError, UnreadableFile, read_table, suggest_mapping
 from core.replies.holds import hold_new_replies
 from core.store.db import session_scope
 from core.store.models import Reply, utcnow
@@ -80,23 +80,34 @@ def _identity_cell(value: str) -> str | None:
     return idm.canonical(text)
 
 
+@dataclass(frozen=True)
+class UnknownProspect:
+    """A stored reply from someone who is not a stored prospect (yet): kept, classified, and an opt-out still
+    reaches the do-not-contact list."""
+
+    line: int
+    identity: str
+
+
 @dataclass
 class ReplyImportReport:
     rows: int = 0
     stored: int = 0
     duplicates: int = 0
-    rejected: list[dict[str, Any]] = field(default_factory=list)
-    duplicate_lines: list[dict[str, Any]] = field(default_factory=list)
-    unknown_prospects: list[dict[str, Any]] = field(default_factory=list)
-    warnings: list[dict[str, Any]] = field(default_factory=list)
+    rejected: list[RowError] = field(default_factory=list)
+    duplicate_lines: list[RowError] = field(default_factory=list)  # not stored again, and why
+    unknown_prospects: list[UnknownProspect] = field(default_factory=list)
+    warnings: list[RowError] = field(default_factory=list)  # stored, with a remark
     reply_ids: list[int] = field(default_factory=list)
     encoding: str = ""
     delimiter: str = ""
 
     def as_json(self) -> dict[str, Any]:
-        return {"rows": self.rows, "stored": self.stored, "duplicates": self.duplicates, "rejected": self.rejected,
-                "duplicate_lines": self.duplicate_lines, "unknown_prospects": self.unknown_prospects,
-                "warnings": self.warnings, "reply_ids": self.reply_ids, "encoding": self.encoding,
+        return {"rows": self.rows, "stored": self.stored, "duplicates": self.duplicates,
+                "rejected": [asdict(r) for r in self.rejected],
+                "duplicate_lines": [asdict(r) for r in self.duplicate_lines],
+                "unknown_prospects": [asdict(r) for r in self.unknown_prospects],
+                "warnings": [asdict(r) for r in self.warnings], "reply_ids": self.reply_ids, "encoding": self.encoding,
                 "delimiter": self.delimiter}
 
 
@@ -214,15 +225,15 @@ def import_replies(app: App, data: bytes) -> ReplyImportReport:
 
     now = utcnow()
     report = ReplyImportReport(rows=table.total_records, encoding=table.encoding, delimiter=table.delimiter)
-    rejected = [{"line": e.line, "reason": e.reason} for e in table.errors]
+    rejected = list(table.errors)
     rows: list[_ReplyRow] = []
     for line, cells in table.rows:
         row, problem = _parse_reply_row(line, cells, columns, now)
         if row is None:
-            rejected.append({"line": line, "reason": problem})
+            rejected.append(RowError(line, problem))
         else:
             rows.append(row)
-    report.rejected = sorted(rejected, key=lambda r: r["line"])
+    report.rejected = sorted(rejected, key=lambda r: r.line)
 
     matched = _match_prospects(app, rows)
     with_time, without_time = _stored_keys(app, sorted({r.identity for r in rows}))
@@ -231,24 +242,24 @@ def import_replies(app: App, data: bytes) -> ReplyImportReport:
     for row in rows:
         key = (row.identity, row.text, row.received)
         if key in first_seen:
-            report.duplicate_lines.append({"line": row.line, "reason": f"duplicate of line {first_seen[key]}"})
+            report.duplicate_lines.append(RowError(row.line, f"duplicate of line {first_seen[key]}"))
             continue
         first_seen[key] = row.line
         stored = (row.identity, row.text, row.received) in with_time if row.received else \
             (row.identity, row.text) in without_time
         if stored:
-            report.duplicate_lines.append({"line": row.line, "reason": "this reply is already stored"})
+            report.duplicate_lines.append(RowError(row.line, "this reply is already stored"))
             continue
         text = row.text
         if len(text) > MAX_STORED_CHARS:
-            report.warnings.append({"line": row.line, "reason": f"the reply is {len(text):,} characters; "
-                                                                f"stored cut to {MAX_STORED_CHARS:,}"})
+            report.warnings.append(RowError(row.line, f"the reply is {len(text):,} characters; "
+                                                      f"stored cut to {MAX_STORED_CHARS:,}"))
             text = text[:MAX_STORED_CHARS]
         if row.received is None:
-            report.warnings.append({"line": row.line, "reason": "received is empty; the import time is used"})
+            report.warnings.append(RowError(row.line, "received is empty; the import time is used"))
         prospect_id = matched.get(row.line)
         if prospect_id is None:
-            report.unknown_prospects.append({"line": row.line, "identity": row.identity})
+            report.unknown_prospects.append(UnknownProspect(row.line, row.identity))
         to_store.append(Reply(
             prospect_id=prospect_id,
             prospect_identity=row.identity,

@@ -12,13 +12,12 @@ from sqlalchemy import func
 from sqlmodel import select
 
 from core.app import App
-from core.replies.categories import CATEGORIES
+from core.replies.categories import CATEGORIES, PENDING
 from core.replies.holds import reply_holds
 from core.replies.routing import RouteResult, apply_routing, writing
 from core.store.db import session_scope
 from core.store.models import Prospect, Reply, utcnow
 
-PENDING = "pending"  # the review filter and count for replies not classified yet
 _SHOWN_CHARS = 300
 
 

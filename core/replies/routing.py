@@ -33,8 +33,17 @@ from core.store.db import immediate, session_scope
 from core.store.models import HoldKind, Prospect, Reply, Suppression, Template, utcnow
 
 ROUTING_FILE = "reply_routing.json"
-ACTION_KINDS = ("booking", "send_template", "pause_until_return", "suppress", "stop", "record_referral",
-                "next_step_and_person", "to_person")
+_ACTION_LABELS = {
+    "booking": "Send the booking link",
+    "send_template": "Send template {argument}",
+    "pause_until_return": "Pause until they are back",
+    "suppress": "Do not contact again",
+    "stop": "Stop the sequence",
+    "record_referral": "Record who they point to",
+    "next_step_and_person": "Next step, with a person",
+    "to_person": "A person reads it",
+}
+ACTION_KINDS = tuple(_ACTION_LABELS)
 
 
 @contextmanager
@@ -63,6 +72,14 @@ class RouteSpec:
     @property
     def argument(self) -> str:
         return self.action.split(":", 1)[1] if ":" in self.action else ""
+
+
+def action_label(action: str) -> str:
+    """A configured action ("send_template:info_follow_up") in a person's words; "" for none."""
+    if not action:
+        return ""
+    kind, _, argument = action.partition(":")
+    return _ACTION_LABELS.get(kind, action).format(argument=argument).strip()
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,7 @@ from core.llm.errors import BudgetExceededError
 from core.messages import prompts
 from core.messages.review import VerdictError
 from core.people.prospects import import_prospects
-from core.people.tabular import UnreadableFile
+from core.people.tabular import RowError, UnreadableFile
 from core.replies.categories import CATEGORIES
 from core.replies.classify import (
     STATUS_OK,
@@ -39,7 +39,7 @@ from core.replies.classify import (
 from core.replies.cleaning import MAX_REPLY_CHARS, clean_reply
 from core.replies.evaluation import evaluate, evaluate_provider, load_labelled
 from core.replies.holds import paused_until, sequence_stopped
-from core.replies.importing import import_replies
+from core.replies.importing import UnknownProspect, import_replies
 from core.replies.review import category_counts, override, review_rows
 from core.replies.routing import apply_routing, load_routing_config
 from core.replies.rules import classify_by_rules
@@ -489,7 +489,7 @@ def test_import_stores_known_and_unknown_and_reports_bad_lines(app: App, people:
     report = import_replies(app, data)
     assert report.rows == 11 and report.stored == 3 and report.duplicates == 1
     assert report.stored + report.duplicates + len(report.rejected) == report.rows
-    reasons = {r["line"]: r["reason"] for r in report.rejected}
+    reasons = {r.line: r.reason for r in report.rejected}
     assert "not a LinkedIn profile address" in reasons[5]
     assert "not a valid email" in reasons[6]
     assert "text is empty" in reasons[7]
@@ -497,8 +497,9 @@ def test_import_stores_known_and_unknown_and_reports_bad_lines(app: App, people:
     assert "in the future" in reasons[9]
     assert "no prospect identity" in reasons[10]
     assert "unclosed quote" in reasons[12]
-    assert report.duplicate_lines == [{"line": 11, "reason": "duplicate of line 2"}]
-    assert report.unknown_prospects == [{"line": 4, "identity": "email:stranger@else.example"}]
+    assert report.duplicate_lines == [RowError(11, "duplicate of line 2")]
+    assert report.unknown_prospects == [UnknownProspect(4, "email:stranger@else.example")]
+    assert report.as_json()["duplicate_lines"] == [{"line": 11, "reason": "duplicate of line 2"}]
     with session_scope(app.engine) as s:
         rows = {r.prospect_identity: r for r in s.exec(select(Reply)).all()}
     assert rows[f"li:{ANA_LI}"].prospect_id == people["Ana"]
@@ -511,11 +512,10 @@ def test_import_stores_known_and_unknown_and_reports_bad_lines(app: App, people:
 def test_reimporting_the_same_file_stores_nothing_twice(app: App, people: dict[str, int]) -> None:
     data = f"linkedin_url,text,received\n{ANA_LI},Yes please,2025-03-04\n{ANA_LI},No dates here,\n".encode()
     first = import_replies(app, data)
-    assert first.stored == 2 and first.warnings == [{"line": 3, "reason": "received is empty; the import time is "
-                                                                         "used"}]
+    assert first.stored == 2 and first.warnings == [RowError(3, "received is empty; the import time is used")]
     second = import_replies(app, data)
     assert second.stored == 0 and second.duplicates == 2
-    assert {d["reason"] for d in second.duplicate_lines} == {"this reply is already stored"}
+    assert {d.reason for d in second.duplicate_lines} == {"this reply is already stored"}
 
 
 def test_import_matches_by_profile_or_email_and_the_identity_column(app: App, people: dict[str, int]) -> None:
@@ -526,7 +526,7 @@ def test_import_matches_by_profile_or_email_and_the_identity_column(app: App, pe
             "somebody;Hello;2025-03-04\n").encode("cp1252")
     report = import_replies(app, data)
     assert report.delimiter == ";" and report.encoding == "cp1252"
-    assert report.stored == 3 and [r["line"] for r in report.rejected] == [5]
+    assert report.stored == 3 and [r.line for r in report.rejected] == [5]
     assert report.unknown_prospects == []
     with session_scope(app.engine) as s:
         by_prospect = {r.prospect_id: r.text for r in s.exec(select(Reply)).all()}
@@ -537,7 +537,7 @@ def test_import_matches_by_profile_or_email_and_the_identity_column(app: App, pe
 def test_import_cuts_huge_replies_with_a_warning(app: App, people: dict[str, int]) -> None:
     data = f"email,text\nben@fernhollow.example,{'blah ' * 10_000}\n".encode()
     report = import_replies(app, data)
-    assert report.stored == 1 and "stored cut to 20,000" in report.warnings[0]["reason"]
+    assert report.stored == 1 and "stored cut to 20,000" in report.warnings[0].reason
 
 
 def test_unusable_files_are_refused_whole(app: App) -> None:

@@ -458,3 +458,14 @@ def test_load_labelled_rejects_non_utf8(tmp_path: Path) -> None:
     path.write_bytes("text,category,received\nNão,not_interested,\n".encode("latin-1"))
     with pytest.raises(ValueError, match="not UTF-8"):
         load_labelled(path)
+
+
+def test_every_category_and_action_has_a_label_in_words() -> None:
+    from core.replies.categories import PENDING, label
+    from core.replies.routing import ACTION_KINDS, action_label
+
+    labels = [label(c) for c in (*CATEGORIES, PENDING)]
+    assert len(set(labels)) == len(labels) and not any("_" in x for x in labels)
+    assert label("do_not_contact") == "Do not contact" and label("someday") == "someday"
+    assert all(action_label(k) and "_" not in action_label(k) for k in ACTION_KINDS)
+    assert action_label("send_template:info_follow_up") == "Send template info_follow_up" and action_label("") == ""
