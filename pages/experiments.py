@@ -14,7 +14,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from console import enter, get_app, sidebar
-from core.experiments.catalog import Decision, DecisionAction, ExperimentStatus, list_experiments
+from core.experiments.catalog import Decision, DecisionAction, ExperimentStatus, list_experiments, metric_label
 from core.experiments.decisions import promote, promotion_blocker, stop_experiment
 from core.experiments.outcomes import OutcomeImportError, import_outcomes
 from core.experiments.results import ArmResult, DailyRate, ExperimentResult, cumulative_rates, experiment_stats
@@ -43,7 +43,8 @@ if not experiments:
     link("experiment_new.py", "Start an experiment", "➕")
 else:
     st.dataframe(
-        [{"id": e.id, "name": e.name, "step": e.step, "segment": e.segment or "(general)", "metric": e.metric,
+        [{"id": e.id, "name": e.name, "step": e.step, "segment": e.segment or "(general)",
+          "metric": metric_label(e.metric),
           "status": str(e.status), "arms": ", ".join(e.arms), "planned per arm": e.planned_per_arm,
           "sends": e.sends, "started": e.created_at.date().isoformat()}
          for e in experiments],

@@ -232,8 +232,8 @@ else:
                    "labelled replies classified")
     cols[1].metric("Sent to a person (unclear fallback)", f"{evaluation.fallbacks:,}")
     cols[2].metric("Cost of the run", usd(evaluation.cost_usd, 6))
-    st.dataframe([{"category": label(c), "precision": round(float(s["precision"]), 3),
-                   "recall": round(float(s["recall"]), 3), "support": s["support"]}
+    st.dataframe([{"category": label(c), "precision": round(s.precision, 3), "recall": round(s.recall, 3),
+                   "support": s.support}
                   for c, s in evaluation.per_category.items()],
                  hide_index=True, width="stretch")
     heat = go.Figure(go.Heatmap(

@@ -11,7 +11,7 @@ import asyncio
 import csv
 from collections import Counter
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import date
 from decimal import Decimal
 from pathlib import Path
@@ -26,20 +26,25 @@ from core.replies.routing import routing_config
 LABELLED_FILE = "replies_labelled.csv"
 
 
+@dataclass(frozen=True)
+class CategoryScore:
+    precision: float  # of the replies predicted this category, the share truly it
+    recall: float  # of the replies truly this category, the share predicted it
+    support: int  # how many are truly this category
+
 
 @dataclass(frozen=True)
 class Evaluation:
     """How a classifier did on labelled replies.
 
-    `per_category[c]` holds "precision" (of the replies predicted c, the share truly c), "recall" (of the
-    replies truly c, the share predicted c) and "support" (how many are truly c). A ratio whose
+    `per_category[c]` is the `CategoryScore` of category c (every category present). A ratio whose
     denominator is zero (nothing predicted c, or nothing is truly c) is reported as 0.0, as is the
     accuracy of an empty evaluation. `confusion[true][predicted]` counts replies, with all 8x8 keys present.
     """
 
     n: int
     accuracy: float
-    per_category: dict[str, dict[str, float | int]]
+    per_category: dict[str, CategoryScore]
     confusion: dict[str, dict[str, int]]
 
 
@@ -60,16 +65,16 @@ def evaluate(pairs: Iterable[tuple[str, str]]) -> Evaluation:
         confusion[true][predicted] += 1
         n += 1
     correct = sum(confusion[c][c] for c in CATEGORIES)
-    per_category: dict[str, dict[str, float | int]] = {}
+    per_category: dict[str, CategoryScore] = {}
     for category in CATEGORIES:
         support = sum(confusion[category].values())
         predicted_total = sum(confusion[true][category] for true in CATEGORIES)
         hits = confusion[category][category]
-        per_category[category] = {
-            "precision": hits / predicted_total if predicted_total else 0.0,
-            "recall": hits / support if support else 0.0,
-            "support": support,
-        }
+        per_category[category] = CategoryScore(
+            precision=hits / predicted_total if predicted_total else 0.0,
+            recall=hits / support if support else 0.0,
+            support=support,
+        )
     return Evaluation(
         n=n,
         accuracy=correct / n if n else 0.0,
@@ -146,7 +151,8 @@ class ProviderEvaluation(Evaluation):
 
     def as_json(self) -> dict[str, Any]:
         return {"n": self.n, "labelled": self.labelled, "accuracy": self.accuracy,
-                "per_category": self.per_category, "confusion": self.confusion, "provider": self.provider,
+                "per_category": {c: asdict(score) for c, score in self.per_category.items()},
+                "confusion": self.confusion, "provider": self.provider,
                 "models": self.models, "cost_usd": str(self.cost_usd), "input_tokens": self.input_tokens,
                 "output_tokens": self.output_tokens, "unclear_fallbacks": self.fallbacks, "errors": self.errors,
                 "stopped": self.stopped}

@@ -16,7 +16,7 @@ from core.messages import prompts
 from core.replies.categories import CATEGORIES
 from core.replies.cleaning import MAX_REPLY_CHARS, clean_reply
 from core.replies.dates import extract_return_date
-from core.replies.evaluation import evaluate, load_labelled
+from core.replies.evaluation import CategoryScore, evaluate, load_labelled
 from core.replies.routing import load_routing_config
 from core.replies.rules import RuleVerdict, classify_by_rules
 
@@ -367,11 +367,11 @@ def test_evaluate_on_a_hand_computed_example() -> None:
     result = evaluate(pairs)
     assert result.n == 5
     assert result.accuracy == pytest.approx(3 / 5)
-    assert result.per_category["interested"] == {"precision": 0.5, "recall": 0.5, "support": 2}
-    assert result.per_category["not_interested"] == {"precision": 1.0, "recall": 1.0, "support": 1}
-    assert result.per_category["unclear"] == {"precision": 0.0, "recall": 0.0, "support": 1}
+    assert result.per_category["interested"] == CategoryScore(0.5, 0.5, 2)
+    assert result.per_category["not_interested"] == CategoryScore(1.0, 1.0, 1)
+    assert result.per_category["unclear"] == CategoryScore(0.0, 0.0, 1)
     # nothing predicted and nothing true: undefined ratios are reported as 0.0
-    assert result.per_category["schedule_call"] == {"precision": 0.0, "recall": 0.0, "support": 0}
+    assert result.per_category["schedule_call"] == CategoryScore(0.0, 0.0, 0)
     assert result.confusion["interested"]["unclear"] == 1
     assert result.confusion["unclear"]["interested"] == 1
     assert result.confusion["interested"]["interested"] == 1
