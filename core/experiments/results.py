@@ -15,6 +15,7 @@ from sqlalchemy import Integer, cast, func
 from sqlmodel import Session, col, select
 
 from core.app import App
+from core.experiments import stats
 from core.experiments.catalog import (
     METRICS,
     Decision,
@@ -118,8 +119,6 @@ def _counts(s: Session, exp: Experiment) -> dict[int, tuple[int, int]]:
 
 def experiment_stats(app: App, experiment_id: int) -> ExperimentResult:
     """Counts and statistics per arm (control first), the SRM check, the plan and the verdict."""
-    from core.experiments import stats  # statsmodels takes over a second to import; the list does not need it
-
     with session_scope(app.engine) as s:
         exp = experiment_in(s, experiment_id)
         arms = arms_of(s, experiment_id)

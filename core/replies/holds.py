@@ -95,22 +95,38 @@ class SequenceState:
     reason: str = ""
 
 
-def sequence_state(app: App, prospect_id: int, today: date | None = None) -> SequenceState:
-    """The prospect's holds as of `today` (UTC today by default): one query for the holds, one for the list."""
+def sequence_states(app: App, prospect_ids: Iterable[int], today: date | None = None) -> dict[int, SequenceState]:
+    """The held prospects among `prospect_ids` as of `today` (UTC today by default), by id: stopped, or paused
+    until a day still ahead. Prospects free to go on are left out. A few queries per 500 prospects, so a batch
+    can ask for a whole chunk at once."""
     today = today or utcnow().date()
+    ids = list(dict.fromkeys(int(i) for i in prospect_ids))
+    out: dict[int, SequenceState] = {}
     with session_scope(app.engine) as s:
-        rows = s.exec(select(SequenceHold).where(SequenceHold.prospect_id == prospect_id)
-                      .order_by(col(SequenceHold.id))).all()
-        stop = next((r for r in rows if r.kind in _STOPPING), None)
-        if stop is not None:
-            return SequenceState(True, None, stop.reason)
-        if idm.is_suppressed(s, prospect_id):
-            return SequenceState(True, None, "on the do-not-contact list")
-    pauses = [r for r in rows if r.kind == HoldKind.PAUSED and r.until is not None and r.until > today]
-    latest = max(pauses, key=lambda r: r.until or today, default=None)
-    if latest is None:
-        return SequenceState(False, None)
-    return SequenceState(False, latest.until, latest.reason)
+        for start in range(0, len(ids), _DB_CHUNK):
+            part = ids[start:start + _DB_CHUNK]
+            rows = s.exec(select(SequenceHold).where(col(SequenceHold.prospect_id).in_(part))
+                          .order_by(col(SequenceHold.id))).all()
+            suppressed = idm.suppressed_prospects(s, part)
+            for pid in part:
+                mine = [r for r in rows if r.prospect_id == pid]
+                stop = next((r for r in mine if r.kind in _STOPPING), None)
+                if stop is not None:
+                    out[pid] = SequenceState(True, None, stop.reason)
+                    continue
+                if pid in suppressed:
+                    out[pid] = SequenceState(True, None, "on the do-not-contact list")
+                    continue
+                pauses = [r for r in mine if r.kind == HoldKind.PAUSED and r.until is not None and r.until > today]
+                latest = max(pauses, key=lambda r: r.until or today, default=None)
+                if latest is not None:
+                    out[pid] = SequenceState(False, latest.until, latest.reason)
+    return out
+
+
+def sequence_state(app: App, prospect_id: int, today: date | None = None) -> SequenceState:
+    """One prospect's holds as of `today` (see `sequence_states`)."""
+    return sequence_states(app, [prospect_id], today).get(prospect_id, SequenceState(False, None))
 
 
 def sequence_stopped(app: App, prospect_id: int) -> bool:

@@ -154,3 +154,18 @@ def test_holds_follow_the_app_on_a_fresh_database(app: App, people: dict[str, in
     [row] = holds(app)
     assert (row.prospect_id, row.reply_id, row.kind) == (people["Ana"], rid, HoldKind.STOPPED)
     assert row.created_at.tzinfo == UTC and row.created_at <= datetime.now(UTC)
+
+
+def test_a_chunk_of_prospects_is_answered_at_once(app: App, people: dict[str, int]) -> None:
+    from core.people.prospects import suppress
+    from core.replies.holds import SequenceState, sequence_states
+
+    away = store_reply(app, people["Ana"], "OOO")
+    route_with(app, away, verdict_json("out_of_office", 0.9, "2025-03-21"))
+    assert sequence_states(app, [people["Ana"], people["Ben"], 999], RECEIVED) == {
+        people["Ana"]: SequenceState(False, date(2025, 3, 21), f"reply #{away} (out_of_office)")}
+    suppress(app, "email:ben@fern.example", "manual list")
+    states = sequence_states(app, list(people.values()), RECEIVED)
+    assert states[people["Ben"]] == SequenceState(True, None, "on the do-not-contact list")
+    assert states[people["Ana"]].paused_until == date(2025, 3, 21)
+    assert sequence_states(app, [people["Ana"]], date(2025, 3, 21)) == {}, "the pause is over on the return day"
