@@ -58,7 +58,7 @@ def show_one(result: TextResult) -> None:
     cols[2].metric("Cost", usd(verdict.cost_usd, 6), help=f"{verdict.tokens:,} tokens in {verdict.calls} call(s)")
     st.text(f"Next action: {action_label(result.next_action)}\n{result.detail}")
     facts = [
-        {"field": "status", "value": str(verdict.status)},
+        {"field": "status", "value": verdict.status.label},
         {"field": "model said", "value": verdict.model_said or ""},
         {"field": "return date", "value": verdict.return_date.isoformat() if verdict.return_date else ""},
         {"field": "referral", "value": verdict.referral or ""},

@@ -57,8 +57,9 @@ class VerdictStatus(StrEnum):
     OK = "ok"
     UNCLEAR = "unclear_fallback"
 
-
-STATUS_OK, STATUS_UNCLEAR = VerdictStatus.OK, VerdictStatus.UNCLEAR
+    @property
+    def label(self) -> str:
+        return "the model's answer stands" if self is VerdictStatus.OK else "unclear: a person reads it"
 
 
 class _Answer(BaseModel):
@@ -164,10 +165,11 @@ async def classify(
     config = config or load_routing_config()
     cleaned = clean_reply(_as_text(text))
     if not cleaned:
-        return Classification("unclear", 0.0, status=STATUS_UNCLEAR, problem="the reply is empty; no model was asked")
+        return Classification("unclear", 0.0, status=VerdictStatus.UNCLEAR,
+                              problem="the reply is empty; no model was asked")
     messages = prompts.classify_messages(cleaned, received.isoformat() if received else None)
     fmt = prompts.response_format(TASK, prompts.CLASSIFY_SCHEMA)
-    outcome = Classification("unclear", 0.0, status=STATUS_UNCLEAR)
+    outcome = Classification("unclear", 0.0, status=VerdictStatus.UNCLEAR)
     try:
         answer = await ask_json(gw, TASK, messages, parse_answer, response_format=fmt, context=context)
     except ModerationError as exc:
@@ -202,7 +204,7 @@ async def classify(
         outcome.referral = None
         return outcome
     outcome.category = category
-    outcome.status = STATUS_OK
+    outcome.status = VerdictStatus.OK
     return outcome
 
 

@@ -25,9 +25,8 @@ from core.people.prospects import import_prospects
 from core.people.tabular import RowError, UnreadableFile
 from core.replies.categories import CATEGORIES
 from core.replies.classify import (
-    STATUS_OK,
-    STATUS_UNCLEAR,
     Classification,
+    VerdictStatus,
     classify,
     classify_and_route,
     classify_replies,
@@ -156,7 +155,7 @@ def test_invalid_answers_say_what_is_wrong(raw: str, problem: str) -> None:
 
 def test_simulator_classification_is_logged_on_the_classify_route(app: App) -> None:
     verdict = run_classify(app, "Please unsubscribe me from this list.")
-    assert verdict.category == "do_not_contact" and verdict.status == STATUS_OK and verdict.calls == 1
+    assert verdict.category == "do_not_contact" and verdict.status == VerdictStatus.OK and verdict.calls == 1
     [row] = ledger(app)
     assert row.task == "classify_reply" and row.model_requested == "meta-llama/llama-3-8b-instruct"
     assert verdict.cost_usd == row.cost_usd > 0 and verdict.tokens == row.input_tokens + row.output_tokens
@@ -174,7 +173,7 @@ def test_one_bad_answer_is_reasked_once_and_the_second_is_used(app: App) -> None
     for number, bad in enumerate(BAD_ANSWERS, start=1):
         seen = sim_answers(app, {"classify_reply": [bad, verdict_json("schedule_call", 0.85)]})
         verdict = run_classify(app, "Can we talk Thursday?")
-        assert verdict.category == "schedule_call" and verdict.status == STATUS_OK and verdict.calls == 2, bad
+        assert verdict.category == "schedule_call" and verdict.status == VerdictStatus.OK and verdict.calls == 2, bad
         assert len(seen) == 2 and len(ledger(app)) == 2 * number
         reask = seen[1]
         assert reask[-2] == {"role": "assistant", "content": bad}
@@ -184,7 +183,7 @@ def test_one_bad_answer_is_reasked_once_and_the_second_is_used(app: App) -> None
 def test_two_bad_answers_give_unclear_without_a_third_call(app: App) -> None:
     seen = sim_answers(app, {"classify_reply": ["```json\n{broken", '{"category": "yes", "confidence": 1}']})
     verdict = run_classify(app, "Sounds great, tell me more")
-    assert verdict.category == "unclear" and verdict.status == STATUS_UNCLEAR
+    assert verdict.category == "unclear" and verdict.status == VerdictStatus.UNCLEAR
     assert verdict.calls == 2 and len(seen) == 2 and len(ledger(app)) == 2
     assert "re-ask" in verdict.problem and "not one of" in verdict.problem
     assert verdict.model_said is None and verdict.confidence == 0.0
@@ -193,7 +192,7 @@ def test_two_bad_answers_give_unclear_without_a_third_call(app: App) -> None:
 def test_low_confidence_is_unclear_but_keeps_what_the_model_said(app: App) -> None:
     sim_answers(app, {"classify_reply": [verdict_json("interested", 0.41)]})
     verdict = run_classify(app, "hmm")
-    assert verdict.category == "unclear" and verdict.status == STATUS_UNCLEAR
+    assert verdict.category == "unclear" and verdict.status == VerdictStatus.UNCLEAR
     assert verdict.model_said == "interested" and verdict.confidence == pytest.approx(0.41)
     assert "below 0.60" in verdict.problem
 
@@ -202,7 +201,7 @@ def test_empty_reply_is_unclear_without_a_model_call(app: App) -> None:
     seen = sim_answers(app, {})
     for text in ("", "   \n\t ", "\u200b\u200b", "> quoted only\n> nothing new"):
         verdict = run_classify(app, text)
-        assert verdict.category == "unclear" and verdict.status == STATUS_UNCLEAR and verdict.calls == 0
+        assert verdict.category == "unclear" and verdict.status == VerdictStatus.UNCLEAR and verdict.calls == 0
     assert seen == [] and ledger(app) == []
 
 
@@ -223,7 +222,7 @@ def test_moderation_refusal_goes_to_a_person(app: App) -> None:
     assert app.simulator is not None
     app.simulator.script(Scripted(403, message="flagged"))
     verdict = run_classify(app, "some reply")
-    assert verdict.category == "unclear" and verdict.status == STATUS_UNCLEAR and "moderation" in verdict.problem
+    assert verdict.category == "unclear" and verdict.status == VerdictStatus.UNCLEAR and "moderation" in verdict.problem
 
 
 def test_model_return_date_before_the_reply_is_dropped_and_the_text_is_read(app: App) -> None:
