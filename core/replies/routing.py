@@ -308,7 +308,7 @@ def apply_routing(app: App, reply_id: int, *, corrected: bool = False) -> RouteR
         s.add(reply)
         prospect_id, when = reply.prospect_id, reply.received_at
 
-    if prospect_id is not None:  # after the commit: the hook writes through its own transaction
+    if prospect_id is not None:  # after the commit: the experiments write through their own transaction
         result.outcome = _record_outcome(app, prospect_id, config, when, corrected)
         with writing(app) as s:
             reply = s.get(Reply, reply_id)
