@@ -53,6 +53,8 @@ PAGE_TABLE: tuple[tuple[str, str, str, str | None], ...] = (
     ("pages/batches.py", "Batches", "📦", "batches"),
     ("pages/review.py", "Review", "✅", "review"),
     ("pages/experiments.py", "Experiments", "🧪", "experiments"),
+    ("pages/experiment_new.py", "New experiment", "➕", "new-experiment"),
+    ("pages/experiment_variants.py", "Variants", "🧬", "variants"),
     ("pages/replies.py", "Replies", "💬", "replies"),
     ("pages/spend.py", "Spend", "📈", "spend"),
     ("pages/scenarios.py", "Scenarios", "🧮", "scenarios"),

@@ -1,12 +1,13 @@
 """Replies: classify a pasted reply, import a file of replies, classify them under the budget, review and
 override the verdicts, and measure the active provider on the labelled replies.
 
-Layout only: every decision is made in `core.replies.inbox`. Reply text, prospect names and anything a model wrote
+Layout only: every decision is made in the `core.replies` package. Reply text, prospect names and anything a model wrote
 are shown with st.text or dataframes, never as Markdown; alerts carry fixed wording only.
 """
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from datetime import date
 
 import plotly.graph_objects as go
@@ -17,18 +18,12 @@ from core.batches.runs import create_batch, start_batch
 from core.batches.runs import status as batch_status
 from core.llm.errors import BudgetExceededError, LLMError
 from core.people.tabular import UnreadableFile
-from core.replies.inbox import (
-    TextResult,
-    category_counts,
-    classify_text,
-    evaluate_provider,
-    import_replies,
-    override,
-    pending_reply_ids,
-    review_rows,
-    worst_case_cost,
-)
-from core.replies.rules import CATEGORIES
+from core.replies.categories import CATEGORIES, PENDING, label
+from core.replies.classify import TextResult, classify_text, pending_reply_ids, worst_case_cost
+from core.replies.evaluation import evaluate_provider
+from core.replies.importing import ReplyImportReport, import_replies
+from core.replies.review import ReviewRow, category_counts, override, review_rows
+from core.replies.routing import action_label
 
 enter()  # the shell and the access gate, whichever address Streamlit started this run at
 
@@ -58,12 +53,12 @@ received_on = st.date_input("Received on (optional; anchors 'back on Monday')", 
 def show_one(result: TextResult) -> None:
     verdict = result.classification
     cols = st.columns(3)
-    cols[0].metric("Category", verdict.category)
+    cols[0].metric("Category", label(verdict.category))
     cols[1].metric("Confidence", f"{verdict.confidence:.2f}")
     cols[2].metric("Cost", usd(verdict.cost_usd, 6), help=f"{verdict.tokens:,} tokens in {verdict.calls} call(s)")
-    st.text(f"Next action: {result.next_action}\n{result.detail}")
+    st.text(f"Next action: {action_label(result.next_action)}\n{result.detail}")
     facts = [
-        {"field": "status", "value": verdict.status},
+        {"field": "status", "value": verdict.status.label},
         {"field": "model said", "value": verdict.model_said or ""},
         {"field": "return date", "value": verdict.return_date.isoformat() if verdict.return_date else ""},
         {"field": "referral", "value": verdict.referral or ""},
@@ -94,32 +89,33 @@ st.caption("A CSV with who replied (linkedin_url, email or identity), the reply 
 uploaded = st.file_uploader("Replies CSV", type=["csv", "txt", "tsv"], key="replies_upload")
 if uploaded is not None and st.button("Import this file", key="replies_import"):
     try:
-        st.session_state["replies_report"] = import_replies(app, uploaded.getvalue()).as_json()
+        st.session_state["replies_report"] = import_replies(app, uploaded.getvalue())
     except UnreadableFile as exc:
         st.session_state.pop("replies_report", None)
         st.error("The file was not imported; nothing was stored.")
         st.text(str(exc))
 
-report = st.session_state.get("replies_report")
+report: ReplyImportReport | None = st.session_state.get("replies_report")
 if report:
     cols = st.columns(4)
-    cols[0].metric("Rows read", f"{report['rows']:,}")
-    cols[1].metric("Stored", f"{report['stored']:,}")
-    cols[2].metric("Duplicates", f"{report['duplicates']:,}")
-    cols[3].metric("Rejected", f"{len(report['rejected']):,}")
-    if report["rejected"]:
+    cols[0].metric("Rows read", f"{report.rows:,}")
+    cols[1].metric("Stored", f"{report.stored:,}")
+    cols[2].metric("Duplicates", f"{report.duplicates:,}")
+    cols[3].metric("Rejected", f"{len(report.rejected):,}")
+    if report.rejected:
         st.caption("Rejected lines (fix them in the file and import it again; stored rows are not duplicated)")
-        st.dataframe(report["rejected"], hide_index=True, width="stretch")
-    if report["unknown_prospects"]:
-        st.caption(f"{len(report['unknown_prospects'])} replies come from people who are not stored prospects: "
-                   "they are stored and classified, and an opt-out still reaches the do-not-contact list")
-        st.dataframe(report["unknown_prospects"], hide_index=True, width="stretch")
-    if report["duplicate_lines"]:
+        st.dataframe([asdict(r) for r in report.rejected], hide_index=True, width="stretch")
+    if report.unknown_prospects:
+        unknown = len(report.unknown_prospects)
+        st.caption(f"{unknown:,} repl{'ies come' if unknown != 1 else 'y comes'} from people who are not stored "
+                   "prospects: stored and classified, and an opt-out still reaches the do-not-contact list")
+        st.dataframe([asdict(r) for r in report.unknown_prospects], hide_index=True, width="stretch")
+    if report.duplicate_lines:
         st.caption("Duplicates (not stored again)")
-        st.dataframe(report["duplicate_lines"], hide_index=True, width="stretch")
-    if report["warnings"]:
+        st.dataframe([asdict(r) for r in report.duplicate_lines], hide_index=True, width="stretch")
+    if report.warnings:
         st.caption("Warnings")
-        st.dataframe(report["warnings"], hide_index=True, width="stretch")
+        st.dataframe([asdict(r) for r in report.warnings], hide_index=True, width="stretch")
 
 # ---- classify pending ------------------------------------------------------------------------------------
 
@@ -156,28 +152,36 @@ if batch_id:
 
     classification_progress(batch_id)
 
+def shown_row(row: ReviewRow) -> dict[str, object]:
+    """A review row with its codes in people's words (categories and actions by their labels)."""
+    return {**asdict(row), "category": label(row.category), "model_category": label(row.model_category),
+            "override": label(row.override), "next_action": action_label(row.next_action)}
+
+
 # ---- review ----------------------------------------------------------------------------------------------
 
 st.subheader("Review and override")
 counts = category_counts(app)
-if sum(counts.values()) == 0:
+if counts.total == 0:
     st.info("No replies yet. Import a CSV of replies above; they appear here once stored.", icon="📭")
 else:
-    bars = go.Figure(go.Bar(x=list(counts), y=list(counts.values())))
+    bars = go.Figure(go.Bar(x=[label(c) for c in (*CATEGORIES, PENDING)],
+                            y=[counts.of(c) for c in (*CATEGORIES, PENDING)]))
     bars.update_layout(title="Replies per category", yaxis_title="replies", margin={"t": 40})
     st.plotly_chart(bars, width="stretch")
 
-    shown = st.selectbox("Show", ["all", *CATEGORIES, "pending"], key="replies_filter",
-                         format_func=lambda c: f"{c} ({sum(counts.values()) if c == 'all' else counts[c]:,})")
+    shown = st.selectbox("Show", ["all", *CATEGORIES, PENDING], key="replies_filter",
+                         format_func=lambda c: f"{'All' if c == 'all' else label(c)} "
+                                               f"({counts.total if c == 'all' else counts.of(c):,})")
     rows = review_rows(app, None if shown == "all" else shown)
     if not rows:
         st.info("No reply in this category.", icon="📭")
     else:
-        st.dataframe(rows, hide_index=True, width="stretch",
+        st.dataframe([shown_row(r) for r in rows], hide_index=True, width="stretch",
                      column_order=("id", "received", "prospect", "text", "category", "confidence", "override",
                                    "overridden_by", "next_action", "sequence", "detail", "model_category",
                                    "problem"))
-        labels = {r["id"]: f"#{r['id']} · {r['category']} · {r['prospect'][:60]}" for r in rows}
+        labels = {r.id: f"#{r.id} · {label(r.category)} · {r.prospect[:60]}" for r in rows}
 
         def save_override() -> None:
             reply_id = st.session_state.get("replies_pick")
@@ -189,17 +193,17 @@ else:
                 st.session_state["replies_flash"] = [("error", "The override was not saved.")]
                 st.session_state["replies_flash_text"] = [str(exc)]
                 return
-            st.session_state["replies_flash"] = [("success", f"Reply #{int(reply_id)} is now {category}.")]
-            st.session_state["replies_flash_text"] = [f"Next action: {result.action}\n{result.detail}"]
+            st.session_state["replies_flash"] = [("success", f"Reply #{int(reply_id)} is now: {label(str(category))}.")]
+            st.session_state["replies_flash_text"] = [f"Next action: {action_label(result.action)}\n{result.detail}"]
 
         left, right = st.columns([2, 1])
         picked = left.selectbox("Reply", list(labels), format_func=lambda i: labels[i], key="replies_pick")
-        current = next(r for r in rows if r["id"] == picked)
-        right.selectbox("Correct category", CATEGORIES, key="replies_new_category",
-                        index=CATEGORIES.index(current["category"]) if current["category"] in CATEGORIES else 0)
+        current = next(r for r in rows if r.id == picked)
+        right.selectbox("Correct category", CATEGORIES, key="replies_new_category", format_func=label,
+                        index=CATEGORIES.index(current.category) if current.category in CATEGORIES else 0)
         st.text_input("Your name (recorded with the override)", key="replies_by")
         st.caption("Full reply")
-        st.text(next(r["text"] for r in rows if r["id"] == picked))
+        st.text(current.text)
         st.button("Save override", key="replies_save_override", on_click=save_override)
 
 # ---- evaluation ------------------------------------------------------------------------------------------
@@ -228,12 +232,13 @@ else:
                    "labelled replies classified")
     cols[1].metric("Sent to a person (unclear fallback)", f"{evaluation.fallbacks:,}")
     cols[2].metric("Cost of the run", usd(evaluation.cost_usd, 6))
-    st.dataframe([{"category": c, "precision": round(float(s["precision"]), 3), "recall": round(float(s["recall"]), 3),
-                   "support": s["support"]} for c, s in evaluation.per_category.items()],
+    st.dataframe([{"category": label(c), "precision": round(s.precision, 3), "recall": round(s.recall, 3),
+                   "support": s.support}
+                  for c, s in evaluation.per_category.items()],
                  hide_index=True, width="stretch")
     heat = go.Figure(go.Heatmap(
         z=[[evaluation.confusion[t][p] for p in CATEGORIES] for t in CATEGORIES],
-        x=list(CATEGORIES), y=list(CATEGORIES), colorscale="Blues", texttemplate="%{z}",
+        x=[label(c) for c in CATEGORIES], y=[label(c) for c in CATEGORIES], colorscale="Blues", texttemplate="%{z}",
         hovertemplate="labelled %{y}, predicted %{x}: %{z}<extra></extra>"))
     heat.update_layout(title="Confusion matrix (rows: label, columns: prediction)", xaxis_title="predicted",
                        yaxis_title="labelled", yaxis_autorange="reversed", margin={"t": 40})

@@ -715,7 +715,7 @@ async def _prepare(app: App, writes: Any, batch: Batch, item_ids: Sequence[int])
     items, prospects, halted, plan, level = read
     assigned: dict[int, tuple[str, str]] = {}
     if plan is not None:  # new experiment assignments go through the committer, like every write of the worker
-        from core.experiments.lifecycle import store_assignments_on
+        from core.experiments.assignment import store_assignments_on
 
         assigned = await writes(lambda conn: store_assignments_on(conn, plan)) if plan.rows else plan.known
     if batch.kind == "classify":
@@ -756,7 +756,7 @@ async def _process(app: App, pipeline: Pipeline, batch: Batch, prep: _Prepared, 
         return False
     replay = item.attempts > 1  # only a reclaimed item can have stored answers to replay
     if batch.kind == "classify":
-        from core.replies.inbox import classify_and_route
+        from core.replies.classify import classify_and_route
 
         try:
             await classify_and_route(app, pipeline.gw, item.reply_id,  # type: ignore[arg-type]
@@ -790,7 +790,7 @@ def _halt_reason(app: App, prospect_id: int | None) -> str:
     """Why the sequence must not message this prospect now ("" when it may): on the do-not-contact list, or a
     reply since the batch began."""
     from core.people.identity import is_suppressed
-    from core.replies.inbox import paused_until, sequence_stopped
+    from core.replies.holds import paused_until, sequence_stopped
 
     if prospect_id is None:
         return ""
@@ -809,7 +809,7 @@ def _assignment_plan(app: App, prospect_ids: Sequence[int], step: str) -> Any:
     if not prospect_ids:
         return None
     try:
-        from core.experiments.lifecycle import plan_assignments
+        from core.experiments.assignment import plan_assignments
     except ImportError:
         return None
     plan = plan_assignments(app, prospect_ids, step)

@@ -35,14 +35,15 @@ def _read(path: str) -> bytes:
 
 
 def cmd_plan(args: argparse.Namespace) -> None:
-    from core.experiments.lifecycle import plan
+    from core.experiments.planning import plan
 
     result = plan(args.baseline, args.mde, args.power, args.alpha, arms=args.arms, sends_per_week=args.weekly_sends)
     emit(result.as_json(), args.json)
 
 
 def cmd_create(args: argparse.Namespace) -> None:
-    from core.experiments.lifecycle import create_experiment, plan
+    from core.experiments.catalog import create_experiment
+    from core.experiments.planning import plan
 
     a = cli.app()
     exp = create_experiment(a, args.name, args.step, args.control, args.variant, metric=args.metric,
@@ -56,19 +57,19 @@ def cmd_create(args: argparse.Namespace) -> None:
 
 
 def cmd_list(args: argparse.Namespace) -> None:
-    from core.experiments.lifecycle import list_experiments
+    from core.experiments.catalog import list_experiments
 
-    emit({"experiments": list_experiments(cli.app())}, args.json)
+    emit({"experiments": [e.as_json() for e in list_experiments(cli.app())]}, args.json)
 
 
 def cmd_stats(args: argparse.Namespace) -> None:
-    from core.experiments.lifecycle import experiment_stats
+    from core.experiments.results import experiment_stats
 
-    emit(experiment_stats(cli.app(), args.id), args.json)
+    emit(experiment_stats(cli.app(), args.id).as_json(), args.json)
 
 
 def cmd_import_outcomes(args: argparse.Namespace) -> None:
-    from core.experiments.lifecycle import OutcomeImportError, import_outcomes
+    from core.experiments.outcomes import OutcomeImportError, import_outcomes
 
     data = _read(args.file)
     try:
@@ -81,6 +82,7 @@ def cmd_import_outcomes(args: argparse.Namespace) -> None:
 def analysis_json(analysis: Any) -> dict[str, Any]:
     """`stats.Analysis` as plain JSON values (the interval of the difference as a two-item list)."""
     data = asdict(analysis)
+    data["verdict"], data["verdict_text"] = analysis.verdict.code, analysis.verdict.text
     for arm in data["arms"]:
         if arm["lift_abs_ci"] is not None:
             arm["lift_abs_ci"] = list(arm["lift_abs_ci"])
@@ -99,15 +101,15 @@ def cmd_analyze(args: argparse.Namespace) -> None:
 
 
 def cmd_promote(args: argparse.Namespace) -> None:
-    from core.experiments.lifecycle import promote
+    from core.experiments.decisions import promote
 
-    emit({"decision": promote(cli.app(), args.id, args.arm, args.by, force=args.force)}, args.json)
+    emit({"decision": promote(cli.app(), args.id, args.arm, args.by, force=args.force).as_json()}, args.json)
 
 
 def cmd_stop(args: argparse.Namespace) -> None:
-    from core.experiments.lifecycle import stop_experiment
+    from core.experiments.decisions import stop_experiment
 
-    emit({"decision": stop_experiment(cli.app(), args.id, args.by, args.reason)}, args.json)
+    emit({"decision": stop_experiment(cli.app(), args.id, args.by, args.reason).as_json()}, args.json)
 
 
 def cmd_variants(args: argparse.Namespace) -> None:
@@ -142,7 +144,7 @@ def _planning_args(p: argparse.ArgumentParser) -> None:
 
 def register(sub: argparse._SubParsersAction, add: AddCommand) -> None:  # type: ignore[type-arg]
     """Add `experiment ...` to the CLI (called from core.__main__.build_parser)."""
-    from core.experiments.lifecycle import METRICS
+    from core.experiments.catalog import METRICS
 
     group = sub.add_parser("experiment", help="A/B experiments on templates",
                            description="A/B experiments on templates").add_subparsers(

@@ -1,6 +1,6 @@
 """The reply commands of `python -m core`: classify one reply, import a reply file, evaluate the provider.
 
-Thin over `core.replies.inbox`; `register(sub, add)` is called from `core.__main__.build_parser`. A run stopped by
+Thin over the `core.replies` package; `register(sub, add)` is called from `core.__main__.build_parser`. A run stopped by
 the month's budget prints its JSON and the reason, then exits with code 3, so scripts can tell it apart.
 """
 
@@ -37,7 +37,7 @@ def _stop_if_budget(stopped: str) -> None:
 
 
 def cmd_classify(args: argparse.Namespace) -> None:
-    from core.replies.inbox import classify_text
+    from core.replies.classify import classify_text
 
     text = sys.stdin.read() if args.text == "-" else args.text
     result = classify_text(cli.app(), text, _received(args.received))
@@ -45,7 +45,8 @@ def cmd_classify(args: argparse.Namespace) -> None:
 
 
 def cmd_replies_import(args: argparse.Namespace) -> None:
-    from core.replies.inbox import classify_replies, import_replies
+    from core.replies.classify import classify_replies
+    from core.replies.importing import import_replies
 
     path = Path(args.file)
     if not path.is_file():
@@ -63,7 +64,7 @@ def cmd_replies_import(args: argparse.Namespace) -> None:
 
 
 def cmd_replies_classify(args: argparse.Namespace) -> None:
-    from core.replies.inbox import classify_replies
+    from core.replies.classify import classify_replies
 
     run = classify_replies(cli.app())
     emit(run.as_json(), args.json)
@@ -71,7 +72,7 @@ def cmd_replies_classify(args: argparse.Namespace) -> None:
 
 
 def cmd_replies_eval(args: argparse.Namespace) -> None:
-    from core.replies.inbox import evaluate_provider
+    from core.replies.evaluation import evaluate_provider
 
     result = evaluate_provider(cli.app(), Path(args.file) if args.file else None)
     emit(result.as_json(), args.json)

@@ -29,6 +29,7 @@ import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from enum import StrEnum
 
 import numpy as np
 from scipy import integrate
@@ -46,7 +47,48 @@ MAX_CSV_BYTES = 1_000_000
 MAX_CSV_ARMS = 100
 REQUIRED_COLUMNS = ("arm", "sends", "successes")
 
-VerdictCode = str  # "no_data" | "collecting" | "srm" | "winner:<arm>" | "no_difference" | "control_best"
+
+
+class VerdictKind(StrEnum):
+    NO_DATA = "no_data"  # no sends recorded
+    COLLECTING = "collecting"  # an arm is below its planned sample, or has no sends
+    SRM = "srm"  # the sends split does not match the planned allocation
+    WINNER = "winner"  # a variant beats the control
+    NO_DIFFERENCE = "no_difference"
+    CONTROL_BEST = "control_best"  # some variant is significantly worse, none better
+
+
+_WITHHELD = frozenset({VerdictKind.NO_DATA, VerdictKind.COLLECTING, VerdictKind.SRM})
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """What the numbers say, in one typed value: its kind, the winning arm (for a winner) and the sentence."""
+
+    kind: VerdictKind
+    text: str
+    winner: str | None = None
+
+    @property
+    def withheld(self) -> bool:
+        """True while the evidence may not be acted on (no data, still collecting, or a broken assignment)."""
+        return self.kind in _WITHHELD
+
+    @property
+    def code(self) -> str:
+        """The stable code of the verdict for JSON and stored decisions: "winner:<arm>", or the kind."""
+        return f"winner:{self.winner}" if self.kind == VerdictKind.WINNER else str(self.kind)
+
+    def favoured_arm(self, control: str) -> str | None:
+        """The arm the evidence supports: the winner, the control when it is best, else None."""
+        if self.kind == VerdictKind.WINNER:
+            return self.winner
+        if self.kind == VerdictKind.CONTROL_BEST:
+            return control
+        return None
+
+    def with_text(self, text: str) -> Verdict:
+        return replace(self, text=text)
 
 
 @dataclass(frozen=True)
@@ -80,8 +122,7 @@ class Analysis:
     srm_p: float | None
     srm_flag: bool
     planned_per_arm: int | None
-    verdict: VerdictCode
-    verdict_text: str
+    verdict: Verdict
 
 
 def _check_counts(successes: int, n: int, label: str = "") -> None:
@@ -302,23 +343,24 @@ def _arm_stats(arm: ArmCounts, ctl: ArmCounts | None, alpha: float) -> ArmStats:
 
 def _verdict(
     stats: list[ArmStats], srm_p: float | None, srm_flag: bool, planned: int | None, alpha: float
-) -> tuple[VerdictCode, str]:
+) -> Verdict:
     ctl, others = stats[0], stats[1:]
     if sum(a.sends for a in stats) == 0:
-        return "no_data", "No sends recorded yet."
+        return Verdict(VerdictKind.NO_DATA, "No sends recorded yet.")
     # A broken assignment does not heal by waiting, so say so before the sample is complete.
     if srm_flag:
-        return "srm", (
+        return Verdict(VerdictKind.SRM, (
             f"Withheld: the sends split does not match the planned allocation (sample-ratio mismatch, "
             f"{_fmt_p(srm_p)}); check how prospects are assigned to variants before trusting any result."
-        )
+        ))
     fewest = min(a.sends for a in stats)
     if planned is not None and fewest < planned:
         share = min(round(100 * fewest / planned), 99)
-        return "collecting", f"Withheld: {fewest:,} of {planned:,} planned sends per arm reached ({share}%)."
+        return Verdict(VerdictKind.COLLECTING,
+                       f"Withheld: {fewest:,} of {planned:,} planned sends per arm reached ({share}%).")
     empty = [a.name for a in stats if a.sends == 0]
     if empty:
-        return "collecting", f"Withheld: no sends yet for {', '.join(repr(n) for n in empty)}."
+        return Verdict(VerdictKind.COLLECTING, f"Withheld: no sends yet for {', '.join(repr(n) for n in empty)}.")
 
     level = f"{100 * alpha:g}%"
     better = [a for a in others if a.p_holm is not None and a.p_holm < alpha and (a.lift_abs or 0) > 0]
@@ -326,20 +368,20 @@ def _verdict(
     if better:
         best = max(better, key=lambda a: a.rate or 0.0)  # max keeps the first of equal rates
         assert best.rate is not None and ctl.rate is not None and best.lift_abs is not None
-        return f"winner:{best.name}", (
+        return Verdict(VerdictKind.WINNER, (
             f"{best.name} beats control {ctl.name}: reply rate {_pct(best.rate)} vs {_pct(ctl.rate)} "
             f"({100 * best.lift_abs:+.1f} points, Holm-adjusted {_fmt_p(best.p_holm)})."
-        )
+        ), winner=best.name)
     if worse:
         names = ", ".join(a.name for a in worse)
-        return "control_best", (
+        return Verdict(VerdictKind.CONTROL_BEST, (
             f"Control {ctl.name} is best: {names} {'is' if len(worse) == 1 else 'are'} significantly worse "
             f"at the {level} level (Holm-adjusted) and no variant is better."
-        )
-    return "no_difference", (
+        ))
+    return Verdict(VerdictKind.NO_DIFFERENCE, (
         f"No variant differs significantly from control {ctl.name} at the {level} level (Holm-adjusted); "
         f"keep the control or choose on other grounds."
-    )
+    ))
 
 
 def analyze(
@@ -369,15 +411,14 @@ def analyze(
     stats += [_arm_stats(a, ctl_counts, alpha) for a in ordered[1:]]
     adjusted = holm([a.p_value for a in stats[1:]])
     stats = [stats[0]] + [replace(a, p_holm=q) for a, q in zip(stats[1:], adjusted, strict=True)]
-    code, text = _verdict(stats, srm_p, srm_flag, planned_per_arm, alpha)
+    verdict = _verdict(stats, srm_p, srm_flag, planned_per_arm, alpha)
     return Analysis(
         arms=stats,
         control=control,
         srm_p=srm_p,
         srm_flag=srm_flag,
         planned_per_arm=planned_per_arm,
-        verdict=code,
-        verdict_text=text,
+        verdict=verdict,
     )
 
 

@@ -1,10 +1,10 @@
-"""Rule-based classification of prospects' replies, and the metrics to judge any reply classifier.
+"""Rule-based classification of prospects' replies: deterministic, explainable and free.
 
 In production a small model (Llama 3 8B) sorts each LinkedIn reply into one of eight categories. Offline we
 still need an answer that is deterministic, explainable and free, so the simulator answers the
 `classify_reply` task with `classify_by_rules`; the same function gives the console a second opinion to show
-next to the model's. `evaluate` and `load_labelled` score any classifier (rules or model) against the
-labelled replies shipped in `data/replies_labelled.csv`.
+next to the model's. `core.replies.evaluation` scores any classifier (rules or model) against the labelled
+replies shipped in `data/replies_labelled.csv`.
 
 How the rules work. A reply is cleaned (`clean_reply`), then folded (lower case, accents stripped, curly
 apostrophes made straight) so one pattern covers "intéressé", "Interessé" and "interesse". Categories are
@@ -27,27 +27,12 @@ Every reply is untrusted text: nothing here evaluates it, and all regular expres
 
 from __future__ import annotations
 
-import csv
-import functools
 import re
-import unicodedata
-from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
-from pathlib import Path
+from datetime import date
 
-CATEGORIES: tuple[str, ...] = (
-    "interested",
-    "not_interested",
-    "request_info",
-    "schedule_call",
-    "out_of_office",
-    "wrong_person",
-    "do_not_contact",
-    "unclear",
-)
-
-MAX_REPLY_CHARS = 4000
+from core.replies.cleaning import WHITESPACE_RE, clean_reply, fold
+from core.replies.dates import MONTH_ALT, MONTHS, WEEKDAY_ALT, WEEKDAYS, extract_from_folded
 
 # Replies longer than this are usually rambling and mix several signals; their confidence is lowered.
 _LONG_REPLY_CHARS = 600
@@ -64,254 +49,6 @@ class RuleVerdict:
     referral: str | None  # wrong_person: the person (and/or e-mail) they point to, when named
     evidence: str  # short phrase that matched, for display
 
-
-# --------------------------------------------------------------------------------------------------------
-# Cleaning
-# --------------------------------------------------------------------------------------------------------
-
-# C0/C1 controls except \t and \n, format characters (zero-width spaces and joiners, bidi overrides and
-# isolates, soft hyphen, BOM, invisible math operators, tag characters), lone surrogates, private-use
-# code points, noncharacters and the replacement character left behind by bad decoding.
-_INVISIBLE_RE = re.compile(
-    "[\x00-\x08\x0b-\x1f\x7f-\x9f"
-    "\u00ad\u034f\u061c\u115f\u1160\u17b4\u17b5\u180b-\u180f"
-    "\u200b-\u200f\u202a-\u202e\u2060-\u206f\u3164"
-    "\ud800-\udfff\ue000-\uf8ff\ufe00-\ufe0e\ufeff\uffa0\ufff0-\ufffd\uffff"
-    "\U000e0000-\U000e0fff\U000f0000-\U0010ffff]"
-)
-# Gmail/Outlook/Apple quote headers ("On Mon, 3 Mar 2025, Ana <a@b.c> wrote:") in the languages the rules
-# know; the header may wrap over two lines. Checked line by line to stay linear on hostile input.
-_QUOTE_HEADER_START_RE = re.compile(r"^[ \t]*(?:On|Am|Le|El|Em)\b", re.IGNORECASE)
-_QUOTE_HEADER_END_RE = re.compile(
-    r"(?:wrote|a écrit|escribió|escreveu)\s*:|\bschrieb\b.*:\s*$",  # German puts the name after the verb
-    re.IGNORECASE,
-)
-_QUOTE_HEADER_MAX_CHARS = 400
-_ORIGINAL_MESSAGE_RE = re.compile(
-    r"^[ \t]*-{2,}\s*(?:Original Message|Forwarded message|Ursprüngliche Nachricht|Message d'origine"
-    r"|Mensaje original|Mensagem original)\s*-{2,}",
-    re.IGNORECASE | re.MULTILINE,
-)
-_WHITESPACE_RE = re.compile(r"\s+")
-# Anything past this many characters cannot reach the output once control characters and runs of
-# whitespace are squeezed out, except in pathological inputs made almost entirely of invisible
-# characters; capping first keeps cleaning of multi-megabyte pastes fast.
-_PRECUT_CHARS = MAX_REPLY_CHARS * 50
-
-
-def clean_reply(text: str) -> str:
-    """Return the reply's own words on one line, at most MAX_REPLY_CHARS long.
-
-    Removes control and invisible characters (zero-width spaces, bidi overrides, BOMs, private-use and
-    replacement characters), drops the quoted previous message (everything from an "On ... wrote:" header
-    or an "Original Message" separator on, and every line that starts with ">"), collapses all whitespace
-    to single spaces and cuts the result. Never raises on a str; anything else is turned into its str().
-    """
-    if not isinstance(text, str):
-        text = str(text)
-    text = text[:_PRECUT_CHARS].replace("\r\n", "\n").replace("\r", "\n")
-    text = _INVISIBLE_RE.sub("", text)
-    found = _ORIGINAL_MESSAGE_RE.search(text)
-    if found:
-        text = text[: found.start()]
-    kept: list[str] = []
-    lines = text.split("\n")
-    for index, line in enumerate(lines):
-        if _QUOTE_HEADER_START_RE.match(line):
-            headers = [line] if index + 1 == len(lines) else [line, f"{line} {lines[index + 1]}"]
-            if any(
-                len(header) <= _QUOTE_HEADER_MAX_CHARS and _QUOTE_HEADER_END_RE.search(header) for header in headers
-            ):
-                break  # everything from here on is the quoted previous message
-        if not line.lstrip().startswith(">"):
-            kept.append(line)
-    text = "\n".join(kept)
-    text = _WHITESPACE_RE.sub(" ", text).strip()
-    return text[:MAX_REPLY_CHARS].rstrip()
-
-
-# --------------------------------------------------------------------------------------------------------
-# Folding: one lower-case, accent-free view of the text, with a map back to the cleaned text
-# --------------------------------------------------------------------------------------------------------
-
-_PUNCT_FOLD = {
-    "\u2018": "'", "\u2019": "'", "\u201b": "'", "\u02bc": "'", "\u0060": "'", "\u00b4": "'",
-    "\u201c": '"', "\u201d": '"', "\u201e": '"', "\u00ab": '"', "\u00bb": '"',
-    "\u2010": "-", "\u2011": "-", "\u2012": "-", "\u2013": "-", "\u2014": "-", "\u2212": "-",
-    "\u00a0": " ", "\u202f": " ",
-}  # fmt: skip
-
-
-@functools.lru_cache(maxsize=4096)
-def _fold_char(ch: str) -> str:
-    if ch in _PUNCT_FOLD:
-        return _PUNCT_FOLD[ch]
-    lowered = ch.casefold()  # "ß" -> "ss"
-    decomposed = unicodedata.normalize("NFKD", lowered)
-    return "".join(c for c in decomposed if not unicodedata.combining(c))
-
-
-def _fold(text: str) -> tuple[str, list[int]]:
-    """Fold `text`; the list maps each folded index (and one past the end) to an index in `text`."""
-    parts: list[str] = []
-    index_map: list[int] = []
-    for i, ch in enumerate(text):
-        folded = _fold_char(ch)
-        parts.append(folded)
-        index_map.extend([i] * len(folded))
-    index_map.append(len(text))
-    return "".join(parts), index_map
-
-
-# --------------------------------------------------------------------------------------------------------
-# Dates
-# --------------------------------------------------------------------------------------------------------
-
-
-def _numbered_names(groups: tuple[str, ...], start: int) -> dict[str, int]:
-    """{"january": 1, "jan": 1, ...} from space-separated synonyms, one group per number."""
-    return {name: number for number, names in enumerate(groups, start=start) for name in names.split()}
-
-
-# Folded month and weekday names in English, German, French, Spanish and Portuguese.
-_MONTHS: dict[str, int] = _numbered_names(
-    (
-        "january jan januar janner janvier enero janeiro",
-        "february feb februar fevrier febrero fevereiro",
-        "march mar marz marzo mars marco",
-        "april apr avril abril",
-        "may mai mayo maio",
-        "june jun juni juin junio junho",
-        "july jul juli juillet julio julho",
-        "august aug aout agosto",
-        "september sep sept septembre septiembre setiembre setembro",
-        "october oct oktober octobre octubre outubro",
-        "november nov novembre noviembre novembro",
-        "december dec dezember decembre diciembre dezembro",
-    ),
-    start=1,
-)
-_MONTH_ALT = "|".join(sorted(_MONTHS, key=len, reverse=True))
-
-_WEEKDAYS: dict[str, int] = _numbered_names(
-    (
-        "monday montag lundi lunes segunda-feira",
-        "tuesday dienstag mardi martes terca-feira",
-        "wednesday mittwoch mercredi miercoles quarta-feira",
-        "thursday donnerstag jeudi jueves quinta-feira",
-        "friday freitag vendredi viernes sexta-feira",
-        "saturday samstag samedi sabado",
-        "sunday sonntag dimanche domingo",
-    ),
-    start=0,  # date.weekday(): Monday is 0
-)
-_WEEKDAY_ALT = "|".join(sorted(_WEEKDAYS, key=len, reverse=True))
-
-_ISO_DATE_RE = re.compile(r"\b(\d{4})-(\d{1,2})-(\d{1,2})\b")
-_DAY_MONTH_RE = re.compile(
-    r"\b(\d{1,2})(?:st|nd|rd|th|er|º|o)?\.?\s*(?:de\s+|of\s+)?(" + _MONTH_ALT + r")\b\.?"
-    r"(?:,?\s*(?:de\s+)?(\d{4})\b)?"
-)
-_MONTH_DAY_RE = re.compile(r"\b(" + _MONTH_ALT + r")\.?\s+(\d{1,2})(?:st|nd|rd|th)?\b(?!:)(?:,?\s*(\d{4})\b)?")
-# 12/03, 12.03., 12/03/2025, 12.3.25 -- but not times ("3.30pm", "15.30 Uhr") or version-like runs.
-_NUMERIC_DATE_RE = re.compile(
-    r"(?<![\d/.:])(\d{1,2})([/.])(\d{1,2})(?:\2(\d{4}|\d{2}))?(?![\d/]|\.\d|\s?(?:am|pm|h\b|uhr|%))"
-)
-_WEEKDAY_RE = re.compile(r"\b(" + _WEEKDAY_ALT + r")\b")
-_TOMORROW_RE = re.compile(r"\b(?:tomorrow|demain)\b")
-# Words that introduce the end of an absence; a date right after one of them is the return date.
-_RETURN_CUE_RE = re.compile(
-    r"\b(?:until|till|til|through|thru|back|return|returning|returns|bis|zuruck|wieder|ab"
-    r"|jusqu'?a[u]?|retour|hasta|regreso|regresare|vuelvo|volvere|ate|volto|retorno|retorna)\b"
-)
-
-
-def _reference_day(received: date | None) -> date:
-    return received if received is not None else datetime.now(UTC).date()
-
-
-def _make_date(year: int | None, month: int, day: int, reference: date) -> date | None:
-    try:
-        if year is not None:
-            return date(year + 2000 if year < 100 else year, month, day)
-        candidate = date(reference.year, month, day)
-        if candidate < reference:
-            candidate = date(reference.year + 1, month, day)
-        return candidate
-    except ValueError:  # 31/02, 29 February in a common year, month 13
-        return None
-
-
-def _explicit_dates(folded: str, reference: date) -> list[tuple[int, date]]:
-    found: list[tuple[int, int, date]] = []
-
-    def add(start: int, end: int, value: date | None) -> None:
-        if value is None:
-            return
-        if any(start < other_end and other_start < end for other_start, other_end, _ in found):
-            return  # already covered by a more specific format
-        found.append((start, end, value))
-
-    for m in _ISO_DATE_RE.finditer(folded):
-        add(m.start(), m.end(), _make_date(int(m.group(1)), int(m.group(2)), int(m.group(3)), reference))
-    for m in _DAY_MONTH_RE.finditer(folded):
-        year = int(m.group(3)) if m.group(3) else None
-        add(m.start(), m.end(), _make_date(year, _MONTHS[m.group(2)], int(m.group(1)), reference))
-    for m in _MONTH_DAY_RE.finditer(folded):
-        year = int(m.group(3)) if m.group(3) else None
-        add(m.start(), m.end(), _make_date(year, _MONTHS[m.group(1)], int(m.group(2)), reference))
-    for m in _NUMERIC_DATE_RE.finditer(folded):
-        first_text, separator, second_text, year_text = m.groups()
-        dotted_short = separator == "." and not year_text and not folded.startswith(".", m.end())
-        if dotted_short and (len(first_text) < 2 or len(second_text) < 2):
-            continue  # "2.5" is a number; "4.5." and "04.05" are dates
-        first, second = int(first_text), int(second_text)
-        day, month = (second, first) if second > 12 >= first else (first, second)
-        year = int(year_text) if year_text else None
-        add(m.start(), m.end(), _make_date(year, month, day, reference))
-    return sorted((start, value) for start, _end, value in found)
-
-
-def _pick_return(folded: str, candidates: list[tuple[int, date]]) -> date | None:
-    if not candidates:
-        return None
-    for start, value in candidates:
-        if _RETURN_CUE_RE.search(folded[max(0, start - 40) : start]):
-            return value
-    return candidates[-1][1]  # "from 2 to 9 May": the last date named ends the absence
-
-
-def _extract_from_folded(folded: str, received: date | None) -> date | None:
-    reference = _reference_day(received)
-    explicit = _pick_return(folded, _explicit_dates(folded, reference))
-    if explicit is not None:
-        return explicit
-    relative: list[tuple[int, date]] = []
-    for m in _WEEKDAY_RE.finditer(folded):
-        ahead = (_WEEKDAYS[m.group(1)] - reference.weekday()) % 7 or 7
-        relative.append((m.start(), reference + timedelta(days=ahead)))
-    for m in _TOMORROW_RE.finditer(folded):
-        relative.append((m.start(), reference + timedelta(days=1)))
-    return _pick_return(folded, sorted(relative))
-
-
-def extract_return_date(text: str, received: date | None = None) -> date | None:
-    """The date a reply says its writer is back, or None when it names none.
-
-    Understood: ISO dates (2025-03-12); day and month name in English, German, French, Spanish and
-    Portuguese ("12 March", "12th of March", "12. März", "1er mars", "12 de marzo de 2025"); month name
-    then day ("March 12th, 2025"); numeric dates ("12/03", "12.03.2025"), read day-first as in most of
-    Europe unless the second number cannot be a month ("03/25" is 25 March); weekday names ("back on
-    Monday") and "tomorrow", counted forward from `received` (a weekday equal to the received day means a
-    week later). Explicit dates beat weekday names, so "returning Monday 4 November" gives 4 November.
-
-    When several dates appear, the first one after a cue such as "until", "back", "returning", "bis",
-    "jusqu'au", "hasta" or "até" wins, otherwise the last one. "Until 3 March" gives 3 March as written.
-    A date without a year that falls before `received` moves to the next year. When `received` is None,
-    today's UTC date is the reference. Impossible dates (31/02) are ignored.
-    """
-    folded, _ = _fold(clean_reply(text))
-    return _extract_from_folded(folded, received)
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -401,7 +138,7 @@ _STRONG: dict[str, list[_Rule]] = {
         r"\breturning (?:to the office )?on\b",
         r"(?<!me )(?<!you )(?<!us )(?<!him )(?<!her )\b(?:back|returning|i return|return date|zuruck|wieder da"
         r"|de retour|de volta|de regreso|regreso)(?:\s+(?:on|in the office|at my desk|in office|from|by|am|le|el"
-        r"|em|no dia|a partir de|the))*\s+(?:\d{1,4}\b|" + _WEEKDAY_ALT + "|" + _MONTH_ALT + r")\b",
+        r"|em|no dia|a partir de|the))*\s+(?:\d{1,4}\b|" + WEEKDAY_ALT + "|" + MONTH_ALT + r")\b",
         # German
         r"\bnicht im (?:buro|haus)\b",
         r"\babwesen(?:d|heit)",
@@ -727,7 +464,7 @@ _NAME_STOPWORDS = {
     "mr", "ms", "mrs", "dr", "herr", "herrn", "frau", "mme", "m", "sr", "sra", "linkedin", "email", "e-mail",
     "instead", "she's", "he's", "they're", "bitte", "merci", "gracias", "obrigado", "also", "or",
     "and", "not", "but", "if", "at", "on", "in", "for", "to", "with", "from",
-    *_WEEKDAYS, *(name for name in _MONTHS if len(name) > 3),
+    *WEEKDAYS, *(name for name in MONTHS if len(name) > 3),
 }  # fmt: skip
 _CLAUSE_STARTERS = {"she", "he", "they", "who", "which", "that", "but", "and", "sie", "er", "elle", "il", "ela"}
 _NAME_PARTICLES = {"de", "da", "do", "dos", "van", "von", "der", "del", "la", "le", "di"}
@@ -801,7 +538,7 @@ def _short_answer(folded: str, cleaned: str) -> RuleVerdict | None:
         if "🙄" in cleaned or "😒" in cleaned:
             return _verdict("not_interested", 0.55, cleaned)
         return _verdict("unclear", 0.2, cleaned)
-    core = _WHITESPACE_RE.sub(" ", core)
+    core = WHITESPACE_RE.sub(" ", core)
     if core.endswith((" please", " thanks", " thank you", " merci", " danke", " gracias", " obrigado")):
         stripped = core.rsplit(" ", 2 if core.endswith("thank you") else 1)[0].rstrip(", ")
         if stripped in _SHORT_ANSWERS and _SHORT_ANSWERS[stripped][0] != "unclear":
@@ -821,7 +558,7 @@ def classify_by_rules(text: str, received: date | None = None) -> RuleVerdict:
     cleaned = clean_reply(text)
     if not cleaned:
         return _verdict("unclear", 0.0)
-    folded, index_map = _fold(cleaned)
+    folded, index_map = fold(cleaned)
 
     short = _short_answer(folded, cleaned)
     if short is not None:
@@ -842,7 +579,7 @@ def classify_by_rules(text: str, received: date | None = None) -> RuleVerdict:
         return_date = None
         referral = None
         if category == "out_of_office":
-            return_date = _extract_from_folded(folded, received)
+            return_date = extract_from_folded(folded, received)
             if return_date is None:
                 confidence -= 0.05
         elif category == "wrong_person":
@@ -862,103 +599,3 @@ def classify_by_rules(text: str, received: date | None = None) -> RuleVerdict:
     if any(ch in _POSITIVE_EMOJI for ch in cleaned):
         return _verdict("interested", 0.5, next(ch for ch in cleaned if ch in _POSITIVE_EMOJI))
     return _verdict("unclear", 0.3, cleaned)
-
-
-# --------------------------------------------------------------------------------------------------------
-# Evaluation
-# --------------------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Evaluation:
-    """How a classifier did on labelled replies.
-
-    `per_category[c]` holds "precision" (of the replies predicted c, the share truly c), "recall" (of the
-    replies truly c, the share predicted c) and "support" (how many are truly c). A ratio whose
-    denominator is zero (nothing predicted c, or nothing is truly c) is reported as 0.0, as is the
-    accuracy of an empty evaluation. `confusion[true][predicted]` counts replies, with all 8x8 keys present.
-    """
-
-    n: int
-    accuracy: float
-    per_category: dict[str, dict[str, float | int]]
-    confusion: dict[str, dict[str, int]]
-
-
-def evaluate(pairs: Iterable[tuple[str, str]]) -> Evaluation:
-    """Score (true category, predicted category) pairs; ValueError names the first pair that is not one."""
-    confusion = {true: dict.fromkeys(CATEGORIES, 0) for true in CATEGORIES}
-    n = 0
-    for index, pair in enumerate(pairs, start=1):
-        try:
-            true, predicted = pair
-        except (TypeError, ValueError):
-            raise ValueError(f"pair {index}: expected (true, predicted), got {pair!r}") from None
-        for role, value in (("true", true), ("predicted", predicted)):
-            if value not in confusion:
-                raise ValueError(
-                    f"pair {index}: unknown {role} category {value!r}; expected one of {', '.join(CATEGORIES)}"
-                )
-        confusion[true][predicted] += 1
-        n += 1
-    correct = sum(confusion[c][c] for c in CATEGORIES)
-    per_category: dict[str, dict[str, float | int]] = {}
-    for category in CATEGORIES:
-        support = sum(confusion[category].values())
-        predicted_total = sum(confusion[true][category] for true in CATEGORIES)
-        hits = confusion[category][category]
-        per_category[category] = {
-            "precision": hits / predicted_total if predicted_total else 0.0,
-            "recall": hits / support if support else 0.0,
-            "support": support,
-        }
-    return Evaluation(
-        n=n,
-        accuracy=correct / n if n else 0.0,
-        per_category=per_category,
-        confusion=confusion,
-    )
-
-
-_LABELLED_COLUMNS = ("text", "category", "received")
-
-
-def load_labelled(path: Path) -> list[tuple[str, str, date | None]]:
-    """Read a labelled-replies CSV (UTF-8, header `text,category,received`; received is YYYY-MM-DD or empty).
-
-    Raises ValueError naming the file and line for a missing column, an unknown category or a bad date.
-    """
-    path = Path(path)
-    rows: list[tuple[str, str, date | None]] = []
-    try:
-        with path.open(encoding="utf-8-sig", newline="") as handle:
-            reader = csv.DictReader(handle)
-            header = reader.fieldnames or []
-            missing = [column for column in _LABELLED_COLUMNS if column not in header]
-            if missing:
-                raise ValueError(
-                    f"{path}: line 1: header must contain {', '.join(_LABELLED_COLUMNS)}; missing {', '.join(missing)}"
-                )
-            for record in reader:
-                line = reader.line_num
-                text = record.get("text") or ""
-                category = (record.get("category") or "").strip()
-                if category not in CATEGORIES:
-                    raise ValueError(
-                        f"{path}: line {line}: unknown category {category!r}; expected one of {', '.join(CATEGORIES)}"
-                    )
-                raw_date = (record.get("received") or "").strip()
-                received: date | None = None
-                if raw_date:
-                    try:
-                        received = date.fromisoformat(raw_date)
-                    except ValueError:
-                        raise ValueError(
-                            f"{path}: line {line}: received {raw_date!r} is not a date like 2025-03-14"
-                        ) from None
-                rows.append((text, category, received))
-    except UnicodeDecodeError as exc:
-        raise ValueError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
-    except csv.Error as exc:
-        raise ValueError(f"{path}: malformed CSV: {exc}") from None
-    return rows

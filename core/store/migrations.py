@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from datetime import date
 from decimal import Decimal
 
 from sqlalchemy import inspect, text
@@ -139,6 +140,39 @@ def _m006_batches_workers(conn: Connection) -> None:
         "ON CONFLICT DO NOTHING"), {"now": now})
 
 
+def _m007_sequence_holds(conn: Connection) -> None:
+    """Sequence holds become rows (`sequence_holds`), backfilled from the state each reply kept in its details:
+    a pause with a readable date stays a pause, an opt-out routed to suppress is a suppression, anything else
+    (pending replies included) a stop. Replies from unknown prospects hold no one, as before."""
+    models.SequenceHold.__table__.create(conn, checkfirst=True)  # type: ignore[attr-defined]
+    replies = models.Reply.__table__  # type: ignore[attr-defined]
+    holds = models.SequenceHold.__table__  # type: ignore[attr-defined]
+    have = {int(r) for (r,) in conn.execute(holds.select().with_only_columns(holds.c.reply_id)) if r is not None}
+    now = models.utcnow()
+    rows = []
+    for rid, pid, action, details in conn.execute(replies.select().with_only_columns(
+            replies.c.id, replies.c.prospect_id, replies.c.next_action, replies.c.details)
+            .where(replies.c.prospect_id.is_not(None)).order_by(replies.c.id)):
+        if int(rid) in have:
+            continue
+        sequence = (details or {}).get("sequence") if isinstance(details, dict) else None
+        sequence = sequence if isinstance(sequence, dict) else {}
+        kind, until = models.HoldKind.STOPPED, None
+        if sequence.get("state") == models.HoldKind.PAUSED:
+            try:
+                until = date.fromisoformat(str(sequence.get("until")))
+                kind = models.HoldKind.PAUSED
+            except ValueError:
+                until = None
+        elif str(action or "") == "suppress":
+            kind = models.HoldKind.SUPPRESSED
+        reason = str(sequence.get("reason") or f"reply #{rid}")[:500]
+        rows.append({"prospect_id": int(pid), "kind": str(kind), "until": until, "reason": reason,
+                     "reply_id": int(rid), "created_at": now})
+    if rows:
+        conn.execute(holds.insert(), rows)
+
+
 MIGRATIONS: list[tuple[str, Callable[[Connection], None]]] = [
     ("001_initial", _m001_initial),
     ("002_stage_results", _m002_stage_results),
@@ -146,6 +180,7 @@ MIGRATIONS: list[tuple[str, Callable[[Connection], None]]] = [
     ("004_money", _m004_money),
     ("005_people_identities", _m005_people_identities),
     ("006_batches_workers", _m006_batches_workers),
+    ("007_sequence_holds", _m007_sequence_holds),
 ]
 
 

@@ -11,7 +11,7 @@ Two column types keep the house rules at the storage boundary:
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from decimal import ROUND_HALF_EVEN, Decimal
 from enum import StrEnum
 from typing import Any
@@ -449,4 +449,25 @@ class StepClaim(SQLModel, table=True):
     prospect_id: int = Field(foreign_key="prospects.id", primary_key=True)
     step: str = Field(primary_key=True)
     batch_id: int = Field(foreign_key="batches.id", index=True)
+    created_at: datetime = time_field()
+
+
+class HoldKind(StrEnum):
+    """Why a sequence hold keeps the automatic sequence from a prospect (`core.replies.holds`)."""
+
+    STOPPED = "stopped"  # the prospect replied (a reply not yet classified stops too)
+    PAUSED = "paused"  # an out-of-office reply: the sequence may resume on `until`
+    SUPPRESSED = "suppressed"  # the reply was an opt-out; its identities are on the do-not-contact list
+
+
+class SequenceHold(SQLModel, table=True):
+    """One hold per reply from a known prospect: the batch runner reads these rows, not the replies' details."""
+
+    __tablename__ = "sequence_holds"
+    id: int | None = Field(default=None, primary_key=True)
+    prospect_id: int = Field(foreign_key="prospects.id", index=True)
+    kind: str = Field(default=HoldKind.STOPPED)
+    until: date | None = None
+    reason: str = ""
+    reply_id: int | None = Field(default=None, foreign_key="replies.id", unique=True)
     created_at: datetime = time_field()

@@ -63,7 +63,8 @@ def test_an_attempt_that_raised_is_counted_until_the_item_is_done(demo_app: App,
 
 
 def test_skipped_prospects_are_not_errors(demo_app: App) -> None:
-    from core.replies.inbox import classify_replies, import_replies
+    from core.replies.classify import classify_replies
+    from core.replies.importing import import_replies
 
     prospect = list_prospects(demo_app)[0]
     batch = create_batch(demo_app, [prospect.id])  # type: ignore[list-item]

@@ -167,7 +167,8 @@ def test_missing_data_and_states_are_counted(demo_app: App) -> None:
 
 
 def test_a_reply_stops_the_sequence_for_that_prospect(demo_app: App) -> None:
-    from core.replies.inbox import classify_replies, import_replies
+    from core.replies.classify import classify_replies
+    from core.replies.importing import import_replies
 
     prospects = list_prospects(demo_app)[:6]
     ids = [p.id for p in prospects]

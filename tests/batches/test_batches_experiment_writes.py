@@ -11,7 +11,7 @@ from sqlalchemy import text
 
 from core.app import App
 from core.batches.runs import create_batch, run_pending, status
-from core.experiments import lifecycle as ex
+from core.experiments.catalog import create_experiment
 from core.messages.library import add_template
 from core.people.prospects import import_prospects
 
@@ -30,7 +30,7 @@ def test_assignments_of_a_running_experiment_are_written_without_lock_errors(
         pytest.skip("the lock contention is SQLite's")
     add_template(demo_app, "cr_b", "connection_request",
                  "Hello {{ first_name }}, {{ recent_achievement }} Would be glad to connect with {{ company_name }}.")
-    exp = ex.create_experiment(demo_app, "lock", "connection_request", "connection_request_default", ["cr_b"])
+    exp = create_experiment(demo_app, "lock", "connection_request", "connection_request_default", ["cr_b"])
     report = import_prospects(demo_app, _csv(N))
     assert report.accepted == N
     batch = create_batch(demo_app, report.prospect_ids, concurrency=16)

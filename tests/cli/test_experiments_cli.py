@@ -15,7 +15,7 @@ from core.__main__ import main
 from core.app import App
 from core.cli import base as cli
 from core.config import PROJECT_ROOT
-from core.experiments.lifecycle import assigned_templates
+from core.experiments.assignment import assigned_templates
 from core.experiments.stats import analyze_csv
 from core.messages.library import add_template
 from core.people.prospects import list_prospects
@@ -101,7 +101,7 @@ def test_analyze_a_summary_csv_without_storing(engine_app: App, capsys: pytest.C
     path.write_bytes(data)
     out = run(capsys, "experiment", "analyze", str(path), "--control", "A", "--planned-per-arm", "900", "--json")
     expected = analyze_csv(data, "A", planned_per_arm=900)
-    assert out["verdict"] == expected.verdict == "winner:B"
+    assert out["verdict"] == expected.verdict.code == "winner:B"
     assert [a["p_holm"] for a in out["arms"]] == pytest.approx([a.p_holm for a in expected.arms])
     assert out["arms"][1]["lift_abs_ci"] == pytest.approx(list(expected.arms[1].lift_abs_ci or ()))
     assert run(capsys, "experiment", "list", "--json")["experiments"] == []

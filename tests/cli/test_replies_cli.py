@@ -21,7 +21,7 @@ from core.cli import base as cli
 from core.config import PROJECT_ROOT
 from core.people.prospects import import_prospects
 from core.people.tabular import normalize_linkedin_url
-from core.replies.rules import CATEGORIES
+from core.replies.categories import CATEGORIES
 
 
 @pytest.fixture

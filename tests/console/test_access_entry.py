@@ -22,6 +22,8 @@ PAGES = {
     "pages/batches.py": ("title", "Batches"),
     "pages/review.py": ("title", "Review queue"),
     "pages/experiments.py": ("title", "Experiments"),
+    "pages/experiment_new.py": ("title", "New experiment"),
+    "pages/experiment_variants.py": ("title", "Variants"),
     "pages/replies.py": ("title", "Replies"),
     "pages/spend.py": ("title", "Spend"),
     "pages/scenarios.py": ("title", "Scenarios"),

@@ -39,7 +39,8 @@ PASSWORD_INPUT = 'input[type="password"]'
 LOGIN_TITLE = re.compile(r"^Sam Funnel cost console$")
 PAGE_TITLES = {
     "spend": "Spend", "review": "Review queue", "batches": "Batches", "settings": "Settings",
-    "replies": "Replies", "experiments": "Experiments", "preview": "Preview a message", "scenarios": "Scenarios",
+    "replies": "Replies", "experiments": "Experiments", "new-experiment": "New experiment", "variants": "Variants",
+    "preview": "Preview a message", "scenarios": "Scenarios",
 }
 CONTENT = ('[data-testid="stFileUploader"], [data-testid="stDownloadButton"], [data-testid="stMetric"], '
            '[data-testid="stDataFrame"], [data-testid="stSidebarNav"], [data-testid="stPlotlyChart"]')

@@ -1,4 +1,5 @@
-"""AppTest of the Experiments page: empty state and planner, create, results, outcomes upload, promote, variants."""
+"""AppTest of the three experiment pages: results (empty state, table and charts, outcomes upload, promote), new
+experiment (planner, segment rule, create) and variants (estimate first, one template and bulk)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,9 @@ from sqlmodel import func, select
 
 from core.app import App
 from core.config import Settings
-from core.experiments import lifecycle as ex
+from core.experiments.assignment import assigned_templates
+from core.experiments.catalog import create_experiment
+from core.experiments.outcomes import import_outcomes
 from core.messages.library import add_template, get_template
 from core.people.prospects import list_prospects
 from core.store.db import session_scope
@@ -16,11 +19,13 @@ from core.store.models import Outcome
 from tests.conftest import page_test
 
 PAGE = "pages/experiments.py"
+NEW = "pages/experiment_new.py"
+VARIANTS = "pages/experiment_variants.py"
 TEXT_B = "Hello {{ first_name }}, {{ recent_achievement }} Would be glad to connect with {{ company_name }}."
 
 
-def _page() -> Any:
-    at = page_test(PAGE)
+def _page(path: str = PAGE) -> Any:
+    at = page_test(path)
     at.run()
     assert not at.exception, at.exception
     return at
@@ -32,10 +37,10 @@ def _metrics(at: Any) -> dict[str, str]:
 
 def _experiment(app: App) -> tuple[int, list[Any]]:
     add_template(app, "cr_b", "connection_request", TEXT_B)
-    exp = ex.create_experiment(app, "page test", "connection_request", "connection_request_default", ["cr_b"])
+    exp = create_experiment(app, "page test", "connection_request", "connection_request_default", ["cr_b"])
     assert exp.id is not None
     people = list_prospects(app, limit=1000)
-    assigned = ex.assigned_templates(app, [p.id for p in people if p.id is not None], "connection_request")
+    assigned = assigned_templates(app, [p.id for p in people if p.id is not None], "connection_request")
     return exp.id, [p for p in people if p.id in assigned]
 
 
@@ -50,11 +55,16 @@ def _outcomes(app: App) -> int:
         return int(s.exec(select(func.count()).select_from(Outcome)).one())
 
 
-def test_empty_state_and_planner(console_env: Settings) -> None:
+def test_empty_state_points_to_the_new_experiment_page(console_env: Settings) -> None:
     at = _page()
     infos = " ".join(i.value for i in at.info)
     assert "No experiments yet" in infos and "Results appear here" in infos
-    assert len(at.get("plotly_chart")) == 0
+    assert len(at.get("plotly_chart")) == 0 and "Sends recorded" not in _metrics(at)
+    assert "new-experiment" in [p.proto.page for p in at.get("page_link")]
+
+
+def test_planner(console_env: Settings) -> None:
+    at = _page(NEW)
     assert _metrics(at)["Sends per arm"] == "1,769" and _metrics(at)["Weeks at this volume"] == "8.8"
     at.number_input(key="exp_new_mde").set_value(0.05).run()
     smaller = int(_metrics(at)["Sends per arm"].replace(",", ""))
@@ -65,17 +75,19 @@ def test_empty_state_and_planner(console_env: Settings) -> None:
 
 
 def test_create_an_experiment_from_the_page(console_env: Settings) -> None:
-    at = _page()
+    at = _page(NEW)
+    assert "connection_request_plain" in at.multiselect(key="exp_new_variants").options
     at.multiselect(key="exp_new_variants").set_value(["connection_request_plain"]).run()
     assert _metrics(at)["Total sends (2 arms)"] == "3,538"
     at.button(key="exp_new_start").click().run()
     assert not at.exception
     assert any("Experiment #1 started" in s.value for s in at.success)
-    listed = at.dataframe[0].value
+    results = _page()
+    listed = results.dataframe[0].value
     assert list(listed["name"]) == [f"connection_request {listed['started'][0]}"]
     assert list(listed["status"]) == ["running"]
-    assert any("Verdict withheld" in w.value for w in at.warning)
-    assert any("No sends recorded yet" in i.value for i in at.info)
+    assert any("Verdict withheld" in w.value for w in results.warning)
+    assert any("No sends recorded yet" in i.value for i in results.info)
     # the same step and segment cannot run twice
     at.multiselect(key="exp_new_variants").set_value(["connection_request_plain"]).run()
     at.text_input(key="exp_new_name").set_value("another").run()
@@ -86,7 +98,7 @@ def test_create_an_experiment_from_the_page(console_env: Settings) -> None:
 
 def test_results_table_charts_and_withheld_verdict(console_env: Settings, demo_app: App) -> None:
     exp_id, people = _experiment(demo_app)
-    ex.import_outcomes(demo_app, exp_id, _outcomes_csv(people))
+    import_outcomes(demo_app, exp_id, _outcomes_csv(people))
     at = _page()
     assert _metrics(at)["Sends recorded"] == f"{len(people):,}"
     assert len(at.get("plotly_chart")) == 2
@@ -138,7 +150,7 @@ def test_promote_needs_a_name_and_force_while_withheld(console_env: Settings, de
 
 
 def test_generate_variants_shows_the_estimate_first(console_env: Settings, demo_app: App) -> None:
-    at = _page()
+    at = _page(VARIANTS)
     at.selectbox(key="exp_var_base").set_value("connection_request_plain").run()
     at.number_input(key="exp_var_count").set_value(2).run()
     metrics = [m for m in at.metric if m.label == "At most"]
@@ -151,7 +163,7 @@ def test_generate_variants_shows_the_estimate_first(console_env: Settings, demo_
 
     at.selectbox(key="exp_bulk_industry").set_value("Fintech").run()
     bulk_buttons = [b for b in at.button if b.key == "exp_bulk_go"]
-    assert bulk_buttons and "1 template(s), at most" in bulk_buttons[0].label
+    assert bulk_buttons and "1 template, at most" in bulk_buttons[0].label
     bulk_buttons[0].click().run()
     assert not at.exception
     assert any(t.value.startswith("Spent $") for t in at.text)

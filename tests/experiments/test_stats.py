@@ -222,7 +222,7 @@ def test_analyze_all_zero_successes_and_all_successes() -> None:
     assert zero.arms[1].rate == 0.0 and zero.arms[1].lift_rel is None
     assert zero.arms[1].p_value is None and zero.arms[1].p_holm is None
     assert zero.arms[1].chance_to_beat_control == pytest.approx(0.5, abs=1e-9)
-    assert zero.verdict == "no_difference"
+    assert zero.verdict.code == "no_difference"
     full = analyze([ArmCounts("A", 50, 50), ArmCounts("B", 50, 50)], "A")
     assert full.arms[1].lift_rel == 0.0 and full.arms[1].p_value is None
     assert full.arms[0].ci_high == 1.0
@@ -239,11 +239,11 @@ def test_analyze_one_arm_empty_withholds_and_leaves_comparisons_undefined() -> N
         None,
         None,
     )
-    assert result.verdict == "collecting"
-    assert "'B'" in result.verdict_text
+    assert result.verdict.code == "collecting"
+    assert "'B'" in result.verdict.text
     empty_control = analyze([ArmCounts("A", 0, 0), ArmCounts("B", 5, 1)], "A")
     assert empty_control.arms[1].rate == 0.2 and empty_control.arms[1].lift_abs is None
-    assert empty_control.verdict == "collecting"
+    assert empty_control.verdict.code == "collecting"
 
 
 # --- sample size --------------------------------------------------------------------------------------
@@ -303,33 +303,33 @@ def test_weeks_to_sample() -> None:
 
 def test_verdict_no_data() -> None:
     result = analyze([ArmCounts("A", 0, 0), ArmCounts("B", 0, 0)], "A", planned_per_arm=1800)
-    assert result.verdict == "no_data"
+    assert result.verdict.code == "no_data"
     assert result.srm_p is None and result.srm_flag is False
 
 
 def test_verdict_collecting_names_progress() -> None:
     result = analyze([ArmCounts("A", 420, 40), ArmCounts("B", 412, 60)], "A", planned_per_arm=1800)
-    assert result.verdict == "collecting"
-    assert result.verdict_text == "Withheld: 412 of 1,800 planned sends per arm reached (23%)."
+    assert result.verdict.code == "collecting"
+    assert result.verdict.text == "Withheld: 412 of 1,800 planned sends per arm reached (23%)."
     # The numbers are still there for a person who wants to look; only the verdict is withheld.
     assert result.arms[1].p_value is not None
 
 
 def test_verdict_collecting_never_rounds_up_to_complete() -> None:
     result = analyze([ArmCounts("A", 1800, 180), ArmCounts("B", 1799, 180)], "A", planned_per_arm=1800)
-    assert result.verdict == "collecting" and "(99%)" in result.verdict_text
+    assert result.verdict.code == "collecting" and "(99%)" in result.verdict.text
 
 
 def test_verdict_srm_overrides_everything_but_no_data() -> None:
     result = analyze([ArmCounts("A", 2000, 200), ArmCounts("B", 1000, 200)], "A", planned_per_arm=800)
     assert result.srm_flag and result.srm_p is not None and result.srm_p < 0.001
-    assert result.verdict == "srm"
-    assert "sample-ratio mismatch" in result.verdict_text
+    assert result.verdict.code == "srm"
+    assert "sample-ratio mismatch" in result.verdict.text
     # The same split is fine when it was planned 2:1.
     planned = analyze(
         [ArmCounts("A", 2000, 200), ArmCounts("B", 1000, 200)], "A", planned_per_arm=800, weights=[2, 1]
     )
-    assert not planned.srm_flag and planned.verdict == "winner:B"
+    assert not planned.srm_flag and planned.verdict.code == "winner:B"
 
 
 def test_verdict_winner_picks_best_significant_arm() -> None:
@@ -340,8 +340,8 @@ def test_verdict_winner_picks_best_significant_arm() -> None:
         ArmCounts("D", 2000, 150),
     ]
     result = analyze(arms, "A", planned_per_arm=1800)
-    assert result.verdict == "winner:C"
-    assert result.verdict_text.startswith("C beats control A: reply rate 15.0% vs 10.0%")
+    assert result.verdict.code == "winner:C"
+    assert result.verdict.text.startswith("C beats control A: reply rate 15.0% vs 10.0%")
     assert [a.name for a in result.arms] == ["A", "B", "C", "D"]
     holm_ref = multipletests([a.p_value for a in result.arms[1:]], method="holm")[1]
     assert [a.p_holm for a in result.arms[1:]] == pytest.approx(list(holm_ref))
@@ -349,8 +349,8 @@ def test_verdict_winner_picks_best_significant_arm() -> None:
 
 def test_verdict_control_best() -> None:
     result = analyze([ArmCounts("A", 2000, 200), ArmCounts("B", 2000, 150)], "A")
-    assert result.verdict == "control_best"
-    assert "B is significantly worse" in result.verdict_text
+    assert result.verdict.code == "control_best"
+    assert "B is significantly worse" in result.verdict.text
 
 
 def test_verdict_no_difference_and_holm_can_withdraw_a_raw_win() -> None:
@@ -361,7 +361,7 @@ def test_verdict_no_difference_and_holm_can_withdraw_a_raw_win() -> None:
     b = result.arms[1]
     assert b.p_value is not None and b.p_value < 0.05
     assert b.p_holm is not None and b.p_holm >= 0.05
-    assert result.verdict == "no_difference"
+    assert result.verdict.code == "no_difference"
 
 
 def test_control_is_listed_first_whatever_the_input_order() -> None:
@@ -404,7 +404,7 @@ def test_analyze_csv_accepts_bom_case_spaces_and_extra_columns() -> None:
     result = analyze_csv(data, "A", planned_per_arm=1800)
     assert [a.name for a in result.arms] == ["A", "B"]
     assert result.arms[1].successes == 262
-    assert result.verdict == "winner:B"
+    assert result.verdict.code == "winner:B"
 
 
 def test_analyze_csv_reports_every_bad_row_with_line_numbers() -> None:
@@ -475,3 +475,16 @@ def test_holm_is_monotone_and_never_below_raw(raw: list[float]) -> None:
     order = sorted(range(len(raw)), key=lambda i: raw[i])
     ranked = [adjusted[i] for i in order]
     assert all(a <= b for a, b in itertools.pairwise(ranked))  # type: ignore[operator]
+
+
+def test_the_verdict_is_a_typed_value_with_its_code_and_favoured_arm() -> None:
+    from core.experiments.stats import Verdict, VerdictKind
+
+    won = analyze([ArmCounts("A", 1000, 100), ArmCounts("B", 1000, 150)], "A", planned_per_arm=900).verdict
+    assert (won.kind, won.winner, won.code, won.withheld) == (VerdictKind.WINNER, "B", "winner:B", False)
+    assert won.favoured_arm("A") == "B"
+    assert Verdict(VerdictKind.CONTROL_BEST, "").favoured_arm("A") == "A"
+    assert Verdict(VerdictKind.NO_DIFFERENCE, "").favoured_arm("A") is None
+    for kind in (VerdictKind.NO_DATA, VerdictKind.COLLECTING, VerdictKind.SRM):
+        assert Verdict(kind, "").withheld and Verdict(kind, "").favoured_arm("A") is None
+    assert Verdict(VerdictKind.SRM, "").code == "srm"

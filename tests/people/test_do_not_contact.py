@@ -24,7 +24,9 @@ from core.messages.approvals import (
     queue,
 )
 from core.people.prospects import count_prospects, import_prospects, suppress
-from core.replies.inbox import classify_and_route, import_replies, sequence_stopped
+from core.replies.classify import classify_and_route
+from core.replies.holds import sequence_stopped
+from core.replies.importing import import_replies
 from core.store.db import session_scope
 from core.store.models import Assignment, BatchItem, Message, Prospect, Reply, UsageEntry
 from tests.conftest import sim_answers
@@ -124,19 +126,20 @@ def test_suppressed_people_cannot_be_approved_and_are_marked_in_the_queue(demo_a
 
 
 def test_experiment_assignment_skips_suppressed_people(demo_app: App) -> None:
-    from core.experiments import lifecycle as ex
+    from core.experiments.assignment import assigned_templates
+    from core.experiments.catalog import create_experiment
     from core.messages.library import add_template
     from core.people.prospects import list_prospects
 
     add_template(demo_app, "cr_dnc_b", "connection_request",
                  "Hello {{ first_name }}, {{ recent_achievement }} Would be glad to connect with {{ company_name }}.")
-    ex.create_experiment(demo_app, "dnc", "connection_request", "connection_request_default", ["cr_dnc_b"])
+    create_experiment(demo_app, "dnc", "connection_request", "connection_request_default", ["cr_dnc_b"])
     everyone = [p for p in list_prospects(demo_app, limit=1000) if p.email and p.linkedin_url]
     # Opted out by e-mail (in capitals); the demo people are stored under their LinkedIn profiles.
     opted_out = {int(p.id) for p in everyone[::2] if p.id is not None}
     for p in everyone[::2]:
         suppress(demo_app, f"email:{p.email.upper()}", "manual list")
-    got = ex.assigned_templates(demo_app, [int(p.id) for p in everyone if p.id is not None], "connection_request")
+    got = assigned_templates(demo_app, [int(p.id) for p in everyone if p.id is not None], "connection_request")
     assert got, "the others are assigned"
     assert not opted_out & set(got)
     with session_scope(demo_app.engine) as s:

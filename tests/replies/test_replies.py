@@ -17,44 +17,34 @@ from sqlmodel import select
 import core
 from core.app import App
 from core.costs.gateway import CallContext
-from core.experiments import lifecycle as experiments
+from core.experiments import outcomes as experiments
 from core.llm.errors import BudgetExceededError
 from core.messages import prompts
 from core.messages.review import VerdictError
 from core.people.prospects import import_prospects
-from core.people.tabular import UnreadableFile
-from core.replies.inbox import (
-    STATUS_OK,
-    STATUS_UNCLEAR,
+from core.people.tabular import RowError, UnreadableFile
+from core.replies.categories import CATEGORIES
+from core.replies.classify import (
     Classification,
-    apply_routing,
-    category_counts,
+    VerdictStatus,
     classify,
     classify_and_route,
     classify_replies,
     classify_text,
-    evaluate_provider,
-    import_replies,
-    load_routing_config,
-    override,
     parse_answer,
-    paused_until,
     pending_reply_ids,
-    review_rows,
-    sequence_stopped,
     worst_case_cost,
 )
-from core.replies.rules import (
-    CATEGORIES,
-    MAX_REPLY_CHARS,
-    classify_by_rules,
-    clean_reply,
-    evaluate,
-    load_labelled,
-)
+from core.replies.cleaning import MAX_REPLY_CHARS, clean_reply
+from core.replies.evaluation import evaluate, evaluate_provider, load_labelled
+from core.replies.holds import paused_until, sequence_stopped
+from core.replies.importing import UnknownProspect, import_replies
+from core.replies.review import category_counts, override, review_rows
+from core.replies.routing import apply_routing, load_routing_config
+from core.replies.rules import classify_by_rules
 from core.sim.simulator import Scripted
 from core.store.db import session_scope
-from core.store.models import Prospect, Reply, Suppression, Template, UsageEntry
+from core.store.models import HoldKind, Prospect, Reply, SequenceHold, Suppression, Template, UsageEntry
 from tests.conftest import sim_answers
 
 PROSPECTS_CSV = (
@@ -110,6 +100,14 @@ def store_reply(app: App, prospect_id: int | None, text: str, received: date = R
         return int(reply.id)  # type: ignore[arg-type]
 
 
+def hold_of(app: App, reply_id: int) -> tuple[HoldKind, date | None, str] | None:
+    """The reply's row in sequence_holds, as (kind, until, reason)."""
+    with session_scope(app.engine) as s:
+        rows = s.exec(select(SequenceHold).where(SequenceHold.reply_id == reply_id)).all()
+    assert len(rows) <= 1, "one hold per reply"
+    return (HoldKind(rows[0].kind), rows[0].until, rows[0].reason) if rows else None
+
+
 def route_with(app: App, reply_id: int, answer: str) -> Reply:
     sim_answers(app, {"classify_reply": [answer]})
 
@@ -157,7 +155,7 @@ def test_invalid_answers_say_what_is_wrong(raw: str, problem: str) -> None:
 
 def test_simulator_classification_is_logged_on_the_classify_route(app: App) -> None:
     verdict = run_classify(app, "Please unsubscribe me from this list.")
-    assert verdict.category == "do_not_contact" and verdict.status == STATUS_OK and verdict.calls == 1
+    assert verdict.category == "do_not_contact" and verdict.status == VerdictStatus.OK and verdict.calls == 1
     [row] = ledger(app)
     assert row.task == "classify_reply" and row.model_requested == "meta-llama/llama-3-8b-instruct"
     assert verdict.cost_usd == row.cost_usd > 0 and verdict.tokens == row.input_tokens + row.output_tokens
@@ -175,7 +173,7 @@ def test_one_bad_answer_is_reasked_once_and_the_second_is_used(app: App) -> None
     for number, bad in enumerate(BAD_ANSWERS, start=1):
         seen = sim_answers(app, {"classify_reply": [bad, verdict_json("schedule_call", 0.85)]})
         verdict = run_classify(app, "Can we talk Thursday?")
-        assert verdict.category == "schedule_call" and verdict.status == STATUS_OK and verdict.calls == 2, bad
+        assert verdict.category == "schedule_call" and verdict.status == VerdictStatus.OK and verdict.calls == 2, bad
         assert len(seen) == 2 and len(ledger(app)) == 2 * number
         reask = seen[1]
         assert reask[-2] == {"role": "assistant", "content": bad}
@@ -185,7 +183,7 @@ def test_one_bad_answer_is_reasked_once_and_the_second_is_used(app: App) -> None
 def test_two_bad_answers_give_unclear_without_a_third_call(app: App) -> None:
     seen = sim_answers(app, {"classify_reply": ["```json\n{broken", '{"category": "yes", "confidence": 1}']})
     verdict = run_classify(app, "Sounds great, tell me more")
-    assert verdict.category == "unclear" and verdict.status == STATUS_UNCLEAR
+    assert verdict.category == "unclear" and verdict.status == VerdictStatus.UNCLEAR
     assert verdict.calls == 2 and len(seen) == 2 and len(ledger(app)) == 2
     assert "re-ask" in verdict.problem and "not one of" in verdict.problem
     assert verdict.model_said is None and verdict.confidence == 0.0
@@ -194,7 +192,7 @@ def test_two_bad_answers_give_unclear_without_a_third_call(app: App) -> None:
 def test_low_confidence_is_unclear_but_keeps_what_the_model_said(app: App) -> None:
     sim_answers(app, {"classify_reply": [verdict_json("interested", 0.41)]})
     verdict = run_classify(app, "hmm")
-    assert verdict.category == "unclear" and verdict.status == STATUS_UNCLEAR
+    assert verdict.category == "unclear" and verdict.status == VerdictStatus.UNCLEAR
     assert verdict.model_said == "interested" and verdict.confidence == pytest.approx(0.41)
     assert "below 0.60" in verdict.problem
 
@@ -203,7 +201,7 @@ def test_empty_reply_is_unclear_without_a_model_call(app: App) -> None:
     seen = sim_answers(app, {})
     for text in ("", "   \n\t ", "\u200b\u200b", "> quoted only\n> nothing new"):
         verdict = run_classify(app, text)
-        assert verdict.category == "unclear" and verdict.status == STATUS_UNCLEAR and verdict.calls == 0
+        assert verdict.category == "unclear" and verdict.status == VerdictStatus.UNCLEAR and verdict.calls == 0
     assert seen == [] and ledger(app) == []
 
 
@@ -224,7 +222,7 @@ def test_moderation_refusal_goes_to_a_person(app: App) -> None:
     assert app.simulator is not None
     app.simulator.script(Scripted(403, message="flagged"))
     verdict = run_classify(app, "some reply")
-    assert verdict.category == "unclear" and verdict.status == STATUS_UNCLEAR and "moderation" in verdict.problem
+    assert verdict.category == "unclear" and verdict.status == VerdictStatus.UNCLEAR and "moderation" in verdict.problem
 
 
 def test_model_return_date_before_the_reply_is_dropped_and_the_text_is_read(app: App) -> None:
@@ -292,7 +290,7 @@ def test_each_category_routes_to_its_step_and_stops_the_sequence(app: App, peopl
         reply = route_with(app, store_reply(app, people["Ana"], f"reply {category}"), verdict_json(category))
         assert reply.category == reply.model_category == category and reply.next_action == action
         assert detail_part in reply.details["routing"]["detail"]
-        assert reply.details["sequence"]["state"] == "stopped"
+        assert hold_of(app, int(reply.id or 0)) == (HoldKind.STOPPED, None, f"reply #{reply.id} ({category})")
     assert sequence_stopped(app, people["Ana"]) and paused_until(app, people["Ana"], RECEIVED) is None
     assert not sequence_stopped(app, people["Ben"]), "other prospects are untouched"
 
@@ -316,8 +314,8 @@ def test_out_of_office_with_a_date_pauses_until_that_date(app: App, people: dict
     rid = store_reply(app, people["Ben"], "Out of office until 21 March")
     reply = route_with(app, rid, verdict_json("out_of_office", 0.9, "2025-03-21"))
     assert reply.next_action == "pause_until_return"
-    assert reply.details["sequence"] == {"state": "paused", "until": "2025-03-21", "reason": f"reply #{rid} "
-                                                                                         "(out_of_office)"}
+    assert hold_of(app, rid) == (HoldKind.PAUSED, date(2025, 3, 21), f"reply #{rid} (out_of_office)")
+    assert "sequence" not in reply.details, "the hold is a row, not JSON in the reply"
     assert not sequence_stopped(app, people["Ben"])
     assert paused_until(app, people["Ben"], today=RECEIVED) == date(2025, 3, 21)
     assert paused_until(app, people["Ben"], today=date(2025, 3, 21)) is None, "resumes on the return date"
@@ -451,19 +449,17 @@ def test_outcome_hook_gets_the_prospect_level_positive(
     assert calls[-1][1:3] == (people["Ana"], False) and calls[-1][4] == {"replace": True}
 
 
-def test_missing_or_failing_outcome_hook_never_breaks_routing(
+def test_a_failing_outcome_write_never_breaks_routing(
     app: App, people: dict[str, int], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.delattr(experiments, "record_reply_outcome")  # the real module, without the hook
     reply = route_with(app, store_reply(app, people["Ana"], "No"), verdict_json("not_interested"))
-    assert reply.details["outcome"] == {"recorded": False, "positive": False,
-                                        "note": "experiments outcome hook not available"}
+    assert reply.details["outcome"] == {"recorded": True, "positive": False}
     assert reply.next_action == "stop"
 
     def broken(*_: Any) -> None:
         raise RuntimeError("experiments table locked")
 
-    monkeypatch.setattr(experiments, "record_reply_outcome", broken, raising=False)
+    monkeypatch.setattr(experiments, "record_reply_outcome", broken)
     reply = route_with(app, store_reply(app, people["Ana"], "Yes"), verdict_json("interested"))
     assert "experiments table locked" in reply.details["outcome"]["note"]
     assert reply.next_action == "next_step_and_person"
@@ -492,7 +488,7 @@ def test_import_stores_known_and_unknown_and_reports_bad_lines(app: App, people:
     report = import_replies(app, data)
     assert report.rows == 11 and report.stored == 3 and report.duplicates == 1
     assert report.stored + report.duplicates + len(report.rejected) == report.rows
-    reasons = {r["line"]: r["reason"] for r in report.rejected}
+    reasons = {r.line: r.reason for r in report.rejected}
     assert "not a LinkedIn profile address" in reasons[5]
     assert "not a valid email" in reasons[6]
     assert "text is empty" in reasons[7]
@@ -500,8 +496,9 @@ def test_import_stores_known_and_unknown_and_reports_bad_lines(app: App, people:
     assert "in the future" in reasons[9]
     assert "no prospect identity" in reasons[10]
     assert "unclosed quote" in reasons[12]
-    assert report.duplicate_lines == [{"line": 11, "reason": "duplicate of line 2"}]
-    assert report.unknown_prospects == [{"line": 4, "identity": "email:stranger@else.example"}]
+    assert report.duplicate_lines == [RowError(11, "duplicate of line 2")]
+    assert report.unknown_prospects == [UnknownProspect(4, "email:stranger@else.example")]
+    assert report.as_json()["duplicate_lines"] == [{"line": 11, "reason": "duplicate of line 2"}]
     with session_scope(app.engine) as s:
         rows = {r.prospect_identity: r for r in s.exec(select(Reply)).all()}
     assert rows[f"li:{ANA_LI}"].prospect_id == people["Ana"]
@@ -514,11 +511,10 @@ def test_import_stores_known_and_unknown_and_reports_bad_lines(app: App, people:
 def test_reimporting_the_same_file_stores_nothing_twice(app: App, people: dict[str, int]) -> None:
     data = f"linkedin_url,text,received\n{ANA_LI},Yes please,2025-03-04\n{ANA_LI},No dates here,\n".encode()
     first = import_replies(app, data)
-    assert first.stored == 2 and first.warnings == [{"line": 3, "reason": "received is empty; the import time is "
-                                                                         "used"}]
+    assert first.stored == 2 and first.warnings == [RowError(3, "received is empty; the import time is used")]
     second = import_replies(app, data)
     assert second.stored == 0 and second.duplicates == 2
-    assert {d["reason"] for d in second.duplicate_lines} == {"this reply is already stored"}
+    assert {d.reason for d in second.duplicate_lines} == {"this reply is already stored"}
 
 
 def test_import_matches_by_profile_or_email_and_the_identity_column(app: App, people: dict[str, int]) -> None:
@@ -529,7 +525,7 @@ def test_import_matches_by_profile_or_email_and_the_identity_column(app: App, pe
             "somebody;Hello;2025-03-04\n").encode("cp1252")
     report = import_replies(app, data)
     assert report.delimiter == ";" and report.encoding == "cp1252"
-    assert report.stored == 3 and [r["line"] for r in report.rejected] == [5]
+    assert report.stored == 3 and [r.line for r in report.rejected] == [5]
     assert report.unknown_prospects == []
     with session_scope(app.engine) as s:
         by_prospect = {r.prospect_id: r.text for r in s.exec(select(Reply)).all()}
@@ -540,7 +536,7 @@ def test_import_matches_by_profile_or_email_and_the_identity_column(app: App, pe
 def test_import_cuts_huge_replies_with_a_warning(app: App, people: dict[str, int]) -> None:
     data = f"email,text\nben@fernhollow.example,{'blah ' * 10_000}\n".encode()
     report = import_replies(app, data)
-    assert report.stored == 1 and "stored cut to 20,000" in report.warnings[0]["reason"]
+    assert report.stored == 1 and "stored cut to 20,000" in report.warnings[0].reason
 
 
 def test_unusable_files_are_refused_whole(app: App) -> None:
@@ -579,12 +575,15 @@ def test_classify_pending_replies_in_chunks_with_progress(app: App, people: dict
     assert seen == [(5, 13), (10, 13), (13, 13)]
     assert pending_reply_ids(app) == []
     counts = category_counts(app)
-    assert counts["not_interested"] == 12 and counts["do_not_contact"] == 1 and counts["pending"] == 0
+    assert counts.of("not_interested") == 12 and counts.of("do_not_contact") == 1 and counts.pending == 0
+    assert counts.total == 13 and set(counts.by_category) == set(CATEGORIES)
     rows = review_rows(app, "not_interested")
-    assert len(rows) == 12 and {r["id"] for r in rows} == set(ids)
-    assert all(r["prospect"].startswith("unknown: email:stranger") and r["sequence"] == "stopped" for r in rows)
+    assert len(rows) == 12 and {r.id for r in rows} == set(ids)
+    assert all(r.prospect.startswith("unknown: email:stranger") for r in rows)
+    assert {r.sequence for r in rows} == {"none: the prospect is not known"}, "a stranger has no sequence to hold"
     [ana] = review_rows(app, "do_not_contact")
-    assert ana["prospect"] == "Ana Souza (Nimbus)" and ana["next_action"] == "suppress"
+    assert ana.prospect == "Ana Souza (Nimbus)" and ana.next_action == "suppress"
+    assert ana.sequence == "stopped: opted out"
 
 
 def test_budget_stops_the_run_and_leaves_the_rest_pending(app: App) -> None:

@@ -1,4 +1,4 @@
-"""Tests for core.replies.rules: the rule classifier, return dates, cleaning, metrics and the labelled set."""
+"""The rule classifier (core.replies.rules), return dates, cleaning, metrics and the labelled set."""
 
 from __future__ import annotations
 
@@ -13,17 +13,12 @@ from hypothesis import strategies as st
 
 from core.config import PROJECT_ROOT
 from core.messages import prompts
-from core.replies.inbox import load_routing_config
-from core.replies.rules import (
-    CATEGORIES,
-    MAX_REPLY_CHARS,
-    RuleVerdict,
-    classify_by_rules,
-    clean_reply,
-    evaluate,
-    extract_return_date,
-    load_labelled,
-)
+from core.replies.categories import CATEGORIES
+from core.replies.cleaning import MAX_REPLY_CHARS, clean_reply
+from core.replies.dates import extract_return_date
+from core.replies.evaluation import CategoryScore, evaluate, load_labelled
+from core.replies.routing import load_routing_config
+from core.replies.rules import RuleVerdict, classify_by_rules
 
 LABELLED = PROJECT_ROOT / "data" / "replies_labelled.csv"
 # A Friday; weekday-relative dates below are counted from it.
@@ -372,11 +367,11 @@ def test_evaluate_on_a_hand_computed_example() -> None:
     result = evaluate(pairs)
     assert result.n == 5
     assert result.accuracy == pytest.approx(3 / 5)
-    assert result.per_category["interested"] == {"precision": 0.5, "recall": 0.5, "support": 2}
-    assert result.per_category["not_interested"] == {"precision": 1.0, "recall": 1.0, "support": 1}
-    assert result.per_category["unclear"] == {"precision": 0.0, "recall": 0.0, "support": 1}
+    assert result.per_category["interested"] == CategoryScore(0.5, 0.5, 2)
+    assert result.per_category["not_interested"] == CategoryScore(1.0, 1.0, 1)
+    assert result.per_category["unclear"] == CategoryScore(0.0, 0.0, 1)
     # nothing predicted and nothing true: undefined ratios are reported as 0.0
-    assert result.per_category["schedule_call"] == {"precision": 0.0, "recall": 0.0, "support": 0}
+    assert result.per_category["schedule_call"] == CategoryScore(0.0, 0.0, 0)
     assert result.confusion["interested"]["unclear"] == 1
     assert result.confusion["unclear"]["interested"] == 1
     assert result.confusion["interested"]["interested"] == 1
@@ -463,3 +458,14 @@ def test_load_labelled_rejects_non_utf8(tmp_path: Path) -> None:
     path.write_bytes("text,category,received\nNão,not_interested,\n".encode("latin-1"))
     with pytest.raises(ValueError, match="not UTF-8"):
         load_labelled(path)
+
+
+def test_every_category_and_action_has_a_label_in_words() -> None:
+    from core.replies.categories import PENDING, label
+    from core.replies.routing import ACTION_KINDS, action_label
+
+    labels = [label(c) for c in (*CATEGORIES, PENDING)]
+    assert len(set(labels)) == len(labels) and not any("_" in x for x in labels)
+    assert label("do_not_contact") == "Do not contact" and label("someday") == "someday"
+    assert all(action_label(k) and "_" not in action_label(k) for k in ACTION_KINDS)
+    assert action_label("send_template:info_follow_up") == "Send template info_follow_up" and action_label("") == ""

@@ -1,0 +1,105 @@
+"""Variants: ask a model for variants of one template, or of every template of an industry, after seeing the cost.
+
+Layout only: generation, the checks a variant must pass and the cost estimate are `core.experiments.variants`'.
+Model-written variants are model output, so they appear only in dataframes and `st.text`, never as Markdown.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import streamlit as st
+
+from console import enter, get_app, sidebar, usd
+from core.costs.prices import UnknownModelPrice
+from core.experiments.variants import (
+    VariantReport,
+    bulk_generate,
+    estimate_bulk,
+    estimate_variants,
+    generate_variants,
+    industries,
+)
+from core.llm.errors import LLMError
+from core.messages.library import list_templates
+from core.messages.library import steps as step_specs
+from experiment_views import md_usd, problem, show_estimate
+
+enter()  # the shell and the access gate, whichever address Streamlit started this run at
+
+app = get_app()
+sidebar(app)
+steps = step_specs(app.settings.data_dir)
+
+st.title("Variants")
+st.caption("A model (the optimize_template route) proposes variants. A variant is kept only when it keeps exactly "
+           "the template's variables and markers and a sample rendering passes every guard; kept ones are added "
+           "to the library with their lineage, ready to compete in an experiment.")
+
+
+def show_report(report: VariantReport) -> None:
+    st.text(f"{report.base}: {len(report.kept)} kept, {len(report.discarded)} discarded; "
+            f"{report.model or 'no model'} {report.input_tokens}+{report.output_tokens} tokens, "
+            f"{usd(report.cost_usd, 6)}")
+    if report.problem:
+        st.text(f"Problem: {report.problem}")
+    if report.candidates:
+        st.dataframe([{"kept": c.kept, "name": c.name or "", "why discarded": c.reason, "variant": c.text}
+                      for c in report.candidates], hide_index=True, width="stretch")
+
+
+sequence_templates = [t for t in list_templates(app) if t.step in steps]
+st.subheader("One template")
+if not sequence_templates:
+    st.info("The library has no templates yet.", icon="📭")
+else:
+    v1, v2 = st.columns([3, 1])
+    base = v1.selectbox("Template", [t.name for t in sequence_templates], key="exp_var_base")
+    count = int(v2.number_input("Variants", 1, 10, 3, key="exp_var_count"))
+    try:
+        show_estimate(estimate_variants(app, base, count))
+    except (ValueError, LookupError, UnknownModelPrice) as exc:
+        problem("No estimate.", str(exc))
+    if st.button(f"Generate {count} variant{'s' if count != 1 else ''}", key="exp_var_go"):
+        try:
+            with st.spinner("Asking the model…"):
+                report = asyncio.run(generate_variants(app, base, count))
+        except (LLMError, ValueError, LookupError) as exc:
+            problem("No variants.", str(exc))
+        else:
+            show_report(report)
+
+st.subheader("Every template of an industry")
+options = ["", *industries(app)]
+industry = st.selectbox("Industry", options, format_func=lambda i: i or "(untargeted templates)",
+                        key="exp_bulk_industry")
+bulk_count = int(st.number_input("Variants per template", 1, 10, 2, key="exp_bulk_count"))
+try:
+    estimate = estimate_bulk(app, industry or None, bulk_count)
+except (ValueError, UnknownModelPrice) as exc:
+    problem("No estimate.", str(exc))
+    estimate = None
+if estimate is not None:
+    show_estimate(estimate)
+    if not estimate.templates:
+        st.info("No templates to work on for this choice (generated variants and safe templates are skipped).",
+                icon="📭")
+    else:
+        st.dataframe([{"template": r["name"], "step": r["step"], "prompt tokens": r["prompt_tokens"],
+                       "max output tokens": r["max_output_tokens"], "at most (USD)": r["worst_case_usd"]}
+                      for r in estimate.templates], hide_index=True, width="stretch")
+        n = len(estimate.templates)
+        if st.button(f"Generate for {n} template{'s' if n != 1 else ''}, at most "
+                     f"{md_usd(estimate.worst_case_usd, 6)}", key="exp_bulk_go"):
+            try:
+                with st.spinner("Asking the model…"):
+                    bulk = asyncio.run(bulk_generate(app, industry or None, bulk_count))
+            except (LLMError, ValueError, LookupError) as exc:
+                problem("Bulk generation failed.", str(exc))
+            else:
+                kept = sum(len(r.kept) for r in bulk.reports)
+                st.text(f"Spent {usd(bulk.cost_usd, 6)}; kept {kept} variant{'s' if kept != 1 else ''}.")
+                if bulk.stopped:
+                    st.text(bulk.stopped)
+                for report in bulk.reports:
+                    show_report(report)
