@@ -188,11 +188,12 @@ def seed_book(data_dir: Path = DATA_DIR) -> PriceBook:
     raw = _load_json(data_dir / "seed_prices.json")
     thousand = Decimal(1000)
     overrides = {
-        model: Price(model, Decimal(r["input"]) * thousand, Decimal(r["output"]) * thousand, "seed document")
+        model: Price(model, Decimal(r["input"]) * thousand, Decimal(r["output"]) * thousand, "original cost plan")
         for model, r in raw["per_1k"].items()
     }
     d = raw["default_per_1k"]
-    default = Price("*", Decimal(d["input"]) * thousand, Decimal(d["output"]) * thousand, "seed default rate")
+    default = Price("*", Decimal(d["input"]) * thousand, Decimal(d["output"]) * thousand,
+                    "original cost plan's default rate")
     return PriceBook("seed", overrides, use_genai=False, default=default)
 
 
