@@ -22,6 +22,7 @@ from pathlib import Path
 from genai_prices import Usage, calc_price
 
 from core.config import DATA_DIR
+from core.wording import plural
 
 MTOK = Decimal(1_000_000)
 
@@ -197,12 +198,12 @@ def seed_book(data_dir: Path = DATA_DIR) -> PriceBook:
     return PriceBook("seed", overrides, use_genai=False, default=default)
 
 
-def retirement_warnings(
+def retirement_notes(
     models: Iterable[str], today: date, data_dir: Path = DATA_DIR
-) -> list[str]:
-    """Warnings for models that are retired or retire within the configured window."""
+) -> dict[str, str]:
+    """model -> a warning, for each model that is retired or retires within the configured window."""
     lifecycle, warn_days = load_lifecycle(data_dir)
-    warnings = []
+    notes: dict[str, str] = {}
     for model in sorted(set(models)):
         info = lifecycle.get(model)
         if info is None:
@@ -210,11 +211,18 @@ def retirement_warnings(
         days = (info.retires_on - today).days
         repl = f"; replacement: {info.replacement}" if info.replacement else ""
         if days < 0:
-            warnings.append(f"{model} retired on {info.retires_on.isoformat()}{repl}.")
+            notes[model] = f"{model} retired on {info.retires_on.isoformat()}{repl}."
         elif days <= warn_days:
-            when = "today" if days == 0 else f"in {days} day{'s' if days != 1 else ''}"
-            warnings.append(f"{model} retires on {info.retires_on.isoformat()} ({when}){repl}.")
-    return warnings
+            when = "today" if days == 0 else f"in {plural(days, 'day')}"
+            notes[model] = f"{model} retires on {info.retires_on.isoformat()} ({when}){repl}."
+    return notes
+
+
+def retirement_warnings(
+    models: Iterable[str], today: date, data_dir: Path = DATA_DIR
+) -> list[str]:
+    """Warnings for models that are retired or retire within the configured window."""
+    return list(retirement_notes(models, today, data_dir).values())
 
 
 def is_retired(model: str, today: date, data_dir: Path = DATA_DIR) -> bool:
