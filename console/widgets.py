@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from console.text import usd
+from console.text import plain, usd
 from core.app import App
 
 
@@ -31,4 +31,4 @@ def sidebar(app: App) -> None:
                       help=f"of {usd(state.cap_usd)}; {state.describe_level()}")
     st.sidebar.progress(min(1.0, float(state.used_fraction)), text=f"{float(state.used_fraction):.1%} used")
     for warning in app.warnings():
-        st.sidebar.warning(warning, icon="⚠️")
+        st.sidebar.warning(plain(warning), icon="⚠️")

@@ -10,7 +10,7 @@ import hashlib
 
 import streamlit as st
 
-from console import enter, get_app, noun_for, plural, readable, sidebar, usd
+from console import enter, get_app, noun_for, plain, plural, readable, sidebar, usd
 from core.batches.heartbeat import list_workers
 from core.batches.runs import (
     BatchError,
@@ -50,7 +50,7 @@ if upload is not None:
         table = open_table(data)  # read lazily: counting the records never holds the rows in memory
         records = sum(1 for _ in table.records())
     except UnreadableFile as exc:
-        st.error(f"This file cannot be imported: {exc}")
+        st.error(f"This file cannot be imported: {plain(exc)}")
         st.stop()
     st.text(f"{records:,} records, {len(table.headers)} columns, encoding {table.encoding}, "
             f"delimiter {table.delimiter!r}")
@@ -70,7 +70,7 @@ if upload is not None:
         try:
             report = import_prospects(app, data, mapping)
         except (UnreadableFile, ValueError) as exc:
-            st.error(f"Nothing was imported: {exc}")
+            st.error(f"Nothing was imported: {plain(exc)}")
         else:
             st.session_state["import"] = {"digest": digest, "report": report.as_json(),
                                           "ids": report.prospect_ids + report.existing_ids,
@@ -80,7 +80,7 @@ if upload is not None:
 imported = st.session_state.get("import")
 if imported:
     r = imported["report"]
-    st.subheader(f"Imported {imported['name']}")
+    st.subheader(f"Imported {plain(imported['name'])}")
     c = st.columns(5)
     c[0].metric("Rows", f"{r['rows']:,}")
     c[1].metric("New", f"{r['accepted']:,}")
@@ -135,7 +135,7 @@ if imported:
                 batch = create_batch(app, ids, step=step, template_name=template_name, concurrency=int(concurrency),
                                      name=imported["name"])
             except BatchError as exc:
-                st.error(str(exc))
+                st.error(plain(exc))
             else:
                 start_batch(app, batch.id)  # type: ignore[arg-type]
                 st.session_state["follow"] = batch.id
@@ -170,7 +170,7 @@ else:
         m[3].metric("Model calls", f"{s['calls']:,}")
         st.dataframe([{"state": k, "items": v} for k, v in s["counts"].items()], hide_index=True, width="stretch")
         if s["error"]:
-            st.warning(s["error"])
+            st.warning(plain(s["error"]))
         if s["errors"]:
             st.subheader(f"Item errors ({s['errors']:,})")
             st.caption("Items whose last attempt failed. Failed ones are final; the others are tried again. "
@@ -201,12 +201,12 @@ else:
         try:
             cancel_batch(app, chosen)
         except BatchError as exc:
-            st.error(str(exc))
+            st.error(plain(exc))
         st.rerun()
     if b2.button("Resume batch"):
         try:
             resume_batch(app, chosen)
         except BatchError as exc:
-            st.error(str(exc))
+            st.error(plain(exc))
         st.rerun()
     st.page_link("pages/review.py", label="Review and export the messages", icon="✅")

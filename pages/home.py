@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from console import enter, get_app, noun_for, plural, sidebar, usd
+from console import enter, get_app, noun_for, plain, plural, sidebar, usd
 from core.config import redact_url
 from core.costs.spend import summary
 from core.people.prospects import count_prospects
@@ -48,7 +48,7 @@ if not cap_info.env_applies and cap_info.cap_usd != cap_info.env_usd:
 if warnings:
     st.subheader("Warnings")
     for w in warnings:
-        st.warning(w.replace("$", "\\$"), icon="⚠️")
+        st.warning(plain(w), icon="⚠️")
 
 st.subheader("This console")
 st.dataframe(

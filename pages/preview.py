@@ -9,7 +9,7 @@ import asyncio
 
 import streamlit as st
 
-from console import enter, get_app, readable, sidebar, usd
+from console import enter, get_app, plain, readable, sidebar, usd
 from core.llm.errors import LLMError
 from core.messages.library import list_templates
 from core.messages.library import steps as step_specs
@@ -57,7 +57,7 @@ def run(template: str | None) -> Result | None:
         options = options_for(app, step=step, template_name=template, free_account=free)
         return asyncio.run(personalize_one(app, fields, options))
     except (LLMError, LookupError, ValueError) as exc:
-        st.error(f"Could not run the pipeline: {exc}")
+        st.error(f"Could not run the pipeline: {plain(exc)}")
         return None
 
 
@@ -108,7 +108,7 @@ with st.expander("Whole sequence for this prospect"):
         try:
             results = asyncio.run(preview_sequence(app, fields, free_account=free))
         except (LLMError, LookupError, ValueError) as exc:
-            st.error(f"Could not run the sequence: {exc}")
+            st.error(f"Could not run the sequence: {plain(exc)}")
             results = []
         st.dataframe([{"step": steps[r.step].label if r.step in steps else readable(r.step), "state": r.state,
                        "template": r.template, "message": r.message, "cost": usd(r.cost_usd, 6)} for r in results],

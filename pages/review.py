@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from console import enter, get_app, noun_for, plural, readable, sidebar
+from console import enter, get_app, noun_for, plain, plural, readable, sidebar
 from core.batches.runs import list_batches
 from core.messages.approvals import (
     QueueFilter,
@@ -73,7 +73,7 @@ else:
                 flash = ("success", f"Approved {plural(approve_passed(app, batch_id), 'message')} (ready, all "
                                     "guards and review passed, prospect not flagged).")
         except ReviewError as exc:
-            flash = ("error", str(exc))
+            flash = ("error", plain(exc))
         st.session_state["review_flash"] = flash
 
     a, b, c2 = st.columns(3)

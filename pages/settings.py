@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from console import enter, get_app, sidebar
+from console import enter, get_app, plain, sidebar
 from core.costs.prices import retirement_notes
 from core.store.models import utcnow
 
@@ -34,4 +34,4 @@ for row in rows:
     row["retirement"] = warnings.get(row["model"], "")
 st.dataframe(rows, hide_index=True, width="stretch")
 for w in warnings.values():
-    st.warning(w, icon="⚠️")
+    st.warning(plain(w), icon="⚠️")
