@@ -12,15 +12,24 @@ from console.text import plain, usd
 from core.app import App
 
 
+def provider_name(app: App) -> str:
+    """The active provider in words: "Simulator", "OpenRouter (live, billed)", "OpenAI-compatible server at …"."""
+    s = app.settings
+    if s.is_simulated:
+        return "Simulator"
+    if s.llm_provider == "openrouter":
+        return "OpenRouter (live, billed)"
+    return f"OpenAI-compatible server at {s.base_url}"
+
+
 def provider_badge(app: App) -> None:
     """Which provider answers: the simulator, OpenRouter (billed), or a local OpenAI-compatible server."""
     s = app.settings
     if s.is_simulated:
         st.sidebar.info("Simulator: no model is called", icon="🧪")
-    elif s.llm_provider == "openrouter":
-        st.sidebar.success("Provider: OpenRouter (live, billed)", icon="🌐")
     else:
-        st.sidebar.success(f"Provider: OpenAI-compatible server at {s.base_url}", icon="🖥️")
+        st.sidebar.success(f"Provider: {plain(provider_name(app))}",
+                           icon="🌐" if s.llm_provider == "openrouter" else "🖥️")
 
 
 def sidebar(app: App) -> None:

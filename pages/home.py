@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from console import enter, get_app, noun_for, plain, plural, sidebar, usd
+from console import enter, get_app, noun_for, plain, plural, provider_name, sidebar, usd
 from core.config import redact_url
 from core.costs.spend import summary
 from core.people.prospects import count_prospects
@@ -53,7 +53,7 @@ if warnings:
 st.subheader("This console")
 st.dataframe(
     [
-        {"what": "Provider", "value": app.settings.llm_provider},
+        {"what": "Provider", "value": provider_name(app)},
         {"what": "Database", "value": redact_url(app.settings.database_url)},
         {"what": "Prospects stored", "value": f"{count_prospects(app):,}"},
         {"what": "Projected month-end", "value": usd(figures["projected_month_usd"])},
