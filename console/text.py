@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import re
 
+from core.store.models import Batch
 from core.wording import noun_for, plural, readable
 
-__all__ = ["noun_for", "plain", "plural", "readable", "usd"]
+__all__ = ["batch_label", "noun_for", "plain", "plural", "readable", "usd"]
 
 # What Markdown (and Streamlit's extensions: $ for LaTeX, :color[...] directives) would act on in running text.
 _MARKUP = re.compile(r"([\\`*_\[\]$<>#|~:])")
@@ -24,6 +25,11 @@ def plain(text: object) -> str:
     typed: plain("[click](http://x) *now* $5 and $6") shows brackets, stars and dollars, not a link, emphasis
     and a formula."""
     return _MARKUP.sub(r"\\\1", str(text))
+
+
+def batch_label(batch: Batch) -> str:
+    """A batch as a choice in a list: "#12 prospects.csv — Running"."""
+    return f"#{batch.id} {batch.name} — {readable(batch.status)}"
 
 
 def usd(value: object, places: int = 2) -> str:

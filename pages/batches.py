@@ -10,7 +10,7 @@ import hashlib
 
 import streamlit as st
 
-from console import enter, get_app, noun_for, plain, plural, readable, sidebar, usd
+from console import batch_label, enter, get_app, noun_for, plain, plural, readable, sidebar, usd
 from core.batches.heartbeat import list_workers
 from core.batches.runs import (
     BatchError,
@@ -153,7 +153,7 @@ batches = list_batches(app)
 if not batches:
     st.info("No batch yet. Upload a CSV above to start one.")
 else:
-    labels = {b.id: f"#{b.id} {b.name} — {b.status.replace('_', ' ')}" for b in batches}
+    labels = {b.id: batch_label(b) for b in batches}
     follow = st.session_state.get("follow")
     chosen = st.selectbox("Batch", list(labels), format_func=lambda i: labels[i],
                           index=list(labels).index(follow) if follow in labels else 0)

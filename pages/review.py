@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from console import enter, get_app, noun_for, plain, plural, readable, sidebar
+from console import batch_label, enter, get_app, noun_for, plain, plural, readable, sidebar
 from core.batches.runs import list_batches
 from core.messages.approvals import (
     QueueFilter,
@@ -29,7 +29,7 @@ if not batches:
     st.info("No batch yet: start one on the Batches page.")
     st.stop()
 
-labels = {b.id: f"#{b.id} {b.name} — {b.status}" for b in batches}
+labels = {b.id: batch_label(b) for b in batches}
 batch_id = st.selectbox("Batch", list(labels), format_func=lambda i: labels[i])
 
 with st.expander("Filters", expanded=False):
