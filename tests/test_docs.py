@@ -1,9 +1,10 @@
-"""The README tells the truth about settings and commands (in the style of datasette's test_docs.py).
+"""The README tells the truth about settings, commands and pages (in the style of datasette's test_docs.py).
 
 Every environment variable the product reads appears in the README's settings table, and nothing in the
 table is a variable nobody reads; every CLI verb (walked from the argparse parser, subcommands included)
-appears in the README's command list, and the list names no verb that does not exist. A colleague who adds
-a setting or a verb without documenting it gets a failing test naming it.
+appears in the README's command list, and the list names no verb that does not exist; every console page has
+a row in its Pages table. A colleague who adds a setting, a verb or a page without documenting it gets a
+failing test naming it.
 """
 
 from __future__ import annotations
@@ -151,3 +152,13 @@ def test_the_readme_command_list_names_only_real_verbs() -> None:
                 break
             node = node[word]
         assert not node, f"the README names a command group without a verb: {match.group(0)}"
+
+
+def test_every_console_page_is_in_the_readme_pages_table() -> None:
+    """Each page of the navigation (console.PAGE_TABLE) has a row, by its title, in the README's Pages table."""
+    from console import PAGE_TABLE
+
+    rows = set(re.findall(r"^\| ([^|`]+?) \|", _section("Pages"), re.M)) - {"page"}
+    titles = {title for _path, title, _icon, _url in PAGE_TABLE}
+    assert not titles - rows, f"pages missing from the README's Pages table: {sorted(titles - rows)}"
+    assert not rows - titles, f"the README's Pages table lists pages the console does not have: {sorted(rows - titles)}"
