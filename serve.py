@@ -1,6 +1,6 @@
 """The console's server: `streamlit run serve.py` (what `make run` does) serves app.py behind an HTTP gate.
 
-Why it exists: the access gate in console.py stops every script run of a session that has not unlocked, but
+Why it exists: the access gate in console/shell.py stops every script run of a session that has not unlocked, but
 Streamlit's HTTP routes do not run the script. Its upload route stores in memory whatever any live session
 PUTs, without a limit on the number of files, and its media route serves any stored file to whoever has its
 address. This module wraps the app in an ASGI middleware that:

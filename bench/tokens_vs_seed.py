@@ -62,8 +62,8 @@ async def main() -> dict[str, float]:
         ("total tokens / message", f"{(seed_in + seed_out) / compared:.1f}", f"{(ours_in + ours_out) / compared:.1f}",
          f"{(ours_in + ours_out) / (seed_in + seed_out):.1%}"),
     ]
-    print_table(f"Tokens per model-written message, {compared} demo prospects (target: ours <= 60% of seed)",
-                rows, ("measure", "seed prompt", "our prompt", "ours / seed"))
+    print_table(f"Tokens per model-written message, {compared} demo prospects (target: ours <= 60% of the original "
+                "cost plan's)", rows, ("measure", "original plan's prompt", "our prompt", "ours / original"))
     return {"ratio": (ours_in + ours_out) / (seed_in + seed_out), "compared": compared}
 
 

@@ -83,7 +83,7 @@ def cmd_scenario(args: argparse.Namespace) -> None:
     from core.costs.scenarios import all_premium_comparison, book_for, hybrid_table
 
     a = cli.app()
-    book = book_for(a, args.book)
+    book = book_for(a, "seed" if args.book == "original" else args.book)  # "seed": the book's internal name
     table = hybrid_table(book)
     table["all_premium"] = all_premium_comparison(book)
     emit(table, args.json)
@@ -127,8 +127,9 @@ def build_parser() -> argparse.ArgumentParser:
     hp = add("hash-password", cmd_hash_password, "make a CONSOLE_PASSWORD_HASH for the console's password gate")
     hp.add_argument("--stdin", action="store_true", help="read the password from standard input")
 
-    scen = add("scenario", cmd_scenario, "the seed's hybrid cost table recomputed from its volumes")
-    scen.add_argument("--book", choices=("seed", "current"), default="current", help="price book")
+    scen = add("scenario", cmd_scenario, "the original cost plan's hybrid cost table recomputed from its volumes")
+    scen.add_argument("--book", choices=("original", "current"), default="current",
+                      help="price book: the original cost plan's own rates, or current prices")
 
     pers = add("personalize", cmd_personalize, "one prospect through the pipeline")
     pers.add_argument("--prospect", required=True, help="the prospect as a JSON object")

@@ -10,7 +10,7 @@ import hashlib
 
 import streamlit as st
 
-from console import enter, get_app, sidebar, usd
+from console import batch_label, enter, get_app, noun_for, plain, plural, readable, sidebar, usd
 from core.batches.heartbeat import list_workers
 from core.batches.runs import (
     BatchError,
@@ -21,8 +21,8 @@ from core.batches.runs import (
     resume_batch,
     start_batch,
     status,
-    unsent_prospects,
 )
+from core.batches.uploads import plan_run
 from core.costs.estimate import estimate
 from core.messages.library import list_templates
 from core.messages.library import steps as step_specs
@@ -50,7 +50,7 @@ if upload is not None:
         table = open_table(data)  # read lazily: counting the records never holds the rows in memory
         records = sum(1 for _ in table.records())
     except UnreadableFile as exc:
-        st.error(f"This file cannot be imported: {exc}")
+        st.error(f"This file cannot be imported: {plain(exc)}")
         st.stop()
     st.text(f"{records:,} records, {len(table.headers)} columns, encoding {table.encoding}, "
             f"delimiter {table.delimiter!r}")
@@ -62,7 +62,7 @@ if upload is not None:
         for i, field in enumerate(CANONICAL_FIELDS):
             options = ["(none)", *table.headers]
             default = options.index(suggested[field]) if field in suggested else 0
-            label = f"{field}{' (required)' if field in REQUIRED_FIELDS else ''}"
+            label = f"{readable(field)}{' (required)' if field in REQUIRED_FIELDS else ''}"
             choice = cols[i % 3].selectbox(label, options, index=default, key=f"map_{digest}_{field}")
             if choice != "(none)":
                 mapping[field] = choice
@@ -70,7 +70,7 @@ if upload is not None:
         try:
             report = import_prospects(app, data, mapping)
         except (UnreadableFile, ValueError) as exc:
-            st.error(f"Nothing was imported: {exc}")
+            st.error(f"Nothing was imported: {plain(exc)}")
         else:
             st.session_state["import"] = {"digest": digest, "report": report.as_json(),
                                           "ids": report.prospect_ids + report.existing_ids,
@@ -80,7 +80,7 @@ if upload is not None:
 imported = st.session_state.get("import")
 if imported:
     r = imported["report"]
-    st.subheader(f"Imported {imported['name']}")
+    st.subheader(f"Imported {plain(imported['name'])}")
     c = st.columns(5)
     c[0].metric("Rows", f"{r['rows']:,}")
     c[1].metric("New", f"{r['accepted']:,}")
@@ -91,8 +91,10 @@ if imported:
         st.caption("Rejected rows (fix them in the file and upload again; the rest were imported)")
         st.dataframe(imported["rejected"], hide_index=True, width="stretch")
     if imported["flagged"]:
-        st.warning(f"{len(imported['flagged'])} rows carry prompt-injection text; they get plain templates only and "
-                   "are never bulk-approved.", icon="🛡️")
+        flagged = len(imported["flagged"])
+        st.warning(f"{plural(flagged, 'row')} {noun_for(flagged, 'carries', 'carry')} prompt-injection text; "
+                   f"{noun_for(flagged, 'it gets', 'they get')} plain templates only and "
+                   f"{noun_for(flagged, 'is', 'are')} never bulk-approved.", icon="🛡️")
 
     st.header("2. Pre-flight estimate")
     c1, c2, c3 = st.columns(3)
@@ -101,10 +103,17 @@ if imported:
     template = c2.selectbox("Template", ["(choose by rule)", *names])
     concurrency = c3.number_input("Concurrency", 1, 64, app.settings.worker_concurrency)
     template_name = None if template == "(choose by rule)" else template
-    ids = unsent_prospects(app, imported["ids"], step)
-    if len(ids) < len(imported["ids"]):
-        st.info(f"{len(imported['ids']) - len(ids):,} of these prospects already have a {steps[step].label.lower()} "
-                "message; they are left out so nobody is paid for twice.")
+    plan = plan_run(app, imported["ids"], step)  # the database says what a run would do, whichever session asks
+    ids = list(plan.to_run)
+    if ids:
+        for batch_id, held in plan.in_batches.items():
+            st.info(f"{plural(held, 'prospect')} of this file {noun_for(held, 'is')} already in batch #{batch_id} "
+                    f"for the {steps[step].label.lower()} step; left out so nobody is paid for twice.")
+    if plan.left_out:
+        st.info(f"{plural(plan.left_out, 'prospect')} of this file {noun_for(plan.left_out, 'is')} left out: "
+                f"{noun_for(plan.left_out, 'it', 'they')} already {noun_for(plan.left_out, 'has', 'have')} a "
+                f"{steps[step].label.lower()} message, replied (which stops or pauses the sequence), or "
+                f"{noun_for(plan.left_out, 'is')} on the do-not-contact list.")
     if ids:
         est = estimate(app, ids, step=step, template_name=template_name)
         e = st.columns(4)
@@ -121,27 +130,30 @@ if imported:
             st.caption(f"Estimated from an evenly spaced sample of {est.sampled:,} prospects.")
 
         st.header("3. Run")
-        key = f"batch_for_{imported['digest']}_{step}_{template_name}"
-        if st.session_state.get(key):
-            st.info(f"Batch {st.session_state[key]} was created for this upload; follow it below.")
-        elif st.button("Run batch", type="primary"):
+        if st.button("Run batch", type="primary"):
             try:  # another session (or a `batch run`) may have taken these prospects a moment ago
                 batch = create_batch(app, ids, step=step, template_name=template_name, concurrency=int(concurrency),
                                      name=imported["name"])
             except BatchError as exc:
-                st.error(str(exc))
+                st.error(plain(exc))
             else:
                 start_batch(app, batch.id)  # type: ignore[arg-type]
-                st.session_state[key] = batch.id
                 st.session_state["follow"] = batch.id
                 st.rerun()
+    elif plan.latest_batch is not None:
+        st.header("3. Run")
+        st.info(f"Batch #{plan.latest_batch} was created for this file's prospects at the "
+                f"{steps[step].label.lower()} step; follow it below.")
+    else:
+        st.header("3. Run")
+        st.info(f"Nothing to run: every prospect of this file is left out at the {steps[step].label.lower()} step.")
 
 st.header("Progress")
 batches = list_batches(app)
 if not batches:
     st.info("No batch yet. Upload a CSV above to start one.")
 else:
-    labels = {b.id: f"#{b.id} {b.name} — {b.status.replace('_', ' ')}" for b in batches}
+    labels = {b.id: batch_label(b) for b in batches}
     follow = st.session_state.get("follow")
     chosen = st.selectbox("Batch", list(labels), format_func=lambda i: labels[i],
                           index=list(labels).index(follow) if follow in labels else 0)
@@ -158,7 +170,7 @@ else:
         m[3].metric("Model calls", f"{s['calls']:,}")
         st.dataframe([{"state": k, "items": v} for k, v in s["counts"].items()], hide_index=True, width="stretch")
         if s["error"]:
-            st.warning(s["error"])
+            st.warning(plain(s["error"]))
         if s["errors"]:
             st.subheader(f"Item errors ({s['errors']:,})")
             st.caption("Items whose last attempt failed. Failed ones are final; the others are tried again. "
@@ -189,12 +201,12 @@ else:
         try:
             cancel_batch(app, chosen)
         except BatchError as exc:
-            st.error(str(exc))
+            st.error(plain(exc))
         st.rerun()
     if b2.button("Resume batch"):
         try:
             resume_batch(app, chosen)
         except BatchError as exc:
-            st.error(str(exc))
+            st.error(plain(exc))
         st.rerun()
     st.page_link("pages/review.py", label="Review and export the messages", icon="✅")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from console import enter, get_app, sidebar, usd
+from console import enter, get_app, noun_for, plain, plural, provider_name, sidebar, usd
 from core.config import redact_url
 from core.costs.spend import summary
 from core.people.prospects import count_prospects
@@ -34,23 +34,26 @@ st.progress(min(1.0, float(state.used_fraction)), text=f"{float(state.used_fract
 
 warnings = app.warnings()
 if figures["unreconciled_calls"]:
-    warnings.append(f"{figures['unreconciled_calls']:,} call(s) timed out after they were sent: booked at their hold "
+    open_calls = figures["unreconciled_calls"]
+    warnings.append(f"{plural(open_calls, 'call')} timed out after {noun_for(open_calls, 'it was', 'they were')} "
+                    f"sent: booked at {noun_for(open_calls, 'its', 'their')} hold "
                     f"({usd(figures['unreconciled_usd'], 6)}) until reconciled on the Spend page.")
 if figures["refused_settlements"]:
-    warnings.append(f"{figures['refused_settlements']:,} call(s) this month had provider usage figures that were "
-                    "refused and booked at their hold: see the Spend page.")
+    refused = figures["refused_settlements"]
+    warnings.append(f"{plural(refused, 'call')} this month had provider usage figures that were refused and "
+                    f"booked at {noun_for(refused, 'its', 'their')} hold: see the Spend page.")
 cap_info = app.cap_info()
 if not cap_info.env_applies and cap_info.cap_usd != cap_info.env_usd:
     warnings.append(cap_info.message)
 if warnings:
     st.subheader("Warnings")
     for w in warnings:
-        st.warning(w.replace("$", "\\$"), icon="⚠️")
+        st.warning(plain(w), icon="⚠️")
 
 st.subheader("This console")
 st.dataframe(
     [
-        {"what": "Provider", "value": app.settings.llm_provider},
+        {"what": "Provider", "value": provider_name(app)},
         {"what": "Database", "value": redact_url(app.settings.database_url)},
         {"what": "Prospects stored", "value": f"{count_prospects(app):,}"},
         {"what": "Projected month-end", "value": usd(figures["projected_month_usd"])},

@@ -9,7 +9,7 @@ import asyncio
 
 import streamlit as st
 
-from console import enter, get_app, sidebar, usd
+from console import enter, get_app, plain, readable, sidebar, usd
 from core.llm.errors import LLMError
 from core.messages.library import list_templates
 from core.messages.library import steps as step_specs
@@ -40,9 +40,9 @@ else:
     fields = {}
     cols = st.columns(3)
     for i, name in enumerate((*PROSPECT_TEXT_FIELDS, "company_size")):
-        fields[name] = cols[i % 3].text_input(name, key=f"typed_{name}")
+        fields[name] = cols[i % 3].text_input(readable(name), key=f"typed_{name}")
 st.caption("Prospect fields")
-st.dataframe([{"field": k, "value": v} for k, v in fields.items() if v], hide_index=True, width="stretch")
+st.dataframe([{"field": readable(k), "value": v} for k, v in fields.items() if v], hide_index=True, width="stretch")
 
 c1, c2, c3 = st.columns(3)
 step = c1.selectbox("Sequence step", list(steps), format_func=lambda s: steps[s].label)
@@ -57,7 +57,7 @@ def run(template: str | None) -> Result | None:
         options = options_for(app, step=step, template_name=template, free_account=free)
         return asyncio.run(personalize_one(app, fields, options))
     except (LLMError, LookupError, ValueError) as exc:
-        st.error(f"Could not run the pipeline: {exc}")
+        st.error(f"Could not run the pipeline: {plain(exc)}")
         return None
 
 
@@ -65,7 +65,7 @@ def show(result: Result) -> None:
     state_text = {"ready": "Ready", "fallback": "Fallback to the safe template", "needs_data": "Held: needs data",
                   "review_failed": "Held: review failed", "failed": "Failed"}[result.state]
     st.subheader(state_text)
-    st.text(f"Template: {result.template}\nWhy: {result.selection_reason}\nLadder: {result.rung}")
+    st.text(f"Template: {result.template}\nWhy: {result.selection_reason}\nLadder: {readable(result.rung)}")
     if result.reason:
         st.text(f"Reason: {result.reason}")
     m1, m2, m3 = st.columns(3)
@@ -80,7 +80,7 @@ def show(result: Result) -> None:
     for i, step_ in enumerate(result.trace, 1):
         cost = f" — {step_.model}, {step_.input_tokens}+{step_.output_tokens} tokens, {usd(step_.cost_usd, 6)}" \
             if step_.model else ""
-        with st.expander(f"{i}. {step_.name}{cost}", expanded=step_.name in ("render", "final")):
+        with st.expander(f"{i}. {readable(step_.name)}{cost}", expanded=step_.name in ("render", "final")):
             st.code(step_.text, language=None, wrap_lines=True)
     st.caption("Guards")
     st.dataframe(result.guards_json(), hide_index=True, width="stretch")
@@ -108,7 +108,8 @@ with st.expander("Whole sequence for this prospect"):
         try:
             results = asyncio.run(preview_sequence(app, fields, free_account=free))
         except (LLMError, LookupError, ValueError) as exc:
-            st.error(f"Could not run the sequence: {exc}")
+            st.error(f"Could not run the sequence: {plain(exc)}")
             results = []
-        st.dataframe([{"step": r.step, "state": r.state, "template": r.template, "message": r.message,
-                       "cost_usd": str(r.cost_usd)} for r in results], hide_index=True, width="stretch")
+        st.dataframe([{"step": steps[r.step].label if r.step in steps else readable(r.step), "state": r.state,
+                       "template": r.template, "message": r.message, "cost": usd(r.cost_usd, 6)} for r in results],
+                     hide_index=True, width="stretch")

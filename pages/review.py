@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from console import enter, get_app, sidebar
+from console import batch_label, enter, get_app, noun_for, plain, plural, readable, sidebar
 from core.batches.runs import list_batches
 from core.messages.approvals import (
     QueueFilter,
@@ -29,14 +29,15 @@ if not batches:
     st.info("No batch yet: start one on the Batches page.")
     st.stop()
 
-labels = {b.id: f"#{b.id} {b.name} — {b.status}" for b in batches}
+labels = {b.id: batch_label(b) for b in batches}
 batch_id = st.selectbox("Batch", list(labels), format_func=lambda i: labels[i])
 
 with st.expander("Filters", expanded=False):
     c = st.columns(4)
     states = c[0].multiselect("State", ["ready", "fallback", "needs_data", "review_failed", "failed"])
     approval = c[1].multiselect("Approval", ["pending", "approved", "rejected"])
-    guard = c[2].selectbox("Failed guard", ["(any)", *GUARD_NAMES])
+    guard = c[2].selectbox("Failed guard", ["(any)", *GUARD_NAMES], format_func=lambda g: g if g == "(any)" else
+                           readable(g))
     template = c[3].text_input("Template name")
     c = st.columns(3)
     min_score = c[0].number_input("Min review score", 0.0, 10.0, 0.0)
@@ -48,15 +49,15 @@ rows = queue(app, QueueFilter(batch_id=batch_id, states=tuple(states), approval=
                               min_score=min_score if use_score else None, template=template or None,
                               flagged_only=flagged))
 blocked = sum(bool(r.get("do_not_contact")) for r in rows)
-st.caption(f"{len(rows):,} messages" + (f"; {blocked:,} to people on the do-not-contact list (never approved, "
-                                         "never exported)" if blocked else ""))
+st.caption(plural(len(rows), "message") + (f"; {blocked:,} to {noun_for(blocked, 'a person', 'people')} on the "
+                                           "do-not-contact list (never approved, never exported)" if blocked else ""))
 if not rows:
     st.info("No message matches these filters.")
 else:
-    st.dataframe(rows, hide_index=True, width="stretch",
-                 column_order=["id", "prospect", "company", "do_not_contact", "state", "approval", "message",
-                               "template", "template_text", "variant", "guards_failed", "review_score", "flagged",
-                               "reason", "cost_usd"])
+    columns = ["id", "prospect", "company", "do_not_contact", "state", "approval", "message", "template",
+               "template_text", "variant", "guards_failed", "review_score", "flagged", "reason", "cost_usd"]
+    st.dataframe(rows, hide_index=True, width="stretch", column_order=columns,
+                 column_config={c: readable(c) for c in columns})
     ids = [r["id"] for r in rows]
     picked = st.multiselect("Messages to act on", ids, key="review_picked")
 
@@ -65,14 +66,14 @@ else:
         chosen = st.session_state.get("review_picked") or []
         try:
             if action == "approve":
-                flash = ("success", f"Approved {approve(app, chosen)} messages.")
+                flash = ("success", f"Approved {plural(approve(app, chosen), 'message')}.")
             elif action == "reject":
-                flash = ("success", f"Rejected {reject(app, chosen)} messages.")
+                flash = ("success", f"Rejected {plural(reject(app, chosen), 'message')}.")
             else:
-                flash = ("success", f"Approved {approve_passed(app, batch_id)} messages (ready, all guards and "
-                                    "review passed, prospect not flagged).")
+                flash = ("success", f"Approved {plural(approve_passed(app, batch_id), 'message')} (ready, all "
+                                    "guards and review passed, prospect not flagged).")
         except ReviewError as exc:
-            flash = ("error", str(exc))
+            flash = ("error", plain(exc))
         st.session_state["review_flash"] = flash
 
     a, b, c2 = st.columns(3)

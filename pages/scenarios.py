@@ -1,4 +1,4 @@
-"""Scenarios: the seed's cost figures recomputed, and "what does a year cost at this volume?".
+"""Scenarios: the original cost plan's cost figures recomputed, and "what does a year cost at this volume?".
 
 Layout only: every figure comes from `core.costs.scenarios`. Scenario names are typed by users, so they are shown
 in dataframes, widgets and `st.text`, never in Markdown.
@@ -48,7 +48,7 @@ app = get_app()
 sidebar(app)
 today = utcnow().date()
 
-BOOK_LABELS = {"seed": "Seed's own rates", "current": "Current prices"}
+BOOK_LABELS = {"seed": "The original cost plan's own rates", "current": "Current prices"}
 
 
 def _md(text: str) -> str:
@@ -115,16 +115,16 @@ if "sc_messages" not in st.session_state:
     _put_in_state(default_scenario(routed_models(app.routing, today)))
 
 st.title("Scenarios")
-st.caption("Are the seed's cost figures right, and what does a year of outreach cost at a given volume?")
+st.caption("Are the original cost plan's figures right, and what does a year of outreach cost at a given volume?")
 
 # ---------------------------------------------------------------------------------------------------------
-st.header("The seed's figures, recomputed")
+st.header("The original cost plan's figures, recomputed")
 hybrid_book_name = st.radio("Price book", ["seed", "current"], format_func=BOOK_LABELS.__getitem__,
                             horizontal=True, key="sc_hybrid_book")
 hybrid_book = book_for(app, hybrid_book_name)
 
-with st.expander("Assumption: input / output split of the seed's token totals"):
-    st.caption("The seed gives total tokens per task, not how many are prompt (input) and how many are "
+with st.expander("Assumption: input / output split of the original cost plan's token totals"):
+    st.caption("The original cost plan gives total tokens per task, not how many are prompt (input) and how many are "
                "completion (output). Choose the share of input tokens per task.")
     share_cols = st.columns(len(TASKS))
     shares: dict[str, Decimal] = {}
@@ -140,13 +140,14 @@ rows = [
         "model": r["model"],
         "tokens per year": f"{r['tokens']:,}",
         "computed": _money(r["computed_usd"]),
-        "claimed by the seed": _money(r["claimed_usd"]),
+        "claimed in the original cost plan": _money(r["claimed_usd"]),
         "claimed ÷ computed": _ratio(r["ratio"]),
     }
     for r in table["rows"]
 ]
 rows.append({"task": "Total", "model": "", "tokens per year": f"{sum(r['tokens'] for r in table['rows']):,}",
-             "computed": _money(table["total_computed_usd"]), "claimed by the seed": _money(table["total_claimed_usd"]),
+             "computed": _money(table["total_computed_usd"]),
+             "claimed in the original cost plan": _money(table["total_claimed_usd"]),
              "claimed ÷ computed": _ratio(table["ratio"])})
 st.dataframe(rows, hide_index=True, width="stretch")
 for sentence in hybrid_headlines(table):
@@ -156,7 +157,7 @@ bounds = split_bounds(hybrid_book)
 total_bounds = bounds[-1]
 st.caption(_md(
     f"For any input/output split the computed total lies between {_money(total_bounds['low_usd'])} and "
-    f"{_money(total_bounds['high_usd'])}, so the seed's {_money(total_bounds['claimed_usd'])} is at least "
+    f"{_money(total_bounds['high_usd'])}, so the plan's {_money(total_bounds['claimed_usd'])} is at least "
     f"{_ratio(total_bounds['min_ratio'])} too high whatever the split."
 ))
 
@@ -165,16 +166,16 @@ st.subheader("All-premium vs hybrid")
 pcols = st.columns(3)
 pcols[0].metric("All-premium, computed", _money(premium["all_premium_computed_usd"]),
                 help=f"All {premium['tokens']:,} tokens on {premium['premium_model']}")
-pcols[0].caption(_md(f"The seed claims {_money(premium['all_premium_claimed_usd'])}."))
+pcols[0].caption(_md(f"The original cost plan claims {_money(premium['all_premium_claimed_usd'])}."))
 pcols[1].metric("Hybrid, computed", _money(premium["hybrid_computed_usd"]))
-pcols[1].caption(_md(f"The seed claims {_money(premium['hybrid_claimed_usd'])}."))
+pcols[1].caption(_md(f"The original cost plan claims {_money(premium['hybrid_claimed_usd'])}."))
 pcols[2].metric("Reduction, computed", f"{premium['reduction_computed_pct']}%")
-pcols[2].caption(f"The seed claims {premium['reduction_claimed_pct']}% "
+pcols[2].caption(f"The original cost plan claims {premium['reduction_claimed_pct']}% "
                  f"(its own figures give {premium['reduction_implied_by_claims_pct']}%).")
 
-st.subheader("The seed's per-model annual costs")
-st.caption("The seed's primary-models table gives an annual cost per model but no volume, so these claims "
-           "cannot be recomputed. The last columns show the yearly volume each claim would imply at the "
+st.subheader("The original cost plan's per-model annual costs")
+st.caption("The original cost plan's primary-models table gives an annual cost per model but no volume, so these "
+           "claims cannot be recomputed. The last columns show the yearly volume each claim would imply at the "
            "selected book's rates.")
 st.dataframe(
     [
@@ -182,7 +183,7 @@ st.dataframe(
             "model": r["model"],
             "use case": r["use_case"],
             "claimed per year": _money(r["claimed_annual_usd"]),
-            "volume in the seed": "none given",
+            "volume in the plan": "none given",
             "computed": "not computable",
             "implied tokens per year (low)": f"{r['implied_tokens_low']:,}" if r["implied_tokens_low"] else "",
             "implied tokens per year (high)": f"{r['implied_tokens_high']:,}" if r["implied_tokens_high"] else "",
@@ -203,7 +204,7 @@ if explained:
 # ---------------------------------------------------------------------------------------------------------
 st.header("What does a year cost?")
 st.caption("Monthly volumes and tokens per call; the premium reviewer sees a share of the personalized messages. "
-           "Defaults follow the seed's volumes (about 55M tokens a year) with the models routed today.")
+           "Defaults follow the original cost plan's volumes (about 55M tokens a year) with the models routed today.")
 
 plan_book = st.radio("Price book for the plan", ["current", "seed"], format_func=BOOK_LABELS.__getitem__,
                      horizontal=True, key="sc_book")

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import streamlit as st
 
-from console import enter, get_app, sidebar
-from core.costs.prices import retirement_warnings
+from console import enter, get_app, plain, sidebar
+from core.costs.prices import retirement_notes
 from core.store.models import utcnow
 
 enter()  # the shell and the access gate, whichever address Streamlit started this run at
@@ -29,9 +29,9 @@ st.caption("USD per million tokens. Provider-reported usage.cost is what the led
            "for estimates, reservations and forecasts.")
 models = app.routing.models()
 rows = app.price_book().rows(models)
-warnings = {w.split(" ", 1)[0]: w for w in retirement_warnings(models, today, app.settings.data_dir)}
+warnings = retirement_notes(models, today, app.settings.data_dir)
 for row in rows:
     row["retirement"] = warnings.get(row["model"], "")
 st.dataframe(rows, hide_index=True, width="stretch")
 for w in warnings.values():
-    st.warning(w, icon="⚠️")
+    st.warning(plain(w), icon="⚠️")

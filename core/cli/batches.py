@@ -13,6 +13,7 @@ from typing import Any, TextIO
 
 from core.cli import base as cli
 from core.cli.base import CLIError, emit
+from core.wording import noun_for, plural
 
 MAX_FILE_BYTES = 50 * 1024 * 1024
 
@@ -150,10 +151,10 @@ def _holder_text(row: Any, owner: str, items: int) -> str:
     from core.store.models import utcnow
 
     if row is None:
-        return f"{items} items are held by {owner}, which never announced itself; they go back when its lease ends"
+        return (f"{plural(items, 'item')} {noun_for(items, 'is', 'are')} held by {owner}, which never announced "
+                f"itself; {noun_for(items, 'it goes', 'they go')} back when its lease ends")
     ago = (utcnow() - row.last_beat_at).total_seconds()
-    return (f"worker {row.host} pid {row.pid} ({row.state}, last beat {ago:.0f} s ago) holds {items} item"
-            f"{'s' if items != 1 else ''}")
+    return f"worker {row.host} pid {row.pid} ({row.state}, last beat {ago:.0f} s ago) holds {plural(items, 'item')}"
 
 
 def _summary(batch_id: int) -> dict[str, Any]:

@@ -22,6 +22,7 @@ from pathlib import Path
 from genai_prices import Usage, calc_price
 
 from core.config import DATA_DIR
+from core.wording import plural
 
 MTOK = Decimal(1_000_000)
 
@@ -188,20 +189,21 @@ def seed_book(data_dir: Path = DATA_DIR) -> PriceBook:
     raw = _load_json(data_dir / "seed_prices.json")
     thousand = Decimal(1000)
     overrides = {
-        model: Price(model, Decimal(r["input"]) * thousand, Decimal(r["output"]) * thousand, "seed document")
+        model: Price(model, Decimal(r["input"]) * thousand, Decimal(r["output"]) * thousand, "original cost plan")
         for model, r in raw["per_1k"].items()
     }
     d = raw["default_per_1k"]
-    default = Price("*", Decimal(d["input"]) * thousand, Decimal(d["output"]) * thousand, "seed default rate")
+    default = Price("*", Decimal(d["input"]) * thousand, Decimal(d["output"]) * thousand,
+                    "original cost plan's default rate")
     return PriceBook("seed", overrides, use_genai=False, default=default)
 
 
-def retirement_warnings(
+def retirement_notes(
     models: Iterable[str], today: date, data_dir: Path = DATA_DIR
-) -> list[str]:
-    """Warnings for models that are retired or retire within the configured window."""
+) -> dict[str, str]:
+    """model -> a warning, for each model that is retired or retires within the configured window."""
     lifecycle, warn_days = load_lifecycle(data_dir)
-    warnings = []
+    notes: dict[str, str] = {}
     for model in sorted(set(models)):
         info = lifecycle.get(model)
         if info is None:
@@ -209,11 +211,18 @@ def retirement_warnings(
         days = (info.retires_on - today).days
         repl = f"; replacement: {info.replacement}" if info.replacement else ""
         if days < 0:
-            warnings.append(f"{model} retired on {info.retires_on.isoformat()}{repl}.")
+            notes[model] = f"{model} retired on {info.retires_on.isoformat()}{repl}."
         elif days <= warn_days:
-            when = "today" if days == 0 else f"in {days} day{'s' if days != 1 else ''}"
-            warnings.append(f"{model} retires on {info.retires_on.isoformat()} ({when}){repl}.")
-    return warnings
+            when = "today" if days == 0 else f"in {plural(days, 'day')}"
+            notes[model] = f"{model} retires on {info.retires_on.isoformat()} ({when}){repl}."
+    return notes
+
+
+def retirement_warnings(
+    models: Iterable[str], today: date, data_dir: Path = DATA_DIR
+) -> list[str]:
+    """Warnings for models that are retired or retire within the configured window."""
+    return list(retirement_notes(models, today, data_dir).values())
 
 
 def is_retired(model: str, today: date, data_dir: Path = DATA_DIR) -> bool:

@@ -47,6 +47,7 @@ from core.llm.errors import LLMError
 from core.logs import scrub  # the one scrubber; re-exported here for callers of reconcile.scrub
 from core.store.db import immediate
 from core.store.models import NANO, as_utc, from_nanos, money_str, month_of, utcnow
+from core.wording import noun_for, plural
 
 PERIOD_MONTH = "month"
 # Provider totals arrive as floats; a gap below a millionth of a dollar is float noise, not money.
@@ -164,8 +165,10 @@ async def reconcile(app: App, client: LLMClient | None = None, now: datetime | N
     open_calls = [r for r in await asyncio.to_thread(_open_rows, app, provider) if r[1] == month]
     if open_calls:
         held = sum((r[2] for r in open_calls), Decimal(0))
-        note += (f" The ledger counts {len(open_calls)} unreconciled call(s) at their hold (${money_str(held)}): they "
-                 "timed out after they were sent, and the provider may have billed less.")
+        n = len(open_calls)
+        note += (f" The ledger counts {plural(n, 'unreconciled call')} at {noun_for(n, 'its', 'their')} hold "
+                 f"(${money_str(held)}): {noun_for(n, 'it', 'they')} timed out after "
+                 f"{noun_for(n, 'it was', 'they were')} sent, and the provider may have billed less.")
     return result(reported, note)
 
 

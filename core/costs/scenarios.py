@@ -262,7 +262,7 @@ def hybrid_headlines(table: Mapping[str, Any]) -> list[str]:
     """One plain sentence per row of a `hybrid_table` result, e.g. 'At the seed's own rates Mistral 7B
     costs $31.50 for 45M tokens a year, not $63,000.00 (2,000x).'"""
     seed_names = {r.model: r.seed_model for r in SEED_HYBRID}
-    at = "At the seed's own rates" if table["book"] == "seed" else "At current prices"
+    at = "At the original cost plan's own rates" if table["book"] == "seed" else "At current prices"
     out = []
     for row in table["rows"]:
         name = seed_names.get(row["model"], row["model"])

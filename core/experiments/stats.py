@@ -42,6 +42,8 @@ from statsmodels.stats.proportion import (
     proportions_ztest,
 )
 
+from core.wording import plural
+
 SRM_THRESHOLD = 0.001
 MAX_CSV_BYTES = 1_000_000
 MAX_CSV_ARMS = 100
@@ -510,6 +512,5 @@ def analyze_csv(data: bytes, control: str, planned_per_arm: int | None = None) -
     if len(first_seen) == 1 and control in first_seen:
         errors.append(f"only one arm ({control!r}) in the file; an experiment needs at least 2")
     if errors:
-        count = f"{len(errors)} problem{'s' if len(errors) != 1 else ''}"
-        raise ValueError(f"The CSV has {count}:\n" + "\n".join(f"- {e}" for e in errors))
+        raise ValueError(f"The CSV has {plural(len(errors), 'problem')}:\n" + "\n".join(f"- {e}" for e in errors))
     return analyze(arms, control, planned_per_arm=planned_per_arm)

@@ -48,3 +48,29 @@ def test_upload_estimate_run_review_export(console_env: Settings) -> None:
     assert "approved" in set(review.dataframe[0].value["approval"]), "the table shows the approval at once"
     downloads = review.get("download_button")
     assert len(downloads) == 2
+
+
+def _upload_and_import(at) -> None:  # type: ignore[no-untyped-def]
+    at.file_uploader[0].set_value(("prospects.csv", CSV, "text/csv")).run()
+    next(b for b in at.button if b.label == "Import").click().run()
+    assert not at.exception
+
+
+def test_one_batch_per_upload_holds_in_another_session(console_env: Settings) -> None:
+    """Run pressed in one session; a second session (a reload, another tab, a colleague) uploading the same file
+    is told which batch has it, and is offered no Run button: the database decides, not the browser."""
+    first = console_page("pages/batches.py")
+    first.run()
+    _upload_and_import(first)
+    next(b for b in first.button if b.label == "Run batch").click().run()
+    assert not first.exception
+    batch_id = first.session_state["follow"]
+
+    second = console_page("pages/batches.py")
+    second.run()
+    _upload_and_import(second)
+    assert not any(b.label == "Run batch" for b in second.button)
+    assert any(f"Batch #{batch_id} was created for this file" in i.value for i in second.info), [
+        i.value for i in second.info]
+    # The rejected row of the file is not a prospect; the eight that are, are the batch's.
+    assert not any("left out:" in i.value for i in second.info)

@@ -47,4 +47,4 @@ def test_sequence_preview(console_env: Settings) -> None:
     at.button[1].click().run()
     assert not at.exception
     frame = at.dataframe[-1].value
-    assert list(frame["step"]) == ["connection_request", "follow_up_1", "follow_up_2"]
+    assert list(frame["step"]) == ["Connection request", "First follow-up", "Second follow-up"], "steps by their labels"

@@ -94,5 +94,5 @@ def test_reconcile_button_settles_unreconciled_calls(console_env: Settings, app:
 def test_home_warns_about_unreconciled_calls(console_env: Settings, app: App) -> None:
     _timed_out_call(app)
     at = _page("pages/home.py")
-    assert any("timed out after they were sent" in w.value for w in at.warning)
+    assert any("1 call timed out after it was sent" in w.value for w in at.warning), [w.value for w in at.warning]
     assert app.budget_state().spent_usd > Decimal(0)

@@ -133,7 +133,8 @@ def test_claims_are_orders_of_magnitude_high_for_any_split(book: PriceBook) -> N
 
 def test_headlines_say_it_plainly() -> None:
     lines = hybrid_headlines(hybrid_table(seed_book()))
-    assert lines[0] == "At the seed's own rates Mistral 7B costs $31.50 for 45M tokens a year, not $63,000 (2,000x)."
+    assert lines[0] == ("At the original cost plan's own rates Mistral 7B costs $31.50 for 45M tokens a year, not "
+                        "$63,000 (2,000x).")
     assert hybrid_headlines(hybrid_table(current_book()))[0].startswith("At current prices Mistral 7B costs $1.55")
 
 
@@ -241,7 +242,7 @@ def test_unknown_model_is_refused_by_the_current_book() -> None:
         annual_cost(scenario, current_book())
     # The seed's cost monitor prices unknown models at its default $0.001/1K, and says so
     result = annual_cost(scenario, seed_book())
-    assert result.task(TEMPLATE_GENERATION).price_source == "seed default rate"
+    assert result.task(TEMPLATE_GENERATION).price_source == "original cost plan's default rate"
 
 
 def test_routed_models_follow_retirement(app: App) -> None:
@@ -322,7 +323,7 @@ def test_page_shows_the_recomputed_table(console_env: Settings) -> None:
     assert not at.exception
     table = at.dataframe[0].value
     assert list(table["task"]) == ["Message Personalization", "Template Generation", "Quality Review", "Total"]
-    assert table["computed"][0] == "$31.50" and table["claimed by the seed"][0] == "$63,000"
+    assert table["computed"][0] == "$31.50" and table["claimed in the original cost plan"][0] == "$63,000"
     assert table["claimed ÷ computed"][0] == "2,000x"
     captions = " ".join(c.value for c in at.caption)
     assert "Mistral 7B costs \\$31.50 for 45M tokens a year, not \\$63,000 (2,000x)" in captions

@@ -1,8 +1,8 @@
-"""Shared pieces of the Streamlit console: the shell (layout, navigation, access gate), the engine handle, the
-sidebar, and safe text display.
+"""The console's shell: page setup, the navigation (one page table for every entry path) and the access gate.
 
-Layout only: every figure and decision comes from `core`. Prospect data and model output are shown with
-`st.text`, `st.code` or dataframes, never as Markdown or HTML.
+Why it exists: Streamlit can start a run at app.py or at any file in pages/; whichever it is, the same frame
+(layout, navigation, gate) must come first, so it lives here once. `shell()` is the whole of app.py and
+`enter()` the first statement of every page. Access decisions themselves are made in `core.access`.
 """
 
 from __future__ import annotations
@@ -28,21 +28,19 @@ from core.access import (
     password_hash,
     verify_password,
 )
-from core.app import App, open_app
-from core.batches.worker import WorkerSupervisor
-from core.config import ConfigError, Settings, load_settings
 
 
-def _all_secrets() -> dict[str, Any]:
+def all_secrets() -> dict[str, Any]:
+    """Everything in .streamlit/secrets.toml, sections as plain dicts; empty when there is no such file."""
     try:
         return {k: (dict(v) if isinstance(v, Mapping) else v) for k, v in st.secrets.items()}
     except Exception:  # no secrets.toml, or a malformed one: the configuration errors say the rest
         return {}
 
 
-def _secrets() -> dict[str, Any]:
+def setting_secrets() -> dict[str, Any]:
     """Top-level secrets (settings like OPENROUTER_API_KEY); sections such as [auth] are not settings."""
-    return {k: v for k, v in _all_secrets().items() if not isinstance(v, Mapping)}
+    return {k: v for k, v in all_secrets().items() if not isinstance(v, Mapping)}
 
 
 # The console's pages: file, title, icon, URL path (None: from the file name). The first is the default page,
@@ -60,7 +58,7 @@ PAGE_TABLE: tuple[tuple[str, str, str, str | None], ...] = (
     ("pages/scenarios.py", "Scenarios", "🧮", "scenarios"),
     ("pages/settings.py", "Settings", "⚙️", "settings"),
 )
-_ROOT = Path(__file__).resolve().parent
+_ROOT = Path(__file__).resolve().parent.parent  # the project: PAGE_TABLE's paths are relative to it
 _IN_SHELL: ContextVar[bool] = ContextVar("sam_console_in_shell", default=False)
 
 
@@ -146,7 +144,7 @@ def _frame() -> st.Page:
     unlocked, the navigation is hidden; it still knows every page, so the address asked for is kept.
     """
     st.set_page_config(page_title="Sam Funnel cost console", page_icon="💸", layout="wide")
-    secrets_map = _all_secrets()
+    secrets_map = all_secrets()
     decision = _decide(secrets_map)
     page = st.navigation(pages(), position="sidebar" if decision.granted else "hidden")
     _gate(decision, secrets_map)
@@ -173,53 +171,3 @@ def enter() -> None:
     if _IN_SHELL.get():
         return
     _frame()
-
-
-@st.cache_resource(show_spinner="Starting the engine…")
-def _open(key: str, _settings: Settings) -> App:
-    app = open_app(_settings)
-    if os.environ.get("SAM_INPROCESS_WORKER", "1") != "0":
-        _worker(key, app).start()
-    return app
-
-
-@st.cache_resource
-def _worker(key: str, _app: App) -> WorkerSupervisor:
-    """The in-process batch worker (one per console process); it never calls st.*."""
-    return WorkerSupervisor(_app)
-
-
-def get_app() -> App:
-    """The process-wide engine; stops the page with an actionable message when configuration is wrong."""
-    try:
-        settings = load_settings(secrets=_secrets())
-        return _open(repr(settings), settings)
-    except ConfigError as exc:
-        st.error(f"Configuration error: {exc}")
-        st.caption("Fix the variable (environment or .streamlit/secrets.toml) and restart the console.")
-        st.stop()
-        raise
-
-
-def provider_badge(app: App) -> None:
-    s = app.settings
-    if s.is_simulated:
-        st.sidebar.info("Simulator: no model is called", icon="🧪")
-    elif s.llm_provider == "openrouter":
-        st.sidebar.success("Provider: OpenRouter (live, billed)", icon="🌐")
-    else:
-        st.sidebar.success(f"Provider: OpenAI-compatible server at {s.base_url}", icon="🖥️")
-
-
-def sidebar(app: App) -> None:
-    provider_badge(app)
-    state = app.budget_state()
-    st.sidebar.metric("Budget left this month", f"${state.remaining_usd:,.2f}",
-                      help=f"of ${state.cap_usd:,.2f}; {state.describe_level()}")
-    st.sidebar.progress(min(1.0, float(state.used_fraction)), text=f"{float(state.used_fraction):.1%} used")
-    for warning in app.warnings():
-        st.sidebar.warning(warning, icon="⚠️")
-
-
-def usd(value: object, places: int = 2) -> str:
-    return f"${float(value):,.{places}f}"  # type: ignore[arg-type]

@@ -1,0 +1,37 @@
+"""Formatting for the pages: money, counts with agreeing nouns, codes as readable words, and text made safe for
+the widgets that render Markdown.
+
+Why it exists: pages show figures and codes the engine hands them; the words are made in `core.wording`
+(shared with the CLI) and re-exported here so a page imports its formatting from one place. Messages that
+carry someone else's words (a file name, a provider's error, a column header) go into st.error, st.warning and
+headings, which render Markdown: `plain` makes them read as typed.
+"""
+
+from __future__ import annotations
+
+import re
+
+from core.store.models import Batch
+from core.wording import noun_for, plural, readable
+
+__all__ = ["batch_label", "noun_for", "plain", "plural", "readable", "usd"]
+
+# What Markdown (and Streamlit's extensions: $ for LaTeX, :color[...] directives) would act on in running text.
+_MARKUP = re.compile(r"([\\`*_\[\]$<>#|~:])")
+
+
+def plain(text: object) -> str:
+    """`text` with every character Markdown would act on escaped, so a Markdown-rendering widget shows it as
+    typed: plain("[click](http://x) *now* $5 and $6") shows brackets, stars and dollars, not a link, emphasis
+    and a formula."""
+    return _MARKUP.sub(r"\\\1", str(text))
+
+
+def batch_label(batch: Batch) -> str:
+    """A batch as a choice in a list: "#12 prospects.csv — Running"."""
+    return f"#{batch.id} {batch.name} — {readable(batch.status)}"
+
+
+def usd(value: object, places: int = 2) -> str:
+    """An amount in dollars with thousands separators: usd(12000) == "$12,000.00"."""
+    return f"${float(value):,.{places}f}"  # type: ignore[arg-type]
