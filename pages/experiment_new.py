@@ -10,12 +10,12 @@ from __future__ import annotations
 import streamlit as st
 
 from console import enter, get_app, sidebar
+from console.experiment_views import flash, link, problem, show_flash
 from core.experiments.catalog import METRICS, create_experiment, variant_candidates
 from core.experiments.planning import plan
 from core.messages.library import list_templates
 from core.messages.library import steps as step_specs
 from core.store.models import utcnow
-from experiment_views import flash, link, problem, show_flash
 
 enter()  # the shell and the access gate, whichever address Streamlit started this run at
 

@@ -11,6 +11,7 @@ import asyncio
 import streamlit as st
 
 from console import enter, get_app, sidebar, usd
+from console.experiment_views import md_usd, problem, show_estimate
 from core.costs.prices import UnknownModelPrice
 from core.experiments.variants import (
     VariantReport,
@@ -23,7 +24,6 @@ from core.experiments.variants import (
 from core.llm.errors import LLMError
 from core.messages.library import list_templates
 from core.messages.library import steps as step_specs
-from experiment_views import md_usd, problem, show_estimate
 
 enter()  # the shell and the access gate, whichever address Streamlit started this run at
 

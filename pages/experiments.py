@@ -14,13 +14,13 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from console import enter, get_app, sidebar
+from console.experiment_views import flash, link, pct, problem, pval, show_flash
 from core.experiments.catalog import Decision, DecisionAction, ExperimentStatus, list_experiments, metric_label
 from core.experiments.decisions import promote, promotion_blocker, stop_experiment
 from core.experiments.outcomes import OutcomeImportError, import_outcomes
 from core.experiments.results import ArmResult, DailyRate, ExperimentResult, cumulative_rates, experiment_stats
 from core.experiments.stats import VerdictKind
 from core.messages.library import steps as step_specs
-from experiment_views import flash, link, pct, problem, pval, show_flash
 
 enter()  # the shell and the access gate, whichever address Streamlit started this run at
 

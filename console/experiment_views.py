@@ -1,8 +1,8 @@
 """Layout pieces the three experiment pages share (results, new experiment, variants): the flash of the last
 action, a plain-text error, percentages and p-values, the cost estimate of variant generation.
 
-Layout only, and never Markdown for names or model text: details go through `st.text`. Kept beside
-`console.py` so that every file in `pages/` stays a page of the navigation.
+Layout only, and never Markdown for names or model text: details go through `st.text`. Kept in the
+`console` package so that every file in `pages/` stays a page of the navigation.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from console import usd
 from core.experiments.variants import BulkEstimate
 
 FLASH_KEY = "exp_flash"
-_PAGES = Path(__file__).resolve().parent / "pages"
+_PAGES = Path(__file__).resolve().parent.parent / "pages"
 
 
 def link(page_file: str, label: str, icon: str) -> None:
