@@ -135,16 +135,13 @@ class Gateway:
         return self.routing.route(task, self._today())
 
     def worst_case(self, route: Route, prompt_tokens: int, max_tokens: int | None = None) -> Decimal:
-        """The most this call can cost: prompt at input price plus every allowed output token."""
-        out = max_tokens or route.max_tokens
-        costs = []
-        for model in route.models:
-            base = self.base_worst_case(model, prompt_tokens, out)
-            if base is not None:  # a model whose provider billed above its price list is held at what it learned
-                costs.append((base * self.factors.get(model, Decimal(1))).quantize(Decimal("1e-9")))
-        if not costs:
-            raise UnknownModelPrice(f"no price for any model routed for {route.task}: {', '.join(route.models)}")
-        return max(costs)
+        """The most this call can cost (`PriceBook.worst_case` with the factors this gateway learned)."""
+        try:
+            return self.price_book.worst_case(route.models, prompt_tokens, max_tokens or route.max_tokens,
+                                              self.factors)
+        except UnknownModelPrice:
+            raise UnknownModelPrice(f"no price for any model routed for {route.task}: "
+                                    f"{', '.join(route.models)}") from None
 
     def build_request(
         self,

@@ -12,7 +12,7 @@ budget reservations, and for calls whose server sent no cost.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
@@ -24,6 +24,7 @@ from genai_prices import Usage, calc_price
 from core.config import DATA_DIR
 
 MTOK = Decimal(1_000_000)
+NANO = Decimal("1e-9")  # money is stored in nano-dollars
 
 
 class UnknownModelPrice(LookupError):
@@ -157,6 +158,24 @@ class PriceBook:
         if price.tiered and model not in self._overrides:
             return _genai_cost(model, input_tokens, output_tokens)
         return price.linear_cost(input_tokens, output_tokens)
+
+    def worst_case(self, models: Sequence[str], prompt_tokens: int, max_tokens: int,
+                   factors: Mapping[str, Decimal] | None = None) -> Decimal:
+        """The most one call can cost: the dearest priced model it may be routed to, its prompt at input price
+        plus every allowed output token, each model times the factor learned for a provider that billed above
+        its price list. This is the one worst case: budget holds, variant and reply bounds and the batch
+        estimate's high end all use it. Raises UnknownModelPrice when no model of the route has a price."""
+        factors = factors or {}
+        costs = []
+        for model in models:
+            try:
+                base = self.cost(model, prompt_tokens, max_tokens)
+            except UnknownModelPrice:
+                continue
+            costs.append((base * factors.get(model, Decimal(1))).quantize(NANO))
+        if not costs:
+            raise UnknownModelPrice(f"no price for any of the models {', '.join(models)}")
+        return max(costs)
 
     def rows(self, models: Iterable[str]) -> list[dict[str, str]]:
         rows = []
