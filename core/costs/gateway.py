@@ -56,6 +56,21 @@ class CallContext:
     owner: str | None = None  # the batch worker making the call: its holds go back if it dies (core.batches.heartbeat)
 
 
+def build_request(route: Route, messages: list[dict[str, str]], *, response_format: dict[str, Any] | None = None,
+                  max_tokens: int | None = None) -> ChatRequest:
+    """The request a call of `route` sends (the gateway's, and the one the pre-flight estimate prices)."""
+    provider = {"require_parameters": True} if response_format else None
+    return ChatRequest(
+        model=route.model,
+        messages=messages,
+        max_tokens=max_tokens or route.max_tokens,
+        temperature=route.temperature,
+        models=route.models if len(route.models) > 1 else None,
+        response_format=response_format,
+        provider=provider,
+    )
+
+
 class Gateway:
     def __init__(
         self,
@@ -152,17 +167,7 @@ class Gateway:
         max_tokens: int | None = None,
     ) -> tuple[Route, ChatRequest]:
         route = self.route(task)
-        provider = {"require_parameters": True} if response_format else None
-        request = ChatRequest(
-            model=route.model,
-            messages=messages,
-            max_tokens=max_tokens or route.max_tokens,
-            temperature=route.temperature,
-            models=route.models if len(route.models) > 1 else None,
-            response_format=response_format,
-            provider=provider,
-        )
-        return route, request
+        return route, build_request(route, messages, response_format=response_format, max_tokens=max_tokens)
 
     async def call(
         self,
