@@ -31,6 +31,7 @@ from core.access import (
 from core.app import App, open_app
 from core.batches.worker import WorkerSupervisor
 from core.config import ConfigError, Settings, load_settings
+from core.costs.money import md_usd, usd
 
 
 def _all_secrets() -> dict[str, Any]:
@@ -212,12 +213,9 @@ def provider_badge(app: App) -> None:
 def sidebar(app: App) -> None:
     provider_badge(app)
     state = app.budget_state()
-    st.sidebar.metric("Budget left this month", f"${state.remaining_usd:,.2f}",
-                      help=f"of ${state.cap_usd:,.2f}; {state.describe_level()}")
+    st.sidebar.metric("Budget left this month", usd(state.remaining_usd),
+                      help=f"of {md_usd(state.cap_usd)}; {state.describe_level()}")
     st.sidebar.progress(min(1.0, float(state.used_fraction)), text=f"{float(state.used_fraction):.1%} used")
     for warning in app.warnings():
         st.sidebar.warning(warning, icon="⚠️")
 
-
-def usd(value: object, places: int = 2) -> str:
-    return f"${float(value):,.{places}f}"  # type: ignore[arg-type]

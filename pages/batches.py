@@ -10,7 +10,7 @@ import hashlib
 
 import streamlit as st
 
-from console import enter, get_app, sidebar, usd
+from console import enter, get_app, sidebar
 from core.batches.heartbeat import list_workers
 from core.batches.runs import (
     BatchError,
@@ -24,6 +24,7 @@ from core.batches.runs import (
     unsent_prospects,
 )
 from core.costs.estimate import estimate
+from core.costs.money import usd
 from core.messages.library import list_templates
 from core.messages.library import steps as step_specs
 from core.people.prospects import import_prospects
@@ -113,7 +114,7 @@ if imported:
         e[2].metric("Premium review", f"{est.reviewed:,}")
         e[3].metric("Needs data", f"{est.needs_data:,}")
         e = st.columns(3)
-        e[0].metric("Estimated cost", f"{usd(est.cost_low_usd, 4)} – {usd(est.cost_high_usd, 4)}")
+        e[0].metric("Estimated cost", f"{usd(est.cost_low_usd)} – {usd(est.cost_high_usd)}")
         e[1].metric("Input tokens", f"{est.input_tokens:,}")
         e[2].metric("Budget left", usd(est.remaining_usd))
         (st.success if est.fits else st.warning)(f"This batch {est.verdict}.")
@@ -152,7 +153,7 @@ else:
         total = max(s["items"], 1)
         st.progress(s["done"] / total, text=f"{s['done']:,} / {s['items']:,} done — {s['label']}")
         m = st.columns(4)
-        m[0].metric("Cost so far", usd(s["cost_usd"], 4))
+        m[0].metric("Cost so far", usd(s["cost_usd"]))
         m[1].metric("Rate", f"{s['rate_per_s']}/s" if s["rate_per_s"] else "—")
         m[2].metric("ETA", f"{s['eta_s']} s" if s["eta_s"] is not None else "—")
         m[3].metric("Model calls", f"{s['calls']:,}")

@@ -15,7 +15,8 @@ from typing import Any
 import plotly.graph_objects as go
 import streamlit as st
 
-from console import enter, get_app, sidebar, usd
+from console import enter, get_app, sidebar
+from core.costs.money import md_usd, usd
 from core.costs.prices import UnknownModelPrice
 from core.experiments.lifecycle import (
     METRICS,
@@ -65,11 +66,6 @@ def problem(title: str, detail: str) -> None:
     """An error whose detail may quote names or file cells: the detail is plain text."""
     st.error(title, icon="🚫")
     st.text(detail)
-
-
-def md_usd(value: object, places: int = 2) -> str:
-    """`usd` for labels that render Markdown, where two bare `$` would start LaTeX."""
-    return usd(value, places).replace("$", "\\$")
 
 
 def pct(value: float | None, places: int = 1) -> str:
@@ -329,15 +325,15 @@ with tab_new:
 def show_estimate(estimate: BulkEstimate) -> None:
     e1, e2, e3 = st.columns(3)
     e1.metric("Model calls", f"{len(estimate.templates):,}")
-    e2.metric("Typical cost", usd(estimate.typical_usd, 6), help="Prompt plus variants as long as the template.")
-    e3.metric("At most", usd(estimate.worst_case_usd, 6),
+    e2.metric("Typical cost", usd(estimate.typical_usd), help="Prompt plus variants as long as the template.")
+    e3.metric("At most", usd(estimate.worst_case_usd),
               help="Every allowed output token at the dearest routed model: what the budget reserves.")
 
 
 def show_report(report: VariantReport) -> None:
     st.text(f"{report.base}: {len(report.kept)} kept, {len(report.discarded)} discarded; "
             f"{report.model or 'no model'} {report.input_tokens}+{report.output_tokens} tokens, "
-            f"{usd(report.cost_usd, 6)}")
+            f"{usd(report.cost_usd)}")
     if report.problem:
         st.text(f"Problem: {report.problem}")
     if report.candidates:
@@ -390,7 +386,7 @@ with tab_variants:
                            "max output tokens": r["max_output_tokens"], "at most (USD)": r["worst_case_usd"]}
                           for r in estimate.templates], hide_index=True, width="stretch")
             if st.button(f"Generate for {len(estimate.templates)} template(s), at most "
-                         f"{md_usd(estimate.worst_case_usd, 6)}", key="exp_bulk_go"):
+                         f"{md_usd(estimate.worst_case_usd)}", key="exp_bulk_go"):
                 try:
                     with st.spinner("Asking the model…"):
                         bulk = asyncio.run(bulk_generate(app, industry or None, bulk_count))
@@ -398,7 +394,7 @@ with tab_variants:
                     problem("Bulk generation failed.", str(exc))
                 else:
                     kept = sum(len(r.kept) for r in bulk.reports)
-                    st.text(f"Spent {usd(bulk.cost_usd, 6)}; kept {kept} variant(s).")
+                    st.text(f"Spent {usd(bulk.cost_usd)}; kept {kept} variant(s).")
                     if bulk.stopped:
                         st.text(bulk.stopped)
                     for report in bulk.reports:

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import streamlit as st
 
-from console import enter, get_app, sidebar, usd
+from console import enter, get_app, sidebar
 from core.config import redact_url
+from core.costs.money import usd
 from core.costs.spend import summary
 from core.people.prospects import count_prospects
 
@@ -22,10 +23,10 @@ if app.settings.is_simulated:
 
 figures = summary(app)
 cols = st.columns(4)
-cols[0].metric("Spent this month", usd(figures["spent_usd"], 4), help="From the usage ledger")
+cols[0].metric("Spent this month", usd(figures["spent_usd"]), help="From the usage ledger")
 cols[1].metric("Monthly budget", usd(figures["budget_usd"]))
-cols[2].metric("Remaining", usd(figures["remaining_usd"], 4),
-               help=f"Reserved in flight: {usd(figures['reserved_usd'], 4)}")
+cols[2].metric("Remaining", usd(figures["remaining_usd"]),
+               help=f"Reserved in flight: {usd(figures['reserved_usd'])}")
 cols[3].metric("Model calls", f"{figures['calls']:,}")
 
 state = app.budget_state()
@@ -35,7 +36,7 @@ st.progress(min(1.0, float(state.used_fraction)), text=f"{float(state.used_fract
 warnings = app.warnings()
 if figures["unreconciled_calls"]:
     warnings.append(f"{figures['unreconciled_calls']:,} call(s) timed out after they were sent: booked at their hold "
-                    f"({usd(figures['unreconciled_usd'], 6)}) until reconciled on the Spend page.")
+                    f"({usd(figures['unreconciled_usd'])}) until reconciled on the Spend page.")
 if figures["refused_settlements"]:
     warnings.append(f"{figures['refused_settlements']:,} call(s) this month had provider usage figures that were "
                     "refused and booked at their hold: see the Spend page.")

@@ -360,14 +360,42 @@ async def _dry_run(app: App, people: Sequence[Mapping[str, str]], options: Optio
     )
 
 
+def _sample(items: Sequence[Any]) -> Sequence[Any]:
+    if len(items) <= SAMPLE:
+        return items
+    stride = len(items) / SAMPLE
+    return [items[int(i * stride)] for i in range(SAMPLE)]
+
+
+def estimate_people(app: App, people: Sequence[Mapping[str, str]], *, step: str = "connection_request",
+                    template_name: str | None = None) -> Estimate:
+    """Estimate a batch of these prospects (their template fields, as `prospect_fields` gives them)."""
+    options = options_for(app, step=step, template_name=template_name)
+    return asyncio.run(_dry_run(app, _sample(people), options)).scaled(len(people))
+
+
 def estimate(app: App, prospect_ids: Sequence[int], *, step: str = "connection_request",
              template_name: str | None = None) -> Estimate:
-    """Estimate a batch of these prospects by a dry run; above `SAMPLE` prospects an evenly spaced sample is
-    run and scaled up. Writes nothing and calls no model."""
-    total = len(prospect_ids)
-    if total > SAMPLE:
-        stride = total / SAMPLE
-        prospect_ids = [prospect_ids[int(i * stride)] for i in range(SAMPLE)]
+    """Estimate a batch of these stored prospects by a dry run; above `SAMPLE` prospects an evenly spaced
+    sample is run and scaled up. Writes nothing and calls no model."""
     options = options_for(app, step=step, template_name=template_name)
-    people = _read_fields(app, prospect_ids)
-    return asyncio.run(_dry_run(app, people, options)).scaled(total)
+    people = _read_fields(app, _sample(prospect_ids))
+    return asyncio.run(_dry_run(app, people, options)).scaled(len(prospect_ids))
+
+
+def file_people(data: bytes) -> list[dict[str, str]]:
+    """The prospects a CSV file would import, as template fields, without storing anything (rows the import
+    would reject, and in-file duplicates, left out)."""
+    from core.people.prospects import build_prospect
+    from core.people.tabular import ProspectParser, RowError, open_table
+
+    table = open_table(data)
+    parser = ProspectParser(table.headers)
+    people = []
+    for record in table.records():
+        if isinstance(record, RowError):
+            continue
+        kind, row = parser.parse(*record)
+        if kind == "row" and not isinstance(row, RowError):
+            people.append(prospect_fields(build_prospect(row.fields, row.custom, row.identity, "estimate")))
+    return people

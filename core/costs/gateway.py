@@ -28,6 +28,7 @@ from sqlalchemy.engine import Connection, Engine
 from sqlmodel import select
 
 from core.costs import budget, settlement
+from core.costs.money import usd
 from core.costs.prices import PriceBook, UnknownModelPrice
 from core.costs.routing import Route, RoutingTable
 from core.llm.client import Attempt, ChatRequest, ChatResult, LLMClient
@@ -276,7 +277,7 @@ class _LedgerHooks:
             if attempt.maybe_billed:
                 return (hold, settlement.COST_SOURCE_HOLD, settlement.Booking.UNRECONCILED,
                         f"{attempt.status}: {attempt.error} | no answer, but the request went out and may be billed: "
-                        f"booked at its ${hold} hold until reconciled", self.prompt_tokens, request.max_tokens)
+                        f"booked at its {usd(hold)} hold until reconciled", self.prompt_tokens, request.max_tokens)
             return Decimal(0), "none", attempt.status, attempt.error, 0, 0
         verdict = settlement.check_usage(result.usage, prompt_counted=self.prompt_tokens,
                                          max_tokens=request.max_tokens, worst_case=hold,
@@ -284,7 +285,7 @@ class _LedgerHooks:
         if not verdict.accepted:
             self.booked[attempt.number] = hold
             return (hold, settlement.COST_SOURCE_HOLD, settlement.Booking.REFUSED_USAGE,
-                    f"refused the provider's usage ({verdict.reason}); booked at the ${hold} hold; provider "
+                    f"refused the provider's usage ({verdict.reason}); booked at the {usd(hold)} hold; provider "
                     f"reported {settlement.raw_figures(result.usage)}", self.prompt_tokens, request.max_tokens)
         return (result.cost_usd, result.cost_source, attempt.status, attempt.error, result.prompt_tokens,
                 result.completion_tokens)
