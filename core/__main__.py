@@ -80,12 +80,13 @@ def cmd_templates_add(args: argparse.Namespace) -> None:
 
 
 def cmd_scenario(args: argparse.Namespace) -> None:
-    from core.costs.scenarios import all_premium_comparison, book_for, hybrid_table
+    from core.costs.original_plan import all_premium_comparison, hybrid_table
+    from core.costs.scenarios import book_for
 
     a = cli.app()
     book = book_for(a, args.book)
-    table = hybrid_table(book)
-    table["all_premium"] = all_premium_comparison(book)
+    table = hybrid_table(book).as_json()
+    table["all_premium"] = all_premium_comparison(book).as_json()
     emit(table, args.json)
 
 
