@@ -14,19 +14,12 @@ from core.costs.original_plan import (
     QUALITY_REVIEW,
     TASKS,
     TEMPLATE_GENERATION,
-    HybridRow,
-    HybridTable,
 )
 from core.costs.planner import TaskPlan, annual_cost, default_scenario, review_rate_sensitivity, routed_models
 from core.costs.prices import PriceBook, current_book, seed_book
 
 MISTRAL = "mistralai/mistral-7b-instruct"
-LLAMA = "meta-llama/llama-3-8b-instruct"
 SONNET = "anthropic/claude-sonnet-4.5"
-
-
-def _row(table: HybridTable, model: str) -> HybridRow:
-    return next(r for r in table.rows if r.model == model)
 
 
 # ---- the planner ------------------------------------------------------------------------------------------

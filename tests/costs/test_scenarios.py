@@ -14,22 +14,11 @@ from core.costs.money import usd
 from core.costs.original_plan import (
     PERSONALIZATION,
     QUALITY_REVIEW,
-    HybridRow,
-    HybridTable,
 )
 from core.costs.planner import TaskPlan, annual_cost, default_scenario, routed_models
 from core.costs.prices import seed_book
 from core.costs.scenarios import compare, delete_scenario, list_scenarios, load_scenario, save_scenario
 from core.store.models import utcnow
-
-MISTRAL = "mistralai/mistral-7b-instruct"
-LLAMA = "meta-llama/llama-3-8b-instruct"
-SONNET = "anthropic/claude-sonnet-4.5"
-
-
-def _row(table: HybridTable, model: str) -> HybridRow:
-    return next(r for r in table.rows if r.model == model)
-
 
 # ---- saved scenarios --------------------------------------------------------------------------------------
 
