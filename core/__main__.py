@@ -15,7 +15,7 @@ from core.cli.base import CLIError, emit, fail
 def cmd_spend(args: argparse.Namespace) -> None:
     from core.costs.spend import summary
 
-    emit(summary(cli.app()), args.json)
+    emit(summary(cli.app()).as_json(), args.json)
 
 
 def cmd_simulator(args: argparse.Namespace) -> None:

@@ -23,22 +23,22 @@ if app.settings.is_simulated:
 
 figures = summary(app)
 cols = st.columns(4)
-cols[0].metric("Spent this month", usd(figures["spent_usd"]), help="From the usage ledger")
-cols[1].metric("Monthly budget", usd(figures["budget_usd"]))
-cols[2].metric("Remaining", usd(figures["remaining_usd"]),
-               help=f"Reserved in flight: {usd(figures['reserved_usd'])}")
-cols[3].metric("Model calls", f"{figures['calls']:,}")
+cols[0].metric("Spent this month", usd(figures.spent_usd), help="From the usage ledger")
+cols[1].metric("Monthly budget", usd(figures.budget_usd))
+cols[2].metric("Remaining", usd(figures.remaining_usd),
+               help=f"Reserved in flight: {usd(figures.reserved_usd)}")
+cols[3].metric("Model calls", f"{figures.totals.calls:,}")
 
 state = app.budget_state()
 st.progress(min(1.0, float(state.used_fraction)), text=f"{float(state.used_fraction):.1%} of the budget used — "
             f"{state.describe_level()}")
 
 warnings = app.warnings()
-if figures["unreconciled_calls"]:
-    warnings.append(f"{figures['unreconciled_calls']:,} call(s) timed out after they were sent: booked at their hold "
-                    f"({usd(figures['unreconciled_usd'])}) until reconciled on the Spend page.")
-if figures["refused_settlements"]:
-    warnings.append(f"{figures['refused_settlements']:,} call(s) this month had provider usage figures that were "
+if figures.unreconciled.calls:
+    warnings.append(f"{figures.unreconciled.calls:,} call(s) timed out after they were sent: booked at their hold "
+                    f"({usd(figures.unreconciled.booked_usd)}) until reconciled on the Spend page.")
+if figures.refused.calls:
+    warnings.append(f"{figures.refused.calls:,} call(s) this month had provider usage figures that were "
                     "refused and booked at their hold: see the Spend page.")
 cap_info = app.cap_info()
 if not cap_info.env_applies and cap_info.cap_usd != cap_info.env_usd:
@@ -54,8 +54,8 @@ st.dataframe(
         {"what": "Provider", "value": app.settings.llm_provider},
         {"what": "Database", "value": redact_url(app.settings.database_url)},
         {"what": "Prospects stored", "value": f"{count_prospects(app):,}"},
-        {"what": "Projected month-end", "value": usd(figures["projected_month_usd"])},
-        {"what": "Projected year at this rate", "value": usd(figures["projected_annual_usd"])},
+        {"what": "Projected month-end", "value": usd(figures.projection.month_end_usd)},
+        {"what": "Projected year at this rate", "value": usd(figures.projection.annual_usd)},
     ],
     hide_index=True,
     width="stretch",

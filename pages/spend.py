@@ -54,14 +54,15 @@ for kind, message in st.session_state.pop("spend_flash", []):
     (st.success if kind == "success" else st.warning)(message, icon="✅" if kind == "success" else "⚠️")
 
 state = app.budget_state(month)
-spent, calls, tokens_in, tokens_out = month_totals(app, month)
+totals = month_totals(app, month)
+spent, calls = totals.spent_usd, totals.calls
 proj = projection(app, today, spent)
 remaining = state.cap_usd - spent - state.reserved_usd
 throttle_line = state.cap_usd * (1 - state.throttle_at)
 
 row1 = st.columns(3)
-row1[0].metric("Spent this month", usd(spent), help=f"{calls:,} calls, {tokens_in:,} input and "
-               f"{tokens_out:,} output tokens")
+row1[0].metric("Spent this month", usd(spent), help=f"{calls:,} calls, {totals.input_tokens:,} input and "
+               f"{totals.output_tokens:,} output tokens")
 row1[1].metric("Monthly budget", usd(state.cap_usd))
 row1[2].metric("Reserved in flight", usd(state.reserved_usd),
                help="Worst-case cost held for calls that are running now; released when they settle.")
@@ -80,8 +81,10 @@ if cap_info.env_applies or cap_info.cap_usd == cap_info.env_usd:
 else:
     st.info(cap_info.message.replace("$", "\\$"), icon="ℹ️")
 
-open_calls, open_usd = unreconciled(app)
-refused, refused_usd, refused_rows = refused_settlements(app, month)
+open_booked = unreconciled(app)
+open_calls, open_usd = open_booked.calls, open_booked.booked_usd
+refused_calls = refused_settlements(app, month)
+refused, refused_usd = refused_calls.calls, refused_calls.booked_usd
 row3 = st.columns(2)
 row3[0].metric("Unreconciled calls", f"{open_calls:,}", help=f"Booked at their hold: {md_usd(open_usd)}. Calls "
                "that timed out after they were sent may still be billed; each stays booked at its worst case until "
@@ -94,7 +97,9 @@ if refused:
     st.warning(f"{refused:,} call(s) this month came back with usage figures that cannot be right (negative, "
                f"missing or far above the worst case). Each is booked at its hold, {md_usd(refused_usd)} in all; "
                "the provider's raw figures are in the table and the ledger CSV.", icon="🧾")
-    st.dataframe(refused_rows, hide_index=True, width="stretch")  # provider text shown as plain cells
+    st.dataframe([{"when": r.when, "task": r.task, "model": r.model, "booked": usd(r.booked_usd),
+                   "request_id": r.request_id, "why": r.why} for r in refused_calls.latest],
+                 hide_index=True, width="stretch")  # provider text shown as plain cells
 
 st.subheader("Budget ladder")
 level_text = state.describe_level()
