@@ -360,7 +360,7 @@ class Simulator:
         answered = self._pick_model([model, *[m for m in body.get("models") or [] if isinstance(m, str)]])
         if answered is None:
             return self._error(404, f"No endpoints found for {model} (unknown or retired model)")
-        content = answer(messages)
+        content = self._answer(messages)
         prompt_tokens = count_messages(messages)
         completion_tokens = count_text(content)
         finish = "stop"
@@ -399,6 +399,10 @@ class Simulator:
             if self.price_book.has(model) and not is_retired(model, self._today()):
                 return model
         return None
+
+    def _answer(self, messages: list[dict[str, Any]]) -> str:
+        """This simulator's answer (tests replace it per instance to queue exact answers)."""
+        return answer(messages)
 
     @staticmethod
     def _json(status: int, payload: Any) -> SimResponse:
