@@ -43,15 +43,14 @@ def cmd_simulator(args: argparse.Namespace) -> None:
 
 def cmd_prices_list(args: argparse.Namespace) -> None:
     a = cli.app()
-    emit({"book": "current", "prices": a.price_book().rows(a.routing.models())}, args.json)
+    emit({"book": "current", "prices": [r.as_json() for r in a.price_book().rows(a.routing.models())]}, args.json)
 
 
 def cmd_prices_refresh(args: argparse.Namespace) -> None:
     from core.costs.price_refresh import refresh_prices
 
     a = cli.app()
-    result = asyncio.run(refresh_prices(a))
-    emit(result, args.json)
+    emit(asyncio.run(refresh_prices(a)).as_json(), args.json)
 
 
 def cmd_personalize(args: argparse.Namespace) -> None:

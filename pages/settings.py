@@ -28,10 +28,8 @@ st.subheader("Price book")
 st.caption("USD per million tokens. Provider-reported usage.cost is what the ledger records; these prices are "
            "for estimates, reservations and forecasts.")
 models = app.routing.models()
-rows = app.price_book().rows(models)
 warnings = {w.split(" ", 1)[0]: w for w in retirement_warnings(models, today, app.settings.data_dir)}
-for row in rows:
-    row["retirement"] = warnings.get(row["model"], "")
-st.dataframe(rows, hide_index=True, width="stretch")
+st.dataframe([{**r.as_json(), "retirement": warnings.get(r.model, "")} for r in app.price_book().rows(models)],
+             hide_index=True, width="stretch")
 for w in warnings.values():
     st.warning(w, icon="⚠️")

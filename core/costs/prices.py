@@ -177,22 +177,33 @@ class PriceBook:
             raise UnknownModelPrice(f"no price for any of the models {', '.join(models)}")
         return max(costs)
 
-    def rows(self, models: Iterable[str]) -> list[dict[str, str]]:
+    def rows(self, models: Iterable[str]) -> list[PriceRow]:
+        """What the book says about each model (unknown models included, as such)."""
         rows = []
         for model in models:
             try:
                 p = self.price(model)
-                rows.append(
-                    {
-                        "model": model,
-                        "input_per_mtok": str(p.input_per_mtok),
-                        "output_per_mtok": str(p.output_per_mtok),
-                        "source": p.source + (" (tiered above 200K prompt tokens)" if p.tiered else ""),
-                    }
-                )
             except UnknownModelPrice:
-                rows.append({"model": model, "input_per_mtok": "", "output_per_mtok": "", "source": "unknown"})
+                rows.append(PriceRow(model, None, None, "unknown"))
+                continue
+            rows.append(PriceRow(model, p.input_per_mtok, p.output_per_mtok,
+                                 p.source + (" (tiered above 200K prompt tokens)" if p.tiered else "")))
         return rows
+
+
+@dataclass(frozen=True)
+class PriceRow:
+    model: str
+    input_per_mtok: Decimal | None  # None: no layer of the book knows the model
+    output_per_mtok: Decimal | None
+    source: str
+
+    def as_json(self) -> dict[str, str]:
+        def text(value: Decimal | None) -> str:
+            return "" if value is None else format(value, "f")
+
+        return {"model": self.model, "input_per_mtok": text(self.input_per_mtok),
+                "output_per_mtok": text(self.output_per_mtok), "source": self.source}
 
 
 def current_book(data_dir: Path = DATA_DIR, refreshed: Mapping[str, Price] | None = None) -> PriceBook:
