@@ -29,6 +29,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import date
 from decimal import ROUND_HALF_EVEN, Decimal
+from enum import StrEnum
 from typing import Any
 
 from core.app import App
@@ -53,12 +54,20 @@ SUMMARY_CAP = 300  # the pipeline keeps at most this much of a context summary (
 REASK_LIMIT = 2000  # characters of a bad answer a re-ask sends back (`prompts.reask_messages`)
 REASK_PROBLEM_TOKENS = 64  # the re-ask's "that answer was not valid: ..." line, generously
 
-# The tiles of the estimate, in the order the console shows them: every prospect lands in exactly one.
-TILE_LABELS = {
-    "template_only": "Template only",
-    "model_written": "Model-written",
-    "reviewed": "Premium review",
-    "needs_data": "Needs data",
+class TileKind(StrEnum):
+    """The tiles of the estimate, in the order the console shows them: every prospect lands in exactly one."""
+
+    TEMPLATE_ONLY = "template_only"
+    MODEL_WRITTEN = "model_written"
+    REVIEWED = "reviewed"
+    NEEDS_DATA = "needs_data"
+
+
+TILE_LABELS: dict[TileKind, str] = {
+    TileKind.TEMPLATE_ONLY: "Template only",
+    TileKind.MODEL_WRITTEN: "Model-written",
+    TileKind.REVIEWED: "Premium review",
+    TileKind.NEEDS_DATA: "Needs data",
 }
 
 
@@ -66,21 +75,21 @@ TILE_LABELS = {
 class Tile:
     """One group of prospects of the estimate, with what it costs at the low and the high end."""
 
-    key: str
+    key: TileKind
     label: str
     prospects: int
     cost_low_usd: Decimal
     cost_high_usd: Decimal
 
     def as_json(self) -> dict[str, Any]:
-        return {"key": self.key, "label": self.label, "prospects": self.prospects,
+        return {"key": str(self.key), "label": self.label, "prospects": self.prospects,
                 "cost_low_usd": money_str(self.cost_low_usd), "cost_high_usd": money_str(self.cost_high_usd)}
 
 
 @dataclass(frozen=True)
 class Estimate:
     prospects: int = 0
-    tiles: tuple[Tile, ...] | list[Tile] = ()
+    tiles: tuple[Tile, ...] = ()
     flagged: int = 0  # prospects whose fields carry prompt-injection text (template only)
     summaries: int = 0  # context summaries at the low end (one per company)
     calls_low: int = 0
@@ -94,24 +103,24 @@ class Estimate:
     by_template: dict[str, int] = field(default_factory=dict)
     sampled: int | None = None  # prospects actually run when the batch is large (figures scaled up)
 
-    def _tile(self, key: str) -> int:
+    def _tile(self, key: TileKind) -> int:
         return sum(t.prospects for t in self.tiles if t.key == key)
 
     @property
     def template_only(self) -> int:
-        return self._tile("template_only")
+        return self._tile(TileKind.TEMPLATE_ONLY)
 
     @property
     def model_written(self) -> int:
-        return self._tile("model_written")
+        return self._tile(TileKind.MODEL_WRITTEN)
 
     @property
     def reviewed(self) -> int:
-        return self._tile("reviewed")
+        return self._tile(TileKind.REVIEWED)
 
     @property
     def needs_data(self) -> int:
-        return self._tile("needs_data")
+        return self._tile(TileKind.NEEDS_DATA)
 
     @property
     def fits(self) -> bool:
@@ -295,14 +304,14 @@ class _NoSummaries(SummaryCache):
         return None
 
 
-def _tile_of(result: Result, calls: Sequence[PricedCall]) -> str:
+def _tile_of(result: Result, calls: Sequence[PricedCall]) -> TileKind:
     if result.state == "needs_data" and not calls:
-        return "needs_data"
+        return TileKind.NEEDS_DATA
     if result.rung == RUNG_REVIEW:
-        return "reviewed"
+        return TileKind.REVIEWED
     if result.rung == RUNG_WRITE:
-        return "model_written"
-    return "template_only"
+        return TileKind.MODEL_WRITTEN
+    return TileKind.TEMPLATE_ONLY
 
 
 def _read_fields(app: App, prospect_ids: Sequence[int]) -> list[dict[str, str]]:

@@ -10,7 +10,7 @@ from decimal import Decimal
 
 from core.app import App
 from core.batches.runs import create_batch, run_pending, start_batch, status
-from core.costs.estimate import SAMPLE, Estimate, Tile, estimate
+from core.costs.estimate import SAMPLE, Estimate, Tile, TileKind, estimate
 from core.messages.library import list_templates
 from core.people.prospects import import_prospects, list_prospects
 
@@ -120,8 +120,8 @@ def test_template_only_choice_costs_nothing(demo_app: App) -> None:
 
 
 def test_scaling_from_a_sample() -> None:
-    tiles = [Tile("template_only", "Template only", 1000, Decimal(0), Decimal(0)),
-             Tile("model_written", "Model-written", 1000, Decimal("1"), Decimal("2"))]
+    tiles = (Tile(TileKind.TEMPLATE_ONLY, "Template only", 1000, Decimal(0), Decimal(0)),
+             Tile(TileKind.MODEL_WRITTEN, "Model-written", 1000, Decimal("1"), Decimal("2")))
     est = Estimate(prospects=2000, tiles=tiles, cost_low_usd=Decimal("1"), cost_high_usd=Decimal("2"))
     scaled = est.scaled(10000)
     assert (scaled.prospects, scaled.model_written, scaled.sampled) == (10000, 5000, 2000)
