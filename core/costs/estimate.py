@@ -13,8 +13,9 @@ cannot drift from what a run does.
 - The high end: the same calls at their worst case (`PriceBook.worst_case`: the dearest routed model, every
   allowed output token, learned cost factors), every JSON answer needing its one re-ask (the bad answer sent
   back at full length), a summary for every prospect with long news (concurrent items of one company may each
-  summarize), and the parts of a prompt that grow with a model's answers (the summary in the snippet prompt,
-  the message under review) at their longest.
+  summarize), the parts of a prompt that grow with a model's answers (the summary in the snippet prompt, the
+  message under review) at their longest, and the review of a message the guards stopped in the dry run (a real
+  model's message may pass them).
 
 Not counted: transport retries of failed attempts (unbilled, except a request that timed out after it was
 sent, which is booked at its hold), prospects a reply or the do-not-contact list stops during the run (they
@@ -304,6 +305,24 @@ class _NoSummaries(SummaryCache):
         return None
 
 
+def _review_the_guards_skipped(gw: PricingGateway, pipeline: Pipeline, result: Result,
+                               fields: Mapping[str, str], options: Options) -> list[PricedCall]:
+    """The high end of a prospect on the review rung whose model-written message the guards stopped in the dry
+    run: a real model's message may pass them and go to review, at worst as long as the step allows."""
+    traced = {step.name for step in result.trace}
+    stopped = result.fallback and result.reason.startswith("guard failed")
+    if result.rung != RUNG_REVIEW or not stopped or "model output" not in traced or "review" in traced:
+        return []
+    route = gw.route("review")
+    max_chars = pipeline.max_chars(options.step, options.free_account)
+    prompt = count_messages(prompts.review_messages("", fields, max_chars)) + max_chars
+    calls = []
+    for tokens in (prompt, prompt + min(route.max_tokens, REASK_LIMIT) + REASK_PROBLEM_TOKENS):  # and its re-ask
+        calls.append(PricedCall("review", route.model, tokens, route.max_tokens,
+                                gw.book.worst_case(route.models, tokens, route.max_tokens, gw.factors)))
+    return calls
+
+
 def _tile_of(result: Result, calls: Sequence[PricedCall]) -> TileKind:
     if result.state == "needs_data" and not calls:
         return TileKind.NEEDS_DATA
@@ -343,8 +362,8 @@ async def _dry_run(app: App, people: Sequence[Mapping[str, str]], options: Optio
     for fields in people:
         result = await low.run(fields, options)
         priced_low = low_gw.take()
-        await high.run(fields, options)
-        priced_high = high_gw.take()
+        result_high = await high.run(fields, options)
+        priced_high = high_gw.take() + _review_the_guards_skipped(high_gw, high, result_high, fields, options)
         tile = _tile_of(result, priced_low)
         counts[tile] += 1
         costs_low[tile] += sum((c.cost_usd for c in priced_low), Decimal(0))

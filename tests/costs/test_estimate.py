@@ -13,6 +13,7 @@ from core.batches.runs import create_batch, run_pending, start_batch, status
 from core.costs.estimate import SAMPLE, Estimate, Tile, TileKind, estimate
 from core.messages.library import list_templates
 from core.people.prospects import import_prospects, list_prospects
+from core.store.models import utcnow
 
 STEPS = ("connection_request", "follow_up_1", "follow_up_2")
 INDUSTRIES = ("SaaS", "Fintech", "Healthcare", "Manufacturing", "Retail", "Logistics", "")
@@ -144,3 +145,23 @@ def test_json_has_what_scripts_read(demo_app: App) -> None:
     assert {"cost_low_usd", "cost_high_usd", "tiles", "prospects", "fits"} <= set(data)
     assert sum(t["prospects"] for t in data["tiles"]) == data["prospects"] == 10
     assert Decimal(data["cost_low_usd"]) <= Decimal(data["cost_high_usd"])
+
+
+def test_a_review_the_guards_stopped_in_the_dry_run_stays_in_the_high_end(demo_app: App) -> None:
+    # A long template: the simulator's snippet takes the message past the step's 300 characters, so the guards
+    # stop it and the run sends no review; a real model's shorter snippet would pass and go to review.
+    from core.messages.library import add_template
+
+    text = ("Hi {{ first_name }}, {{ recent_achievement }} " + "I work with teams on outbound that reads as "
+            "written by a person, and I keep notes on what works for groups your size in your market. " * 2).strip()
+    add_template(demo_app, "connection_request_long", "connection_request", text)
+    report = import_prospects(demo_app, (
+        b"first_name,company_name,industry,company_size,email,recent_news\n"
+        b"Ines,Bigco,SaaS,50000,ines@example.com,Bigco opened a new research campus in Porto this spring.\n"))
+    est = estimate(demo_app, report.prospect_ids, template_name="connection_request_long")
+    [reviewed] = [t for t in est.tiles if t.key == TileKind.REVIEWED]
+    assert reviewed.prospects == 1
+    actual = _run(demo_app, report.prospect_ids, "connection_request", "connection_request_long")
+    review = demo_app.routing.route("review", utcnow().date())
+    at_least = demo_app.price_book().worst_case(review.models, 0, review.max_tokens)
+    assert est.cost_low_usd <= actual < at_least <= est.cost_high_usd, "the possible review is in the high end"
