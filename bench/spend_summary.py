@@ -204,7 +204,7 @@ def query_times(app: App) -> list[tuple[str, float]]:
     month = month_of(NOW)
     today = NOW.date()
     start = max(spend.first_day(app) or today, today - timedelta(days=29))
-    spent = spend.month_totals(app, month)[0]
+    spent = spend.month_totals(app, month).spent_usd
     steps: list[tuple[str, Callable[[], Any]]] = [
         ("month_totals (one GROUP BY task, model)", lambda: spend.month_totals(app, month)),
         ("by_model (same query, folded)", lambda: spend.by_model(app, month)),
@@ -267,7 +267,8 @@ def run(app: App) -> dict[str, float]:
         count = conn.execute(text("SELECT COUNT(*) FROM usage_ledger")).scalar_one()
     assert count == N, count
 
-    first, ours, result = _timed(lambda: spend.summary(app, NOW))
+    first, ours, summary = _timed(lambda: spend.summary(app, NOW))
+    result = summary.as_json()
     base_first, base, theirs = _timed(lambda: pandas_figures(app), repeat=2)
     check_same(app, result, theirs)
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from console.engine import get_app
 from console.shell import PAGE_TABLE, enter, pages, shell
-from console.text import batch_label, noun_for, plain, plural, readable, usd
+from console.text import batch_label, noun_for, plain, plural, readable
 from console.widgets import provider_badge, provider_name, sidebar
 
 __all__ = ["PAGE_TABLE", "batch_label", "enter", "get_app", "noun_for", "pages", "plain", "plural", "provider_badge",
-           "provider_name", "readable", "shell", "sidebar", "usd"]
+           "provider_name", "readable", "shell", "sidebar"]

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from console import usd
+from core.costs.money import usd
 from core.experiments.variants import BulkEstimate
 
 FLASH_KEY = "exp_flash"
@@ -42,11 +42,6 @@ def problem(title: str, detail: str) -> None:
     st.text(detail)
 
 
-def md_usd(value: object, places: int = 2) -> str:
-    """`usd` for labels that render Markdown, where two bare `$` would start LaTeX."""
-    return usd(value, places).replace("$", "\\$")
-
-
 def pct(value: float | None, places: int = 1) -> str:
     return "—" if value is None else f"{100 * value:.{places}f}%"
 
@@ -60,6 +55,6 @@ def pval(value: float | None) -> str:
 def show_estimate(estimate: BulkEstimate) -> None:
     e1, e2, e3 = st.columns(3)
     e1.metric("Model calls", f"{len(estimate.templates):,}")
-    e2.metric("Typical cost", usd(estimate.typical_usd, 6), help="Prompt plus variants as long as the template.")
-    e3.metric("At most", usd(estimate.worst_case_usd, 6),
+    e2.metric("Typical cost", usd(estimate.typical_usd), help="Prompt plus variants as long as the template.")
+    e3.metric("At most", usd(estimate.worst_case_usd),
               help="Every allowed output token at the dearest routed model: what the budget reserves.")

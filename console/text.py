@@ -14,7 +14,7 @@ import re
 from core.store.models import Batch
 from core.wording import noun_for, plural, readable
 
-__all__ = ["batch_label", "noun_for", "plain", "plural", "readable", "usd"]
+__all__ = ["batch_label", "noun_for", "plain", "plural", "readable"]
 
 # What Markdown (and Streamlit's extensions: $ for LaTeX, :color[...] directives) would act on in running text.
 _MARKUP = re.compile(r"([\\`*_\[\]$<>#|~:])")
@@ -30,8 +30,3 @@ def plain(text: object) -> str:
 def batch_label(batch: Batch) -> str:
     """A batch as a choice in a list: "#12 prospects.csv — Running"."""
     return f"#{batch.id} {batch.name} — {readable(batch.status)}"
-
-
-def usd(value: object, places: int = 2) -> str:
-    """An amount in dollars with thousands separators: usd(12000) == "$12,000.00"."""
-    return f"${float(value):,.{places}f}"  # type: ignore[arg-type]

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import streamlit as st
 
-from console.text import plain, usd
+from console.text import plain
 from core.app import App
+from core.costs.money import md_usd, usd
 
 
 def provider_name(app: App) -> str:
@@ -37,7 +38,7 @@ def sidebar(app: App) -> None:
     provider_badge(app)
     state = app.budget_state()
     st.sidebar.metric("Budget left this month", usd(state.remaining_usd),
-                      help=f"of {usd(state.cap_usd)}; {state.describe_level()}")
+                      help=f"of {md_usd(state.cap_usd)}; {state.describe_level()}")
     st.sidebar.progress(min(1.0, float(state.used_fraction)), text=f"{float(state.used_fraction):.1%} used")
     for warning in app.warnings():
         st.sidebar.warning(plain(warning), icon="⚠️")

@@ -15,7 +15,7 @@ from core.cli.base import CLIError, emit, fail
 def cmd_spend(args: argparse.Namespace) -> None:
     from core.costs.spend import summary
 
-    emit(summary(cli.app()), args.json)
+    emit(summary(cli.app()).as_json(), args.json)
 
 
 def cmd_simulator(args: argparse.Namespace) -> None:
@@ -43,15 +43,14 @@ def cmd_simulator(args: argparse.Namespace) -> None:
 
 def cmd_prices_list(args: argparse.Namespace) -> None:
     a = cli.app()
-    emit({"book": "current", "prices": a.price_book().rows(a.routing.models())}, args.json)
+    emit({"book": "current", "prices": [r.as_json() for r in a.price_book().rows(a.routing.models())]}, args.json)
 
 
 def cmd_prices_refresh(args: argparse.Namespace) -> None:
     from core.costs.price_refresh import refresh_prices
 
     a = cli.app()
-    result = asyncio.run(refresh_prices(a))
-    emit(result, args.json)
+    emit(asyncio.run(refresh_prices(a)).as_json(), args.json)
 
 
 def cmd_personalize(args: argparse.Namespace) -> None:
@@ -80,12 +79,13 @@ def cmd_templates_add(args: argparse.Namespace) -> None:
 
 
 def cmd_scenario(args: argparse.Namespace) -> None:
-    from core.costs.scenarios import all_premium_comparison, book_for, hybrid_table
+    from core.costs.original_plan import all_premium_comparison, hybrid_table
+    from core.costs.scenarios import book_for
 
     a = cli.app()
     book = book_for(a, "seed" if args.book == "original" else args.book)  # "seed": the book's internal name
-    table = hybrid_table(book)
-    table["all_premium"] = all_premium_comparison(book)
+    table = hybrid_table(book).as_json()
+    table["all_premium"] = all_premium_comparison(book).as_json()
     emit(table, args.json)
 
 

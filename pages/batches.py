@@ -7,10 +7,11 @@ is read from the database every two seconds and is right after a reload or from 
 from __future__ import annotations
 
 import hashlib
+from dataclasses import replace
 
 import streamlit as st
 
-from console import batch_label, enter, get_app, noun_for, plain, plural, readable, sidebar, usd
+from console import batch_label, enter, get_app, noun_for, plain, plural, readable, sidebar
 from core.batches.heartbeat import list_workers
 from core.batches.runs import (
     BatchError,
@@ -23,7 +24,8 @@ from core.batches.runs import (
     status,
 )
 from core.batches.uploads import plan_run
-from core.costs.estimate import estimate
+from core.costs.estimate import Estimate, estimate
+from core.costs.money import md_usd, usd
 from core.messages.library import list_templates
 from core.messages.library import steps as step_specs
 from core.people.prospects import import_prospects
@@ -40,6 +42,21 @@ st.caption("Upload prospects, check what the run will cost, start it, and come b
 
 steps = step_specs(app.settings.data_dir)
 
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def read_upload(digest: str, _data: bytes) -> tuple[list[str], int, str, str]:
+    """An upload's headers, record count, encoding and delimiter, read once per content digest (reruns of the
+    page do not read the file again)."""
+    table = open_table(_data)  # read lazily: counting the records never holds the rows in memory
+    return list(table.headers), sum(1 for _ in table.records()), table.encoding, table.delimiter
+
+
+@st.cache_data(max_entries=32, ttl=300, show_spinner="Estimating…")
+def cached_estimate(database: str, digest: str, ids: tuple[int, ...], step: str, template_name: str | None,
+                    budget_level: str) -> Estimate:
+    """The dry run of an upload's batch, once per database, content digest, choice and budget level."""
+    return estimate(app, list(ids), step=step, template_name=template_name)
+
 st.header("1. Upload prospects")
 upload = st.file_uploader("CSV of prospects", type=["csv", "txt", "tsv"],
                           help="UTF-8, UTF-8 with BOM, Windows-1252 or UTF-16; comma, semicolon, tab or pipe")
@@ -47,20 +64,18 @@ if upload is not None:
     data = upload.getvalue()
     digest = hashlib.sha256(data).hexdigest()[:16]
     try:
-        table = open_table(data)  # read lazily: counting the records never holds the rows in memory
-        records = sum(1 for _ in table.records())
+        headers, records, encoding, delimiter = read_upload(digest, data)
     except UnreadableFile as exc:
         st.error(f"This file cannot be imported: {plain(exc)}")
         st.stop()
-    st.text(f"{records:,} records, {len(table.headers)} columns, encoding {table.encoding}, "
-            f"delimiter {table.delimiter!r}")
-    suggested = suggest_mapping(table.headers)
+    st.text(f"{records:,} records, {len(headers)} columns, encoding {encoding}, delimiter {delimiter!r}")
+    suggested = suggest_mapping(headers)
     with st.expander("Column mapping", expanded=any(f not in suggested for f in REQUIRED_FIELDS)):
         st.caption("Which column holds each field; unmapped columns stay available to templates as custom variables.")
         mapping: dict[str, str] = {}
         cols = st.columns(3)
         for i, field in enumerate(CANONICAL_FIELDS):
-            options = ["(none)", *table.headers]
+            options = ["(none)", *headers]
             default = options.index(suggested[field]) if field in suggested else 0
             label = f"{readable(field)}{' (required)' if field in REQUIRED_FIELDS else ''}"
             choice = cols[i % 3].selectbox(label, options, index=default, key=f"map_{digest}_{field}")
@@ -115,14 +130,15 @@ if imported:
                 f"{steps[step].label.lower()} message, replied (which stops or pauses the sequence), or "
                 f"{noun_for(plan.left_out, 'is')} on the do-not-contact list.")
     if ids:
-        est = estimate(app, ids, step=step, template_name=template_name)
-        e = st.columns(4)
-        e[0].metric("Template only", f"{est.template_only:,}")
-        e[1].metric("Model-written", f"{est.model_written:,}")
-        e[2].metric("Premium review", f"{est.reviewed:,}")
-        e[3].metric("Needs data", f"{est.needs_data:,}")
+        state = app.budget_state()
+        est = replace(cached_estimate(app.settings.database_url, imported["digest"], tuple(ids), step, template_name,
+                                      state.level), remaining_usd=state.remaining_usd)
+        e = st.columns(len(est.tiles))
+        for col, tile in zip(e, est.tiles, strict=True):
+            col.metric(tile.label, f"{tile.prospects:,}",
+                       help=f"{md_usd(tile.cost_low_usd)} to {md_usd(tile.cost_high_usd)}")
         e = st.columns(3)
-        e[0].metric("Estimated cost", f"{usd(est.cost_low_usd, 4)} – {usd(est.cost_high_usd, 4)}")
+        e[0].metric("Estimated cost", f"{usd(est.cost_low_usd)} – {usd(est.cost_high_usd)}")
         e[1].metric("Input tokens", f"{est.input_tokens:,}")
         e[2].metric("Budget left", usd(est.remaining_usd))
         (st.success if est.fits else st.warning)(f"This batch {est.verdict}.")
@@ -164,7 +180,7 @@ else:
         total = max(s["items"], 1)
         st.progress(s["done"] / total, text=f"{s['done']:,} / {s['items']:,} done — {s['label']}")
         m = st.columns(4)
-        m[0].metric("Cost so far", usd(s["cost_usd"], 4))
+        m[0].metric("Cost so far", usd(s["cost_usd"]))
         m[1].metric("Rate", f"{s['rate_per_s']}/s" if s["rate_per_s"] else "—")
         m[2].metric("ETA", f"{s['eta_s']} s" if s["eta_s"] is not None else "—")
         m[3].metric("Model calls", f"{s['calls']:,}")

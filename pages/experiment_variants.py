@@ -10,8 +10,9 @@ import asyncio
 
 import streamlit as st
 
-from console import enter, get_app, sidebar, usd
-from console.experiment_views import md_usd, problem, show_estimate
+from console import enter, get_app, sidebar
+from console.experiment_views import problem, show_estimate
+from core.costs.money import md_usd, usd
 from core.costs.prices import UnknownModelPrice
 from core.experiments.variants import (
     VariantReport,
@@ -40,7 +41,7 @@ st.caption("A model (the optimize_template route) proposes variants. A variant i
 def show_report(report: VariantReport) -> None:
     st.text(f"{report.base}: {len(report.kept)} kept, {len(report.discarded)} discarded; "
             f"{report.model or 'no model'} {report.input_tokens}+{report.output_tokens} tokens, "
-            f"{usd(report.cost_usd, 6)}")
+            f"{usd(report.cost_usd)}")
     if report.problem:
         st.text(f"Problem: {report.problem}")
     if report.candidates:
@@ -90,7 +91,7 @@ if estimate is not None:
                       for r in estimate.templates], hide_index=True, width="stretch")
         n = len(estimate.templates)
         if st.button(f"Generate for {n} template{'s' if n != 1 else ''}, at most "
-                     f"{md_usd(estimate.worst_case_usd, 6)}", key="exp_bulk_go"):
+                     f"{md_usd(estimate.worst_case_usd)}", key="exp_bulk_go"):
             try:
                 with st.spinner("Asking the model…"):
                     bulk = asyncio.run(bulk_generate(app, industry or None, bulk_count))
@@ -98,7 +99,7 @@ if estimate is not None:
                 problem("Bulk generation failed.", str(exc))
             else:
                 kept = sum(len(r.kept) for r in bulk.reports)
-                st.text(f"Spent {usd(bulk.cost_usd, 6)}; kept {kept} variant{'s' if kept != 1 else ''}.")
+                st.text(f"Spent {usd(bulk.cost_usd)}; kept {kept} variant{'s' if kept != 1 else ''}.")
                 if bulk.stopped:
                     st.text(bulk.stopped)
                 for report in bulk.reports:

@@ -9,7 +9,8 @@ import asyncio
 
 import streamlit as st
 
-from console import enter, get_app, plain, readable, sidebar, usd
+from console import enter, get_app, plain, readable, sidebar
+from core.costs.money import usd
 from core.llm.errors import LLMError
 from core.messages.library import list_templates
 from core.messages.library import steps as step_specs
@@ -71,14 +72,14 @@ def show(result: Result) -> None:
     m1, m2, m3 = st.columns(3)
     m1.metric("Input tokens", f"{result.input_tokens:,}")
     m2.metric("Output tokens", f"{result.output_tokens:,}")
-    m3.metric("Cost", usd(result.cost_usd, 6))
+    m3.metric("Cost", usd(result.cost_usd))
     st.caption("Final message")
     st.code(result.message or "(no message)", language=None, wrap_lines=True)
     if result.message:
         st.caption(f"{len(result.message)} characters")
     st.caption("Trace")
     for i, step_ in enumerate(result.trace, 1):
-        cost = f" — {step_.model}, {step_.input_tokens}+{step_.output_tokens} tokens, {usd(step_.cost_usd, 6)}" \
+        cost = f" — {step_.model}, {step_.input_tokens}+{step_.output_tokens} tokens, {usd(step_.cost_usd)}" \
             if step_.model else ""
         with st.expander(f"{i}. {readable(step_.name)}{cost}", expanded=step_.name in ("render", "final")):
             st.code(step_.text, language=None, wrap_lines=True)
@@ -111,5 +112,5 @@ with st.expander("Whole sequence for this prospect"):
             st.error(f"Could not run the sequence: {plain(exc)}")
             results = []
         st.dataframe([{"step": steps[r.step].label if r.step in steps else readable(r.step), "state": r.state,
-                       "template": r.template, "message": r.message, "cost": usd(r.cost_usd, 6)} for r in results],
+                       "template": r.template, "message": r.message, "cost": usd(r.cost_usd)} for r in results],
                      hide_index=True, width="stretch")

@@ -13,9 +13,10 @@ from datetime import date
 import plotly.graph_objects as go
 import streamlit as st
 
-from console import enter, get_app, sidebar, usd
+from console import enter, get_app, sidebar
 from core.batches.runs import create_batch, start_batch
 from core.batches.runs import status as batch_status
+from core.costs.money import usd
 from core.llm.errors import BudgetExceededError, LLMError
 from core.people.tabular import UnreadableFile
 from core.replies.categories import CATEGORIES, PENDING, label
@@ -55,7 +56,7 @@ def show_one(result: TextResult) -> None:
     cols = st.columns(3)
     cols[0].metric("Category", label(verdict.category))
     cols[1].metric("Confidence", f"{verdict.confidence:.2f}")
-    cols[2].metric("Cost", usd(verdict.cost_usd, 6), help=f"{verdict.tokens:,} tokens in {verdict.calls} call(s)")
+    cols[2].metric("Cost", usd(verdict.cost_usd), help=f"{verdict.tokens:,} tokens in {verdict.calls} call(s)")
     st.text(f"Next action: {action_label(result.next_action)}\n{result.detail}")
     facts = [
         {"field": "status", "value": verdict.status.label},
@@ -126,8 +127,8 @@ if not pending:
 else:
     state = app.budget_state()
     bound = worst_case_cost(app, pending)
-    st.text(f"{len(pending):,} replies pending. Classifying them costs at most {usd(bound, 6)} "
-            f"(a reply whose answer needs a re-ask can cost twice its share); {usd(state.remaining_usd, 2)} "
+    st.text(f"{len(pending):,} replies pending. Classifying them costs at most {usd(bound)} "
+            f"(a reply whose answer needs a re-ask can cost twice its share); {usd(state.remaining_usd)} "
             "of the budget is left this month. The run stops cleanly when the budget is reached.")
     if st.button(f"Classify {len(pending):,} pending replies", type="primary", key="replies_classify_pending"):
         # A batch: the background worker classifies under the budget, and closing the tab does not stop it.
@@ -142,7 +143,7 @@ if batch_id:
     def classification_progress(batch_id: int) -> None:
         s = batch_status(app, batch_id)
         st.progress(s["done"] / max(s["items"], 1), text=f"{s['done']:,} of {s['items']:,} classified — "
-                    f"{s['status']}, {usd(s['cost_usd'], 6)} so far")
+                    f"{s['status']}, {usd(s['cost_usd'])} so far")
         if s["status"] == "paused_budget":
             st.warning("Budget reached: the rest stay pending and resume when the budget is raised or the month "
                        "rolls.", icon="🚦")
@@ -231,7 +232,7 @@ else:
     cols[0].metric("Accuracy", f"{evaluation.accuracy:.1%}", help=f"{evaluation.n} of {evaluation.labelled} "
                    "labelled replies classified")
     cols[1].metric("Sent to a person (unclear fallback)", f"{evaluation.fallbacks:,}")
-    cols[2].metric("Cost of the run", usd(evaluation.cost_usd, 6))
+    cols[2].metric("Cost of the run", usd(evaluation.cost_usd))
     st.dataframe([{"category": label(c), "precision": round(s.precision, 3), "recall": round(s.recall, 3),
                    "support": s.support}
                   for c, s in evaluation.per_category.items()],

@@ -1,45 +1,43 @@
 """Scenarios: the original cost plan's cost figures recomputed, and "what does a year cost at this volume?".
 
-Layout only: every figure comes from `core.costs.scenarios`. Scenario names are typed by users, so they are shown
-in dataframes, widgets and `st.text`, never in Markdown.
+Layout only: every figure comes from `core.costs.original_plan`, `core.costs.planner` and
+`core.costs.scenarios`. Scenario names are typed by users, so they are shown in dataframes, widgets and
+`st.text`, never in Markdown.
 """
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from decimal import Decimal
-from typing import Any
 
 import plotly.graph_objects as go
 import streamlit as st
 
-from console import enter, get_app, sidebar
-from core.costs.prices import seed_book
-from core.costs.scenarios import (
+from console import enter, get_app, plain, sidebar
+from core.costs.money import md_usd, usd
+from core.costs.original_plan import (
     DEFAULT_INPUT_SHARE,
-    DEFAULT_SENSITIVITY_RATES,
     QUALITY_REVIEW,
     TASK_LABELS,
     TASKS,
-    ScenarioInput,
-    TaskPlan,
     all_premium_comparison,
-    annual_cost,
-    book_for,
-    compare,
-    default_scenario,
-    delete_scenario,
-    format_usd,
     hybrid_headlines,
     hybrid_table,
-    list_scenarios,
-    load_scenario,
     primary_table_claims,
-    review_rate_sensitivity,
-    routed_models,
-    save_scenario,
     split_bounds,
     unit_slip_check,
 )
+from core.costs.planner import (
+    DEFAULT_SENSITIVITY_RATES,
+    ScenarioInput,
+    TaskPlan,
+    annual_cost,
+    default_scenario,
+    review_rate_sensitivity,
+    routed_models,
+)
+from core.costs.prices import seed_book
+from core.costs.scenarios import book_for, compare, delete_scenario, list_scenarios, load_scenario, save_scenario
 from core.store.models import utcnow
 
 enter()  # the shell and the access gate, whichever address Streamlit started this run at
@@ -51,24 +49,8 @@ today = utcnow().date()
 BOOK_LABELS = {"seed": "The original cost plan's own rates", "current": "Current prices"}
 
 
-def _md(text: str) -> str:
-    """Our own sentences in captions: keep '$' literal (Streamlit Markdown reads $…$ as maths)."""
-    return text.replace("$", "\\$")
-
-
-def _money(value: Decimal | str | None) -> str:
-    return "" if value is None else format_usd(Decimal(value))
-
-
-def _per_call(value: Decimal | None) -> str:
-    """A single call can cost a thousandth of a cent: show up to eight decimals rather than '$0.00'."""
-    if value is None:
-        return ""
-    return "$" + (f"{value:,.8f}".rstrip("0").rstrip(".") if value < 1 else f"{value:,.2f}")
-
-
-def _ratio(value: Decimal | str | None) -> str:
-    return "n/a" if value is None else f"{Decimal(value):,.0f}x"
+def _ratio(value: Decimal | None) -> str:
+    return "n/a" if value is None else f"{value:,.0f}x"
 
 
 def _failed(what: str, exc: Exception) -> None:
@@ -136,42 +118,41 @@ with st.expander("Assumption: input / output split of the original cost plan's t
 table = hybrid_table(hybrid_book, shares)
 rows = [
     {
-        "task": r["task"],
-        "model": r["model"],
-        "tokens per year": f"{r['tokens']:,}",
-        "computed": _money(r["computed_usd"]),
-        "claimed in the original cost plan": _money(r["claimed_usd"]),
-        "claimed ÷ computed": _ratio(r["ratio"]),
+        "task": r.task,
+        "model": r.model,
+        "tokens per year": f"{r.tokens:,}",
+        "computed": usd(r.computed_usd),
+        "claimed in the original cost plan": usd(r.claimed_usd),
+        "claimed ÷ computed": _ratio(r.ratio),
     }
-    for r in table["rows"]
+    for r in table.rows
 ]
-rows.append({"task": "Total", "model": "", "tokens per year": f"{sum(r['tokens'] for r in table['rows']):,}",
-             "computed": _money(table["total_computed_usd"]),
-             "claimed in the original cost plan": _money(table["total_claimed_usd"]),
-             "claimed ÷ computed": _ratio(table["ratio"])})
+rows.append({"task": "Total", "model": "", "tokens per year": f"{table.total_tokens:,}",
+             "computed": usd(table.total_computed_usd),
+             "claimed in the original cost plan": usd(table.total_claimed_usd),
+             "claimed ÷ computed": _ratio(table.ratio)})
 st.dataframe(rows, hide_index=True, width="stretch")
 for sentence in hybrid_headlines(table):
-    st.caption(_md(sentence))
+    st.caption(plain(sentence))
 
-bounds = split_bounds(hybrid_book)
-total_bounds = bounds[-1]
-st.caption(_md(
-    f"For any input/output split the computed total lies between {_money(total_bounds['low_usd'])} and "
-    f"{_money(total_bounds['high_usd'])}, so the plan's {_money(total_bounds['claimed_usd'])} is at least "
-    f"{_ratio(total_bounds['min_ratio'])} too high whatever the split."
-))
+total_bounds = split_bounds(hybrid_book)[-1]
+st.caption(
+    f"For any input/output split the computed total lies between {md_usd(total_bounds.low_usd)} and "
+    f"{md_usd(total_bounds.high_usd)}, so the plan's {md_usd(total_bounds.claimed_usd)} is at least "
+    f"{_ratio(total_bounds.min_ratio)} too high whatever the split."
+)
 
 premium = all_premium_comparison(hybrid_book, input_share=shares)
 st.subheader("All-premium vs hybrid")
 pcols = st.columns(3)
-pcols[0].metric("All-premium, computed", _money(premium["all_premium_computed_usd"]),
-                help=f"All {premium['tokens']:,} tokens on {premium['premium_model']}")
-pcols[0].caption(_md(f"The original cost plan claims {_money(premium['all_premium_claimed_usd'])}."))
-pcols[1].metric("Hybrid, computed", _money(premium["hybrid_computed_usd"]))
-pcols[1].caption(_md(f"The original cost plan claims {_money(premium['hybrid_claimed_usd'])}."))
-pcols[2].metric("Reduction, computed", f"{premium['reduction_computed_pct']}%")
-pcols[2].caption(f"The original cost plan claims {premium['reduction_claimed_pct']}% "
-                 f"(its own figures give {premium['reduction_implied_by_claims_pct']}%).")
+pcols[0].metric("All-premium, computed", usd(premium.all_premium_computed_usd),
+                help=f"All {premium.tokens:,} tokens on {premium.premium_model}")
+pcols[0].caption(f"The original cost plan claims {md_usd(premium.all_premium_claimed_usd)}.")
+pcols[1].metric("Hybrid, computed", usd(premium.hybrid_computed_usd))
+pcols[1].caption(f"The original cost plan claims {md_usd(premium.hybrid_claimed_usd)}.")
+pcols[2].metric("Reduction, computed", f"{premium.reduction_computed_pct}%")
+pcols[2].caption(f"The original cost plan claims {premium.reduction_claimed_pct}% "
+                 f"(its own figures give {premium.reduction_implied_by_claims_pct}%).")
 
 st.subheader("The original cost plan's per-model annual costs")
 st.caption("The original cost plan's primary-models table gives an annual cost per model but no volume, so these "
@@ -180,13 +161,13 @@ st.caption("The original cost plan's primary-models table gives an annual cost p
 st.dataframe(
     [
         {
-            "model": r["model"],
-            "use case": r["use_case"],
-            "claimed per year": _money(r["claimed_annual_usd"]),
+            "model": r.model,
+            "use case": r.use_case,
+            "claimed per year": usd(r.claimed_annual_usd),
             "volume in the plan": "none given",
             "computed": "not computable",
-            "implied tokens per year (low)": f"{r['implied_tokens_low']:,}" if r["implied_tokens_low"] else "",
-            "implied tokens per year (high)": f"{r['implied_tokens_high']:,}" if r["implied_tokens_high"] else "",
+            "implied tokens per year (low)": f"{r.implied_tokens_low:,}" if r.implied_tokens_low else "",
+            "implied tokens per year (high)": f"{r.implied_tokens_high:,}" if r.implied_tokens_high else "",
         }
         for r in primary_table_claims(hybrid_book)
     ],
@@ -194,9 +175,9 @@ st.dataframe(
     width="stretch",
 )
 slips = unit_slip_check(seed_book(app.settings.data_dir))
-explained = [s["task"] for s in slips if s["matches"]]
+explained = [s.task for s in slips if s.matches]
 if explained:
-    st.caption(_md(
+    st.caption(plain(
         f"Where the claims come from: {' and '.join(explained)} equal tokens × (input rate + output rate) with "
         "the per-1K rate charged per token, a 1,000x unit slip plus a 2x double count."
     ))
@@ -240,26 +221,26 @@ except ValueError as exc:
     st.stop()
 
 mcols = st.columns(3)
-mcols[0].metric("Annual total", format_usd(result.annual_usd), help=f"Priced with the {result.book} book")
-mcols[1].metric("Per month", format_usd(result.monthly_usd))
+mcols[0].metric("Annual total", usd(result.annual_usd), help=f"Priced with the {result.book} book")
+mcols[1].metric("Per month", usd(result.monthly_usd))
 mcols[2].metric("Tokens per year", f"{result.annual_tokens:,.0f}")
 
 
-def _plain(value: Any) -> str:
-    return f"{value:,.2f}".rstrip("0").rstrip(".") if isinstance(value, Decimal) else str(value)
+def _plain(value: Decimal) -> str:
+    return f"{value:,.2f}".rstrip("0").rstrip(".")
 
 
 st.dataframe(
     [
         {
-            "task": r["task"],
-            "model": r["model"],
-            "calls per month": _plain(r["calls_per_month"]),
-            "tokens per year": f"{r['tokens_per_year']:,.0f}",
-            "cost per call": _per_call(r["cost_per_call_usd"]),
-            "per month": _money(r["monthly_usd"]),
-            "per year": _money(r["annual_usd"]),
-            "price source": r["price_source"],
+            "task": r.task,
+            "model": r.model,
+            "calls per month": _plain(r.calls_per_month),
+            "tokens per year": f"{r.tokens_per_year:,.0f}",
+            "cost per call": "" if r.cost_per_call_usd is None else usd(r.cost_per_call_usd),
+            "per month": usd(r.monthly_usd),
+            "per year": usd(r.annual_usd),
+            "price source": r.price_source,
         }
         for r in result.rows()
     ],
@@ -270,12 +251,12 @@ st.dataframe(
 st.subheader("The review rate drives the bill")
 rates = sorted({*DEFAULT_SENSITIVITY_RATES, scenario.review_rate})
 sensitivity = review_rate_sensitivity(scenario, plan_prices, rates)
-labels = [f"{float(r['review_rate']) * 100:g}%" for r in sensitivity]
+labels = [f"{float(r.review_rate) * 100:g}%" for r in sensitivity]
 figure = go.Figure(
     data=[
-        go.Bar(name="Everything else", x=labels, y=[float(r["other_annual_usd"]) for r in sensitivity]),
+        go.Bar(name="Everything else", x=labels, y=[float(r.other_annual_usd) for r in sensitivity]),
         go.Bar(name=f"Premium review ({TASK_LABELS[QUALITY_REVIEW].lower()})", x=labels,
-               y=[float(r["review_annual_usd"]) for r in sensitivity]),
+               y=[float(r.review_annual_usd) for r in sensitivity]),
     ]
 )
 figure.update_layout(barmode="stack", xaxis_title="Share of messages reviewed", yaxis_title="USD per year",
@@ -285,11 +266,11 @@ st.dataframe(
     [
         {
             "review rate": label,
-            "reviews per month": _plain(r["reviews_per_month"]),
-            "review per year": _money(r["review_annual_usd"]),
-            "everything else per year": _money(r["other_annual_usd"]),
-            "total per year": _money(r["total_annual_usd"]),
-            "review share of the bill": f"{float(r['review_share']):.1%}",
+            "reviews per month": _plain(r.reviews_per_month),
+            "review per year": usd(r.review_annual_usd),
+            "everything else per year": usd(r.other_annual_usd),
+            "total per year": usd(r.total_annual_usd),
+            "review share of the bill": f"{float(r.review_share):.1%}",
         }
         for label, r in zip(labels, sensitivity, strict=True)
     ],
@@ -319,8 +300,8 @@ saved = list_scenarios(app)
 if not saved:
     st.caption("No saved scenarios yet.")
 else:
-    st.dataframe(saved, hide_index=True, width="stretch")
-    names = [s["name"] for s in saved]
+    st.dataframe([asdict(s) for s in saved], hide_index=True, width="stretch")
+    names = [s.name for s in saved]
     picked = st.multiselect("Compare saved scenarios", names, key="sc_compare")
     if picked:
         try:
@@ -331,13 +312,13 @@ else:
             st.dataframe(
                 [
                     {
-                        "scenario": r["scenario"],
-                        "book": r["book"],
-                        "messages per month": f"{r['messages_per_month']:,}",
-                        "review rate": f"{float(r['review_rate']):.1%}",
-                        "tokens per year": f"{r['annual_tokens']:,.0f}",
-                        **{TASK_LABELS[t]: _money(r[f"{t}_annual_usd"]) for t in TASKS},
-                        "total per year": _money(r["annual_usd"]),
+                        "scenario": r.scenario,
+                        "book": r.book,
+                        "messages per month": f"{r.messages_per_month:,}",
+                        "review rate": f"{float(r.review_rate):.1%}",
+                        "tokens per year": f"{r.annual_tokens:,.0f}",
+                        **{TASK_LABELS[t]: usd(r.annual_by_task[t]) for t in TASKS},
+                        "total per year": usd(r.annual_usd),
                     }
                     for r in compared
                 ],

@@ -22,16 +22,16 @@ st.dataframe(app.settings.describe(), hide_index=True, width="stretch")
 
 st.subheader("Routing table")
 st.caption("data/routing.json: which model serves each task. Retired models are skipped for their fallbacks.")
-st.dataframe(app.routing.rows(today), hide_index=True, width="stretch")
+st.dataframe([{"task": r.task, "model": r.model, "configured": r.configured_model, "fallbacks": ", ".join(r.fallbacks),
+               "max_tokens": str(r.max_tokens), "temperature": str(r.temperature)} for r in app.routing.routes(today)],
+             hide_index=True, width="stretch")
 
 st.subheader("Price book")
 st.caption("USD per million tokens. Provider-reported usage.cost is what the ledger records; these prices are "
            "for estimates, reservations and forecasts.")
 models = app.routing.models()
-rows = app.price_book().rows(models)
 warnings = retirement_notes(models, today, app.settings.data_dir)
-for row in rows:
-    row["retirement"] = warnings.get(row["model"], "")
-st.dataframe(rows, hide_index=True, width="stretch")
+st.dataframe([{**r.as_json(), "retirement": warnings.get(r.model, "")} for r in app.price_book().rows(models)],
+             hide_index=True, width="stretch")
 for w in warnings.values():
     st.warning(plain(w), icon="⚠️")

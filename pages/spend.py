@@ -16,7 +16,8 @@ from decimal import Decimal
 import plotly.graph_objects as go
 import streamlit as st
 
-from console import enter, get_app, sidebar, usd
+from console import enter, get_app, sidebar
+from core.costs.money import md_usd, usd
 from core.costs.reconcile import reconcile, settle_unreconciled
 from core.costs.spend import (
     Breakdown,
@@ -44,11 +45,6 @@ month_start = today.replace(day=1)
 month_end = today.replace(day=calendar.monthrange(today.year, today.month)[1])
 
 
-def md_usd(value: object, places: int = 2) -> str:
-    """`usd` for Markdown contexts (captions, alerts, tooltips), where two bare `$` would start LaTeX."""
-    return usd(value, places).replace("$", "\\$")
-
-
 st.title("Spend")
 st.caption(f"{month} (UTC calendar month). Every figure is summed from the usage ledger: one row per model call "
            "attempt, failures included.")
@@ -58,24 +54,25 @@ for kind, message in st.session_state.pop("spend_flash", []):
     (st.success if kind == "success" else st.warning)(message, icon="✅" if kind == "success" else "⚠️")
 
 state = app.budget_state(month)
-spent, calls, tokens_in, tokens_out = month_totals(app, month)
+totals = month_totals(app, month)
+spent, calls = totals.spent_usd, totals.calls
 proj = projection(app, today, spent)
 remaining = state.cap_usd - spent - state.reserved_usd
 throttle_line = state.cap_usd * (1 - state.throttle_at)
 
 row1 = st.columns(3)
-row1[0].metric("Spent this month", usd(spent, 4), help=f"{calls:,} calls, {tokens_in:,} input and "
-               f"{tokens_out:,} output tokens")
+row1[0].metric("Spent this month", usd(spent), help=f"{calls:,} calls, {totals.input_tokens:,} input and "
+               f"{totals.output_tokens:,} output tokens")
 row1[1].metric("Monthly budget", usd(state.cap_usd))
-row1[2].metric("Reserved in flight", usd(state.reserved_usd, 4),
+row1[2].metric("Reserved in flight", usd(state.reserved_usd),
                help="Worst-case cost held for calls that are running now; released when they settle.")
 row2 = st.columns(3)
-row2[0].metric("Remaining", usd(remaining, 4), help="Budget minus spent minus reserved.")
+row2[0].metric("Remaining", usd(remaining), help="Budget minus spent minus reserved.")
 row2[1].metric("Projected month-end", usd(proj.month_end_usd),
                help=f"95% band {md_usd(proj.month_end_low_usd)} – {md_usd(proj.month_end_high_usd)}, from the "
                f"mean daily spend over the last {proj.days_observed} day(s) and {proj.days_left} day(s) left.")
 row2[2].metric("Projected year at this rate", usd(proj.annual_usd),
-               help=f"Mean daily spend {md_usd(proj.daily_mean_usd, 6)} × 365.")
+               help=f"Mean daily spend {md_usd(proj.daily_mean_usd)} × 365.")
 st.caption(f"Projected month-end band (95%): {md_usd(proj.month_end_low_usd)} to "
            f"{md_usd(proj.month_end_high_usd)}.")
 cap_info = app.cap_info(month)
@@ -84,21 +81,25 @@ if cap_info.env_applies or cap_info.cap_usd == cap_info.env_usd:
 else:
     st.info(cap_info.message.replace("$", "\\$"), icon="ℹ️")
 
-open_calls, open_usd = unreconciled(app)
-refused, refused_usd, refused_rows = refused_settlements(app, month)
+open_booked = unreconciled(app)
+open_calls, open_usd = open_booked.calls, open_booked.booked_usd
+refused_calls = refused_settlements(app, month)
+refused, refused_usd = refused_calls.calls, refused_calls.booked_usd
 row3 = st.columns(2)
-row3[0].metric("Unreconciled calls", f"{open_calls:,}", help=f"Booked at their hold: {md_usd(open_usd, 6)}. Calls "
+row3[0].metric("Unreconciled calls", f"{open_calls:,}", help=f"Booked at their hold: {md_usd(open_usd)}. Calls "
                "that timed out after they were sent may still be billed; each stays booked at its worst case until "
                "Reconcile with provider asks what it cost.")
-row3[1].metric("Refused provider figures", f"{refused:,}", help=f"Booked at their hold: {md_usd(refused_usd, 6)}.")
+row3[1].metric("Refused provider figures", f"{refused:,}", help=f"Booked at their hold: {md_usd(refused_usd)}.")
 if open_calls:
     st.warning(f"{open_calls:,} call(s) timed out after they were sent and may have been billed: booked at their "
-               f"hold, {md_usd(open_usd, 6)} in all, until reconciled (button below).", icon="⏳")
+               f"hold, {md_usd(open_usd)} in all, until reconciled (button below).", icon="⏳")
 if refused:
     st.warning(f"{refused:,} call(s) this month came back with usage figures that cannot be right (negative, "
-               f"missing or far above the worst case). Each is booked at its hold, {md_usd(refused_usd, 6)} in all; "
+               f"missing or far above the worst case). Each is booked at its hold, {md_usd(refused_usd)} in all; "
                "the provider's raw figures are in the table and the ledger CSV.", icon="🧾")
-    st.dataframe(refused_rows, hide_index=True, width="stretch")  # provider text shown as plain cells
+    st.dataframe([{"when": r.when, "task": r.task, "model": r.model, "booked": usd(r.booked_usd),
+                   "request_id": r.request_id, "why": r.why} for r in refused_calls.latest],
+                 hide_index=True, width="stretch")  # provider text shown as plain cells
 
 st.subheader("Budget ladder")
 level_text = state.describe_level()
@@ -156,7 +157,7 @@ def _bars(rows: list[Breakdown], empty: str, title: str) -> None:
     right.plotly_chart(tokens, width="stretch")
     st.dataframe(
         [{title: b.key or empty, "calls": b.calls, "input tokens": b.input_tokens, "output tokens": b.output_tokens,
-          "cost (USD)": f"{b.cost_usd:.6f}"} for b in rows],
+          "cost": usd(b.cost_usd)} for b in rows],
         hide_index=True, width="stretch",
     )
 
@@ -224,14 +225,14 @@ if st.button("Reconcile with provider", key="spend_reconcile", on_click=_settle_
     if settled.open_before:
         st.text(f"Unreconciled calls: {settled.open_before} open, {settled.by_generation} settled by the generation "
                 f"lookup, {settled.by_key} from /key, {settled.open_after} still open; booked spend changed by "
-                f"${settled.change_usd:.6f}.")
+                f"{usd(settled.change_usd)}.")
         for note in settled.notes or []:
             st.text(note)
     cols = st.columns(3)
-    cols[0].metric("Ledger", usd(check.ledger_usd, 6))
-    cols[1].metric("Provider", "not available" if check.provider_usd is None else usd(check.provider_usd, 6))
+    cols[0].metric("Ledger", usd(check.ledger_usd))
+    cols[1].metric("Provider", "not available" if check.provider_usd is None else usd(check.provider_usd))
     diff = check.difference_usd
-    cols[2].metric("Difference (provider − ledger)", "—" if diff is None else usd(diff, 6))
+    cols[2].metric("Difference (provider − ledger)", "—" if diff is None else usd(diff))
     st.text(check.note)  # may quote a provider error message: plain text only
 
 st.subheader("Export")

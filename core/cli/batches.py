@@ -206,6 +206,39 @@ def cmd_batch_run(args: argparse.Namespace) -> None:
     _finish(result, args.json)
 
 
+def cmd_batch_estimate(args: argparse.Namespace) -> None:
+    """What running FILE as a batch would cost, by a dry run of the batch pipeline (nothing stored or sent)."""
+    from core.costs.estimate import estimate_people, file_people
+
+    data = _read(args.file)
+    _check_run_inputs(args)
+    people = file_people(data)
+    if not people:
+        raise CLIError(f"{args.file} has no prospect a batch could run")
+    est = estimate_people(cli.app(), people, step=args.step, template_name=args.template)
+    if args.json:
+        emit(est.as_json(), True)
+        return
+    print(estimate_table(est))
+
+
+def estimate_table(est: Any) -> str:
+    """The estimate as a plain table: one line per tile, a total, the budget verdict."""
+    from core.costs.money import usd
+
+    lines = [f"{'':<16}{'prospects':>10}{'low':>14}{'high':>14}"]
+    for t in est.tiles:
+        lines.append(f"{t.label:<16}{t.prospects:>10,}{usd(t.cost_low_usd):>14}{usd(t.cost_high_usd):>14}")
+    lines.append(f"{'Total':<16}{est.prospects:>10,}{usd(est.cost_low_usd):>14}{usd(est.cost_high_usd):>14}")
+    if est.sampled:
+        lines.append(f"Estimated from an evenly spaced sample of {est.sampled:,} prospects.")
+    if est.flagged:
+        lines.append(f"{est.flagged:,} prospect{'s' if est.flagged != 1 else ''} carry prompt-injection text: "
+                     "plain templates only.")
+    lines.append(f"Budget left {usd(est.remaining_usd)}: this batch {est.verdict}.")
+    return "\n".join(lines)
+
+
 def cmd_batch_resume(args: argparse.Namespace) -> None:
     from core.batches.runs import get_batch, resume_batch
 
@@ -282,6 +315,11 @@ def register(sub: Any, add: Any) -> None:
     run.add_argument("--template", help="use this template for every prospect (default: chosen by rule)")
     run.add_argument("--concurrency", type=int, default=None)
     run.add_argument("--step", default="connection_request")
+    est = add("estimate", cmd_batch_estimate, "what running FILE as a batch would cost (a dry run: nothing is "
+              "stored or sent)", batch)
+    est.add_argument("file")
+    est.add_argument("--template", help="use this template for every prospect (default: chosen by rule)")
+    est.add_argument("--step", default="connection_request")
     for name, func, help_ in (("resume", cmd_batch_resume, "resume a paused, cancelled or interrupted batch"),
                               ("status", cmd_batch_status, "progress and cost of a batch"),
                               ("cancel", cmd_batch_cancel, "stop a batch (items in flight finish)")):

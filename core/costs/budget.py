@@ -31,6 +31,7 @@ from typing import Any
 from sqlalchemy import bindparam, text
 from sqlalchemy.engine import Connection, Engine
 
+from core.costs.money import usd
 from core.llm.errors import BudgetExceededError
 from core.store.db import immediate
 from core.store.models import (
@@ -132,9 +133,9 @@ class CapInfo:
     @property
     def message(self) -> str:
         if self.source == CAP_FROM_ENV:
-            return f"The {self.month} cap ${money_str(self.cap_usd)} comes from MONTHLY_BUDGET_USD."
+            return f"The {self.month} cap {usd(self.cap_usd)} comes from MONTHLY_BUDGET_USD."
         when = f" on {self.set_at.date().isoformat()}" if self.set_at else ""
-        said = (f"This month's cap was set to ${money_str(self.cap_usd)} {_SOURCE_WORDS.get(self.source, 'by hand')}"
+        said = (f"This month's cap was set to {usd(self.cap_usd)} {_SOURCE_WORDS.get(self.source, 'by hand')}"
                 f"{when} (UTC)")
         if self.env_usd == self.cap_usd:
             return f"{said}; it equals MONTHLY_BUDGET_USD, which applies again from next month."
@@ -187,13 +188,13 @@ def _refusal(month: str, amount: Decimal, row: Any, own: int = 0) -> BudgetExcee
     cap, spent, reserved = int(row[0]), int(row[1]), int(row[2])
     if reserved - own > 0 and spent + own + to_nanos(amount) <= cap:
         return BudgetBusyError(
-            f"the {month} budget has ${from_nanos(cap - spent):.6f} unspent but ${from_nanos(reserved - own):.6f} "
-            f"of it is held by calls in flight; this call needs up to ${amount:.6f} more: wait for them to settle."
+            f"the {month} budget has {usd(from_nanos(cap - spent))} unspent but {usd(from_nanos(reserved - own))} "
+            f"of it is held by calls in flight; this call needs up to {usd(amount)} more: wait for them to settle."
         )
     left = from_nanos(cap - spent - reserved)
     return BudgetExceededError(
-        f"the {month} budget cannot cover this call: it needs up to ${amount:.6f}, "
-        f"${max(left, Decimal(0)):.6f} of ${from_nanos(cap):.2f} is left. "
+        f"the {month} budget cannot cover this call: it needs up to {usd(amount)}, "
+        f"{usd(max(left, Decimal(0)))} of {usd(from_nanos(cap))} is left. "
         "Raise the budget on the Spend page or wait for the month to roll."
     )
 

@@ -28,6 +28,7 @@ from sqlalchemy.engine import Connection, Engine
 from sqlmodel import select
 
 from core.costs import budget, settlement
+from core.costs.money import usd
 from core.costs.prices import PriceBook, UnknownModelPrice
 from core.costs.routing import Route, RoutingTable
 from core.llm.client import Attempt, ChatRequest, ChatResult, LLMClient
@@ -54,6 +55,21 @@ class CallContext:
     item_id: int | None = None  # a batch item: answers are stored per stage and replayed after a crash
     replay: bool = True  # False for an item's first attempt: nothing can be stored yet, skip the lookup
     owner: str | None = None  # the batch worker making the call: its holds go back if it dies (core.batches.heartbeat)
+
+
+def build_request(route: Route, messages: list[dict[str, str]], *, response_format: dict[str, Any] | None = None,
+                  max_tokens: int | None = None) -> ChatRequest:
+    """The request a call of `route` sends (the gateway's, and the one the pre-flight estimate prices)."""
+    provider = {"require_parameters": True} if response_format else None
+    return ChatRequest(
+        model=route.model,
+        messages=messages,
+        max_tokens=max_tokens or route.max_tokens,
+        temperature=route.temperature,
+        models=route.models if len(route.models) > 1 else None,
+        response_format=response_format,
+        provider=provider,
+    )
 
 
 class Gateway:
@@ -135,16 +151,13 @@ class Gateway:
         return self.routing.route(task, self._today())
 
     def worst_case(self, route: Route, prompt_tokens: int, max_tokens: int | None = None) -> Decimal:
-        """The most this call can cost: prompt at input price plus every allowed output token."""
-        out = max_tokens or route.max_tokens
-        costs = []
-        for model in route.models:
-            base = self.base_worst_case(model, prompt_tokens, out)
-            if base is not None:  # a model whose provider billed above its price list is held at what it learned
-                costs.append((base * self.factors.get(model, Decimal(1))).quantize(Decimal("1e-9")))
-        if not costs:
-            raise UnknownModelPrice(f"no price for any model routed for {route.task}: {', '.join(route.models)}")
-        return max(costs)
+        """The most this call can cost (`PriceBook.worst_case` with the factors this gateway learned)."""
+        try:
+            return self.price_book.worst_case(route.models, prompt_tokens, max_tokens or route.max_tokens,
+                                              self.factors)
+        except UnknownModelPrice:
+            raise UnknownModelPrice(f"no price for any model routed for {route.task}: "
+                                    f"{', '.join(route.models)}") from None
 
     def build_request(
         self,
@@ -155,17 +168,7 @@ class Gateway:
         max_tokens: int | None = None,
     ) -> tuple[Route, ChatRequest]:
         route = self.route(task)
-        provider = {"require_parameters": True} if response_format else None
-        request = ChatRequest(
-            model=route.model,
-            messages=messages,
-            max_tokens=max_tokens or route.max_tokens,
-            temperature=route.temperature,
-            models=route.models if len(route.models) > 1 else None,
-            response_format=response_format,
-            provider=provider,
-        )
-        return route, request
+        return route, build_request(route, messages, response_format=response_format, max_tokens=max_tokens)
 
     async def call(
         self,
@@ -274,7 +277,7 @@ class _LedgerHooks:
             if attempt.maybe_billed:
                 return (hold, settlement.COST_SOURCE_HOLD, settlement.Booking.UNRECONCILED,
                         f"{attempt.status}: {attempt.error} | no answer, but the request went out and may be billed: "
-                        f"booked at its ${hold} hold until reconciled", self.prompt_tokens, request.max_tokens)
+                        f"booked at its {usd(hold)} hold until reconciled", self.prompt_tokens, request.max_tokens)
             return Decimal(0), "none", attempt.status, attempt.error, 0, 0
         verdict = settlement.check_usage(result.usage, prompt_counted=self.prompt_tokens,
                                          max_tokens=request.max_tokens, worst_case=hold,
@@ -282,7 +285,7 @@ class _LedgerHooks:
         if not verdict.accepted:
             self.booked[attempt.number] = hold
             return (hold, settlement.COST_SOURCE_HOLD, settlement.Booking.REFUSED_USAGE,
-                    f"refused the provider's usage ({verdict.reason}); booked at the ${hold} hold; provider "
+                    f"refused the provider's usage ({verdict.reason}); booked at the {usd(hold)} hold; provider "
                     f"reported {settlement.raw_figures(result.usage)}", self.prompt_tokens, request.max_tokens)
         return (result.cost_usd, result.cost_source, attempt.status, attempt.error, result.prompt_tokens,
                 result.completion_tokens)

@@ -6,10 +6,13 @@ over the shipped overrides and the genai-prices data until the next refresh.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from core.app import App
+from core.costs.prices import PriceRow
 from core.store.db import session_scope
 from core.store.models import PriceOverride, utcnow
 
@@ -36,13 +39,28 @@ def parse_models(payload: Any) -> dict[str, tuple[Decimal, Decimal]]:
     return out
 
 
-async def refresh_prices(app: App) -> dict[str, Any]:
+@dataclass(frozen=True)
+class PriceRefresh:
+    fetched_at: datetime
+    source: str
+    updated: list[PriceRow]
+    not_listed: list[str]  # routed models the provider's list does not carry (their prices stay as they were)
+
+    def as_json(self) -> dict[str, Any]:
+        return {"fetched_at": self.fetched_at.isoformat(), "source": self.source,
+                "updated": [{k: v for k, v in r.as_json().items() if k != "source"} for r in self.updated],
+                "not_listed": self.not_listed}
+
+
+async def refresh_prices(app: App) -> PriceRefresh:
+    """Read the provider's prices of the routed models and store them over the book's other layers."""
     async with app.gateway() as gw:
         payload = await gw.client.get_json("/models")
     prices = parse_models(payload)
     now = utcnow()
     source = f"{app.settings.llm_provider} /models"
-    updated, missing = [], []
+    updated: list[PriceRow] = []
+    missing: list[str] = []
     with session_scope(app.engine) as s:
         for model in app.routing.models():
             if model not in prices:
@@ -53,6 +71,6 @@ async def refresh_prices(app: App) -> dict[str, Any]:
             row.input_per_mtok, row.output_per_mtok = format(inp, "f"), format(out, "f")
             row.source, row.fetched_at = source, now
             s.add(row)
-            updated.append({"model": model, "input_per_mtok": format(inp, "f"), "output_per_mtok": format(out, "f")})
+            updated.append(PriceRow(model, inp, out, source))
     app.invalidate_prices()
-    return {"fetched_at": now.isoformat(), "source": source, "updated": updated, "not_listed": missing}
+    return PriceRefresh(now, source, updated, missing)

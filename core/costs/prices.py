@@ -12,7 +12,7 @@ budget reservations, and for calls whose server sent no cost.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
@@ -25,6 +25,7 @@ from core.config import DATA_DIR
 from core.wording import plural
 
 MTOK = Decimal(1_000_000)
+NANO = Decimal("1e-9")  # money is stored in nano-dollars
 
 
 class UnknownModelPrice(LookupError):
@@ -159,22 +160,51 @@ class PriceBook:
             return _genai_cost(model, input_tokens, output_tokens)
         return price.linear_cost(input_tokens, output_tokens)
 
-    def rows(self, models: Iterable[str]) -> list[dict[str, str]]:
+    def worst_case(self, models: Sequence[str], prompt_tokens: int, max_tokens: int,
+                   factors: Mapping[str, Decimal] | None = None) -> Decimal:
+        """The most one call can cost: the dearest priced model it may be routed to, its prompt at input price
+        plus every allowed output token, each model times the factor learned for a provider that billed above
+        its price list. This is the one worst case: budget holds, variant and reply bounds and the batch
+        estimate's high end all use it. Raises UnknownModelPrice when no model of the route has a price."""
+        factors = factors or {}
+        costs = []
+        for model in models:
+            try:
+                base = self.cost(model, prompt_tokens, max_tokens)
+            except UnknownModelPrice:
+                continue
+            costs.append((base * factors.get(model, Decimal(1))).quantize(NANO))
+        if not costs:
+            raise UnknownModelPrice(f"no price for any of the models {', '.join(models)}")
+        return max(costs)
+
+    def rows(self, models: Iterable[str]) -> list[PriceRow]:
+        """What the book says about each model (unknown models included, as such)."""
         rows = []
         for model in models:
             try:
                 p = self.price(model)
-                rows.append(
-                    {
-                        "model": model,
-                        "input_per_mtok": str(p.input_per_mtok),
-                        "output_per_mtok": str(p.output_per_mtok),
-                        "source": p.source + (" (tiered above 200K prompt tokens)" if p.tiered else ""),
-                    }
-                )
             except UnknownModelPrice:
-                rows.append({"model": model, "input_per_mtok": "", "output_per_mtok": "", "source": "unknown"})
+                rows.append(PriceRow(model, None, None, "unknown"))
+                continue
+            rows.append(PriceRow(model, p.input_per_mtok, p.output_per_mtok,
+                                 p.source + (" (tiered above 200K prompt tokens)" if p.tiered else "")))
         return rows
+
+
+@dataclass(frozen=True)
+class PriceRow:
+    model: str
+    input_per_mtok: Decimal | None  # None: no layer of the book knows the model
+    output_per_mtok: Decimal | None
+    source: str
+
+    def as_json(self) -> dict[str, str]:
+        def text(value: Decimal | None) -> str:
+            return "" if value is None else format(value, "f")
+
+        return {"model": self.model, "input_per_mtok": text(self.input_per_mtok),
+                "output_per_mtok": text(self.output_per_mtok), "source": self.source}
 
 
 def current_book(data_dir: Path = DATA_DIR, refreshed: Mapping[str, Price] | None = None) -> PriceBook:

@@ -41,6 +41,7 @@ from sqlalchemy import text
 
 from core.app import App
 from core.costs import budget
+from core.costs.money import usd
 from core.costs.settlement import ABSURD_COST_FACTOR, Booking
 from core.llm.client import LLMClient, RetryPolicy
 from core.llm.errors import LLMError
@@ -107,19 +108,19 @@ def _usage_monthly(payload: Any) -> Decimal:
 def _explain(provider: str, month: str, ledger: Decimal, reported: Decimal) -> str:
     diff = reported - ledger
     if abs(diff) < MATCH_TOLERANCE:
-        return f"The provider's usage for {month} matches the ledger (${money_str(ledger)})."
+        return f"The provider's usage for {month} matches the ledger ({usd(ledger)})."
     if diff > 0:
         why = (
             "The provider counts every call made with this API key in the current UTC month, including other "
             "tools or consoles that share the key; calls whose ledger row could not be written would also show here."
         )
-        head = f"The provider reports ${money_str(diff)} more than the ledger for {month}."
+        head = f"The provider reports {usd(diff)} more than the ledger for {month}."
     else:
         why = (
             "The provider may not have counted the latest calls yet, or the ledger holds estimated costs where the "
             "provider reported none (cost_source 'estimated' in the ledger CSV)."
         )
-        head = f"The ledger records ${money_str(-diff)} more than the provider reports for {month}."
+        head = f"The ledger records {usd(-diff)} more than the provider reports for {month}."
     if provider == "simulator":
         why += " The simulator only counts what it billed since this console process started."
     return f"{head} {why}"
@@ -167,7 +168,7 @@ async def reconcile(app: App, client: LLMClient | None = None, now: datetime | N
         held = sum((r[2] for r in open_calls), Decimal(0))
         n = len(open_calls)
         note += (f" The ledger counts {plural(n, 'unreconciled call')} at {noun_for(n, 'its', 'their')} hold "
-                 f"(${money_str(held)}): {noun_for(n, 'it', 'they')} timed out after "
+                 f"({usd(held)}): {noun_for(n, 'it', 'they')} timed out after "
                  f"{noun_for(n, 'it was', 'they were')} sent, and the provider may have billed less.")
     return result(reported, note)
 
@@ -253,13 +254,13 @@ async def settle_unreconciled(app: App, client: LLMClient | None = None, now: da
                 left.append(row)
                 continue
             if cost > held * ABSURD_COST_FACTOR:
-                run.notes.append(f"generation {request_id}: total_cost ${cost} is not believable beside its "
-                                 f"${held} hold; kept at the hold")
+                run.notes.append(f"generation {request_id}: total_cost {usd(cost)} is not believable beside its "
+                                 f"{usd(held)} hold; kept at the hold")
                 left.append(row)
                 continue
             run.change_usd += await asyncio.to_thread(
                 _rebook, app, ledger_id, cost, SOURCE_GENERATION,
-                f"reconciled by GET /generation: the provider billed ${money_str(cost)} (held ${money_str(held)})")
+                f"reconciled by GET /generation: the provider billed {usd(cost)} (held {usd(held)})")
             run.by_generation += 1
         month = month_of(moment)
         ripe = [r for r in left if r[1] == month and r[4] <= (moment - min_age).astimezone(UTC).replace(tzinfo=None)]
@@ -298,7 +299,7 @@ async def _settle_by_key(app: App, client: LLMClient, provider: str, month: str,
         given += cost
         run.change_usd += await asyncio.to_thread(
             _rebook, app, ledger_id, cost, SOURCE_KEY,
-            f"reconciled from /key: usage_monthly ${money_str(reported)} is ${money_str(unexplained)} above the "
-            f"ledger's settled ${money_str(settled)}; this call's share ${money_str(cost)} of its "
-            f"${money_str(amount)} hold (an estimate: every tool using the key counts there)")
+            f"reconciled from /key: usage_monthly {usd(reported)} is {usd(unexplained)} above the "
+            f"ledger's settled {usd(settled)}; this call's share {usd(cost)} of its "
+            f"{usd(amount)} hold (an estimate: every tool using the key counts there)")
         run.by_key += 1

@@ -66,21 +66,9 @@ class RoutingTable:
                     out.append(m)
         return out
 
-    def rows(self, today: date) -> list[dict[str, str]]:
-        rows = []
-        for task in self.entries:
-            r = self.route(task, today)
-            rows.append(
-                {
-                    "task": task,
-                    "model": r.model,
-                    "configured": r.configured_model,
-                    "fallbacks": ", ".join(r.fallbacks),
-                    "max_tokens": str(r.max_tokens),
-                    "temperature": str(r.temperature),
-                }
-            )
-        return rows
+    def routes(self, today: date) -> list[Route]:
+        """Every task's route today (retired models skipped), in the table's order."""
+        return [self.route(task, today) for task in self.entries]
 
 
 def load_routing(data_dir: Path = DATA_DIR) -> RoutingTable:

@@ -20,6 +20,8 @@ from decimal import Decimal, InvalidOperation
 from enum import StrEnum
 from typing import Any
 
+from core.costs.money import usd
+
 
 class Booking(StrEnum):
     """Ledger statuses this module decides (besides the client's own: ok, http_429, timeout, ...)."""
@@ -104,7 +106,8 @@ def check_usage(
     if cost is None:
         return Verdict(False, "cost is missing") if expect_cost else Verdict.ok()
     if worst_case > 0 and cost > worst_case * ABSURD_COST_FACTOR:
-        return Verdict(False, f"cost ${cost} is more than {ABSURD_COST_FACTOR} times the ${worst_case} worst case")
+        return Verdict(False, f"cost {usd(cost)} is more than {ABSURD_COST_FACTOR} times the {usd(worst_case)} "
+                              "worst case")
     return Verdict.ok()
 
 

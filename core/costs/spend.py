@@ -7,7 +7,7 @@ into memory to add it up, so the figures stay fast at millions of rows.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -73,13 +73,21 @@ def by_batch(app: App, month: str) -> list[Breakdown]:
     return _group(app, "batch_id", month)
 
 
-def _totals(groups: list[tuple[str, str, int, int, int, int]]) -> tuple[Decimal, int, int, int]:
-    return (from_nanos(sum(g[5] for g in groups)), sum(g[2] for g in groups), sum(g[3] for g in groups),
-            sum(g[4] for g in groups))
+@dataclass(frozen=True)
+class MonthTotals:
+    spent_usd: Decimal
+    calls: int
+    input_tokens: int
+    output_tokens: int
 
 
-def month_totals(app: App, month: str) -> tuple[Decimal, int, int, int]:
-    """(spent, calls, input tokens, output tokens) for the month."""
+def _totals(groups: list[tuple[str, str, int, int, int, int]]) -> MonthTotals:
+    return MonthTotals(from_nanos(sum(g[5] for g in groups)), sum(g[2] for g in groups), sum(g[3] for g in groups),
+                       sum(g[4] for g in groups))
+
+
+def month_totals(app: App, month: str) -> MonthTotals:
+    """Spent, calls, input and output tokens for the month."""
     return _totals(_task_model_groups(app, month))
 
 
@@ -123,17 +131,42 @@ def projection(app: App, today: date, spent_this_month: Decimal) -> Projection:
     return project([v for _, v in daily_spend(app, start, today)], spent_this_month, today)
 
 
-def unreconciled(app: App) -> tuple[int, Decimal]:
-    """(count, amount booked) of calls that may have been billed without an answer, every month: each is
-    booked at its hold until `core.costs.reconcile.settle_unreconciled` settles it."""
+@dataclass(frozen=True)
+class Booked:
+    """Calls booked at their hold, and what they are booked at."""
+
+    calls: int
+    booked_usd: Decimal
+
+
+def unreconciled(app: App) -> Booked:
+    """Calls that may have been billed without an answer, every month: each is booked at its hold until
+    `core.costs.reconcile.settle_unreconciled` settles it."""
     with app.engine.connect() as conn:
         row = conn.execute(text("SELECT COUNT(*), COALESCE(SUM(cost_usd), 0) FROM usage_ledger WHERE status = :s"),
                            {"s": str(Booking.UNRECONCILED)}).one()
-    return int(row[0]), from_nanos(row[1])
+    return Booked(int(row[0]), from_nanos(row[1]))
 
 
-def refused_settlements(app: App, month: str, limit: int = 50) -> tuple[int, Decimal, list[dict[str, Any]]]:
-    """Calls whose provider figures were refused this month: (count, amount booked, the latest rows)."""
+@dataclass(frozen=True)
+class RefusedCall:
+    """A call whose provider figures were refused (`why` and `request_id` are the provider's words: plain text)."""
+
+    when: str
+    task: str
+    model: str
+    booked_usd: Decimal
+    request_id: str
+    why: str
+
+
+@dataclass(frozen=True)
+class Refused(Booked):
+    latest: list[RefusedCall] = field(default_factory=list)
+
+
+def refused_settlements(app: App, month: str, limit: int = 50) -> Refused:
+    """Calls whose provider figures were refused this month: how many, what they are booked at, the latest."""
     params = {"s": str(Booking.REFUSED_USAGE), "m": month}
     with app.engine.connect() as conn:
         total = conn.execute(text("SELECT COUNT(*), COALESCE(SUM(cost_usd), 0) FROM usage_ledger "
@@ -141,46 +174,76 @@ def refused_settlements(app: App, month: str, limit: int = 50) -> tuple[int, Dec
         rows = conn.execute(text(
             "SELECT created_at, task, model_answered, cost_usd, request_id, error FROM usage_ledger "
             "WHERE status = :s AND month = :m ORDER BY id DESC LIMIT :n"), {**params, "n": limit}).all()
-    listed = [{"when": str(r[0])[:19], "task": str(r[1]), "model": str(r[2] or ""),
-               "booked_usd": money_str(from_nanos(r[3])), "request_id": str(r[4] or ""), "why": str(r[5] or "")}
-              for r in rows]
-    return int(total[0]), from_nanos(total[1]), listed
+    latest = [RefusedCall(str(r[0])[:19], str(r[1]), str(r[2] or ""), from_nanos(r[3]), str(r[4] or ""),
+                          str(r[5] or "")) for r in rows]
+    return Refused(int(total[0]), from_nanos(total[1]), latest)
 
 
-def summary(app: App, now: datetime | None = None) -> dict[str, Any]:
-    """The month's figures as plain JSON-able values (what `python -m core spend --json` prints)."""
+@dataclass(frozen=True)
+class SpendSummary:
+    """The month's figures: what the home page shows and `python -m core spend` prints."""
+
+    month: str
+    budget_usd: Decimal
+    spent_usd: Decimal
+    reserved_usd: Decimal
+    remaining_usd: Decimal
+    throttled: bool
+    level: str
+    totals: MonthTotals
+    projection: Projection
+    by_model: list[Breakdown]
+    by_task: list[Breakdown]
+    alerts: list[str]
+    unreconciled: Booked
+    refused: Booked
+    budget_source: str
+    budget_source_message: str
+
+    def as_json(self) -> dict[str, Any]:
+        """The CLI's contract: money as decimal text."""
+        proj = self.projection
+        return {
+            "month": self.month,
+            "budget_usd": money_str(self.budget_usd),
+            "spent_usd": money_str(self.spent_usd),
+            "reserved_usd": money_str(self.reserved_usd),
+            "remaining_usd": money_str(self.remaining_usd),
+            "throttled": self.throttled,
+            "level": self.level,
+            "calls": self.totals.calls,
+            "input_tokens": self.totals.input_tokens,
+            "output_tokens": self.totals.output_tokens,
+            "projected_month_usd": money_str(proj.month_end_usd),
+            "projected_month_low_usd": money_str(proj.month_end_low_usd),
+            "projected_month_high_usd": money_str(proj.month_end_high_usd),
+            "projected_annual_usd": money_str(proj.annual_usd),
+            "by_model": {b.key or "(none)": money_str(b.cost_usd) for b in self.by_model},
+            "by_task": {b.key: money_str(b.cost_usd) for b in self.by_task},
+            "alerts": self.alerts,
+            "unreconciled_calls": self.unreconciled.calls,
+            "unreconciled_usd": money_str(self.unreconciled.booked_usd),
+            "refused_settlements": self.refused.calls,
+            "refused_settlements_usd": money_str(self.refused.booked_usd),
+            "budget_source": self.budget_source,
+            "budget_source_message": self.budget_source_message,
+        }
+
+
+def summary(app: App, now: datetime | None = None) -> SpendSummary:
+    """The month's figures, from the ledger and the budget."""
     now = now or utcnow()
     month = month_of(now)
     groups = _task_model_groups(app, month)
-    spent, calls, tokens_in, tokens_out = _totals(groups)
+    totals = _totals(groups)
     state = app.budget_state(month)
-    proj = projection(app, now.astimezone(UTC).date(), spent)
-    remaining = state.cap_usd - spent - state.reserved_usd
-    open_calls, open_usd = unreconciled(app)
-    refused, refused_usd, _ = refused_settlements(app, month, limit=0)
+    refused = refused_settlements(app, month, limit=0)
     cap = budget.cap_info(app.engine, app.settings.monthly_budget_usd, month)
-    return {
-        "month": month,
-        "budget_usd": money_str(state.cap_usd),
-        "spent_usd": money_str(spent),
-        "reserved_usd": money_str(state.reserved_usd),
-        "remaining_usd": money_str(remaining),
-        "throttled": state.throttled,
-        "level": state.level,
-        "calls": calls,
-        "input_tokens": tokens_in,
-        "output_tokens": tokens_out,
-        "projected_month_usd": money_str(proj.month_end_usd),
-        "projected_month_low_usd": money_str(proj.month_end_low_usd),
-        "projected_month_high_usd": money_str(proj.month_end_high_usd),
-        "projected_annual_usd": money_str(proj.annual_usd),
-        "by_model": {b.key or "(none)": money_str(b.cost_usd) for b in _fold(groups, 1)},
-        "by_task": {b.key: money_str(b.cost_usd) for b in _fold(groups, 0)},
-        "alerts": state.alerts,
-        "unreconciled_calls": open_calls,
-        "unreconciled_usd": money_str(open_usd),
-        "refused_settlements": refused,
-        "refused_settlements_usd": money_str(refused_usd),
-        "budget_source": cap.source,
-        "budget_source_message": cap.message,
-    }
+    return SpendSummary(
+        month=month, budget_usd=state.cap_usd, spent_usd=totals.spent_usd, reserved_usd=state.reserved_usd,
+        remaining_usd=state.cap_usd - totals.spent_usd - state.reserved_usd, throttled=state.throttled,
+        level=state.level, totals=totals, projection=projection(app, now.astimezone(UTC).date(), totals.spent_usd),
+        by_model=_fold(groups, 1), by_task=_fold(groups, 0), alerts=state.alerts, unreconciled=unreconciled(app),
+        refused=Booked(refused.calls, refused.booked_usd), budget_source=cap.source,
+        budget_source_message=cap.message,
+    )

@@ -32,6 +32,7 @@ from decimal import Decimal
 from typing import Any
 
 from core.app import App
+from core.costs import budget
 from core.costs.gateway import Gateway
 from core.costs.prices import UnknownModelPrice
 from core.costs.routing import Route
@@ -230,20 +231,6 @@ def output_tokens_for(base_text: str, n: int, route: Route) -> int:
     return max(route.max_tokens, min(MAX_OUTPUT_TOKENS, n * per_variant + 32))
 
 
-def _worst_case(app: App, route: Route, prompt_tokens: int, max_tokens: int) -> Decimal:
-    """As `Gateway.worst_case`: the dearest priced model of the route, every allowed output token used."""
-    book = app.price_book()
-    costs = []
-    for model in route.models:
-        try:
-            costs.append(book.cost(model, prompt_tokens, max_tokens))
-        except UnknownModelPrice:
-            continue
-    if not costs:
-        raise UnknownModelPrice(f"no price for any model routed for {route.task}: {', '.join(route.models)}")
-    return max(costs)
-
-
 def _unique_name(app: App, base_name: str, taken: set[str]) -> str:
     k = 1
     while True:
@@ -385,11 +372,12 @@ def _estimate(app: App, templates: Sequence[Template], n: int, industry: str | N
     data_dir = app.settings.data_dir
     rows: list[dict[str, Any]] = []
     worst = typical = Decimal(0)
+    factors = budget.cost_factors(app.engine)
     for t in templates:
         messages = optimize_messages(t.text, {}, n, steps(data_dir)[t.step].max_chars)
         prompt_tokens = count_messages(messages)
         max_out = output_tokens_for(t.text, n, route)
-        cost = _worst_case(app, route, prompt_tokens, max_out)
+        cost = app.price_book().worst_case(route.models, prompt_tokens, max_out, factors)
         likely_out = min(max_out, n * (count_text(t.text) + 8) + 16)
         try:
             likely = app.price_book().cost(route.model, prompt_tokens, likely_out)

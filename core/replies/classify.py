@@ -25,6 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from sqlmodel import select
 
 from core.app import App
+from core.costs import budget
 from core.costs.gateway import CallContext, Gateway
 from core.llm.errors import BudgetExceededError, LLMError, ModerationError
 from core.llm.tokens import count_messages
@@ -366,9 +367,9 @@ def worst_case_cost(app: App, reply_ids: Sequence[int]) -> Decimal:
     token, for one call each (a re-ask can double a reply's share)."""
     route = app.routing.route(TASK, utcnow().date())
     book = app.price_book()
-    priced = [m for m in route.models if book.has(m)]
-    if not priced or not reply_ids:
+    if not reply_ids or not any(book.has(m) for m in route.models):
         return Decimal(0)
+    factors = budget.cost_factors(app.engine)
     total = Decimal(0)
     with session_scope(app.engine) as s:
         for start in range(0, len(reply_ids), _DB_CHUNK):
@@ -376,6 +377,6 @@ def worst_case_cost(app: App, reply_ids: Sequence[int]) -> Decimal:
             rows = s.exec(select(Reply.text, Reply.received_at).where(Reply.id.in_(part))).all()  # type: ignore[union-attr]
             for text, received in rows:
                 tokens = count_messages(prompts.classify_messages(clean_reply(text), received.date().isoformat()))
-                total += max(book.cost(m, tokens, route.max_tokens) for m in priced)
+                total += book.worst_case(route.models, tokens, route.max_tokens, factors)
     return total
 

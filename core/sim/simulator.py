@@ -205,6 +205,34 @@ def seed_fill(user: str) -> str:
     return "Sure! Here is the personalized message:\n\n" + _TAG_RE.sub(fill, template).strip()
 
 
+def answer(messages: list[dict[str, Any]]) -> str:
+    """The answer the simulator gives a conversation, from the prompt alone (also the pre-flight estimate's
+    typical answer: `core.costs.estimate`)."""
+    task = prompts.task_of(messages)
+    user = next((str(m.get("content", "")) for m in reversed(messages) if m.get("role") == "user"), "")
+    data = prompts.read_data(user)
+    if task == "personalize":
+        asked = user.split("\n", 1)[0].removeprefix("Snippets: ")
+        names = [part.split("(", 1)[0].strip() for part in asked.split(";") if part.strip()]
+        return json.dumps({name: write_marker(name, data) for name in names}, ensure_ascii=False)
+    if task == "seed":
+        return seed_fill(user)
+    if task == "context":
+        summary = _first_sentence(str(data.get("text", "")), 200)
+        return json.dumps({"summary": summary}, ensure_ascii=False)
+    if task == "review":
+        verdict = review_verdict(str(data.get("message", "")), data.get("prospect") or {},
+                                 int(data.get("max_chars") or 300))
+        return json.dumps(verdict)
+    if task == "classify_reply":
+        return json.dumps(classify(str(data.get("reply", "")), data.get("received")), ensure_ascii=False)
+    if task == "optimize_template":
+        count = int(data.get("count") or 3)
+        return json.dumps({"variants": template_variants(str(data.get("template", "")), count)},
+                          ensure_ascii=False)
+    return "OK"
+
+
 class Simulator:
     """A deterministic OpenRouter stand-in. Thread-safe; share one per process or per test."""
 
@@ -373,29 +401,8 @@ class Simulator:
         return None
 
     def _answer(self, messages: list[dict[str, Any]]) -> str:
-        task = prompts.task_of(messages)
-        user = next((str(m.get("content", "")) for m in reversed(messages) if m.get("role") == "user"), "")
-        data = prompts.read_data(user)
-        if task == "personalize":
-            asked = user.split("\n", 1)[0].removeprefix("Snippets: ")
-            names = [part.split("(", 1)[0].strip() for part in asked.split(";") if part.strip()]
-            return json.dumps({name: write_marker(name, data) for name in names}, ensure_ascii=False)
-        if task == "seed":
-            return seed_fill(user)
-        if task == "context":
-            summary = _first_sentence(str(data.get("text", "")), 200)
-            return json.dumps({"summary": summary}, ensure_ascii=False)
-        if task == "review":
-            verdict = review_verdict(str(data.get("message", "")), data.get("prospect") or {},
-                                     int(data.get("max_chars") or 300))
-            return json.dumps(verdict)
-        if task == "classify_reply":
-            return json.dumps(classify(str(data.get("reply", "")), data.get("received")), ensure_ascii=False)
-        if task == "optimize_template":
-            count = int(data.get("count") or 3)
-            return json.dumps({"variants": template_variants(str(data.get("template", "")), count)},
-                              ensure_ascii=False)
-        return "OK"
+        """This simulator's answer (tests replace it per instance to queue exact answers)."""
+        return answer(messages)
 
     @staticmethod
     def _json(status: int, payload: Any) -> SimResponse:

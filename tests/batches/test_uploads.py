@@ -60,7 +60,8 @@ def test_a_prospect_whose_item_failed_may_be_run_again(demo_app: App) -> None:
 
 
 def test_prospects_messaged_outside_any_claim_are_left_out(demo_app: App) -> None:
-    from core.replies.inbox import classify_replies, import_replies
+    from core.replies.classify import classify_replies
+    from core.replies.importing import import_replies
 
     prospects = list_prospects(demo_app)[:3]
     replier = prospects[0]

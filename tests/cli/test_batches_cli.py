@@ -83,3 +83,20 @@ def test_cancel_and_worker_once(db_url: str, tmp_path: Path) -> None:
     assert worker.returncode == 0, worker.stderr
     done = json.loads(worker.stdout)["batches"]
     assert [d["batch_id"] for d in done] == [b1.id]
+
+
+def test_batch_estimate_prints_the_range_and_tiles_for_scripts(db_url: str, tmp_path: Path) -> None:
+    path = _csv(tmp_path)
+    out = run_cli(db_url, "batch", "estimate", str(path), "--json")
+    assert out.returncode == 0, out.stderr
+    est = json.loads(out.stdout)
+    assert est["prospects"] == 12 and sum(t["prospects"] for t in est["tiles"]) == 12
+    assert 0 < float(est["cost_low_usd"]) < float(est["cost_high_usd"])
+    assert [t["key"] for t in est["tiles"]] == ["template_only", "model_written", "reviewed", "needs_data"]
+    listed = json.loads(run_cli(db_url, "batch", "list", "--json").stdout)
+    assert listed["batches"] == [], "an estimate stores no batch"
+    plain = run_cli(db_url, "batch", "estimate", str(path), "--template", "connection_request_plain")
+    assert plain.returncode == 0, plain.stderr
+    assert "Template only" in plain.stdout and "Total" in plain.stdout and "$0.00" in plain.stdout
+    bad = run_cli(db_url, "batch", "estimate", str(path), "--template", "no_such_template")
+    assert bad.returncode == 2 and "no_such_template" in bad.stderr and "Traceback" not in bad.stderr

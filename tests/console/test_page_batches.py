@@ -74,3 +74,28 @@ def test_one_batch_per_upload_holds_in_another_session(console_env: Settings) ->
         i.value for i in second.info]
     # The rejected row of the file is not a prospect; the eight that are, are the batch's.
     assert not any("left out:" in i.value for i in second.info)
+
+
+def test_the_estimate_of_an_upload_is_worked_out_once(console_env: Settings, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    import core.costs.estimate as estimate_module
+
+    runs: list[int] = []
+    real = estimate_module._dry_run
+
+    async def counted(app, people, options):  # type: ignore[no-untyped-def]
+        runs.append(len(people))
+        return await real(app, people, options)
+
+    monkeypatch.setattr(estimate_module, "_dry_run", counted)
+    at = console_page("pages/batches.py")
+    at.run()
+    at.file_uploader[0].set_value(("prospects.csv", CSV.replace(b"Pat", b"Kim"), "text/csv")).run()
+    next(b for b in at.button if b.label == "Import").click().run()
+    assert not at.exception and runs == [8]
+    tiles = {m.label: m.value for m in at.metric}
+    assert sum(int(tiles[k]) for k in ("Template only", "Model-written", "Premium review", "Needs data")) == 8
+    at.run()
+    at.run()
+    assert runs == [8], "a rerun of the page reuses the estimate"
+    next(s for s in at.selectbox if s.label == "Sequence step").set_value("follow_up_1").run()
+    assert not at.exception and runs == [8, 8], "another step is another estimate"

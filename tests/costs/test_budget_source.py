@@ -52,7 +52,7 @@ def test_a_cap_set_on_the_spend_page_is_kept_for_the_month_and_the_reason_given(
     info = app.cap_info()
     today = utcnow().date().isoformat()
     assert info.source == "spend_page" and not info.env_applies
-    assert info.message == (f"This month's cap was set to $500 on the Spend page on {today} (UTC), so "
+    assert info.message == (f"This month's cap was set to $500.00 on the Spend page on {today} (UTC), so "
                             "MONTHLY_BUDGET_USD=250 is not used: it applies from next month.")
     # ... and the next month starts from the environment value, not from last month's hand-set cap.
     later = utcnow().replace(day=1) + timedelta(days=40)
@@ -77,7 +77,7 @@ def test_budget_show_says_why_the_environment_value_is_not_used(settings: Settin
     _cli(_start(settings, "100"), monkeypatch, capsys, "budget", "set", "40", "--json")
     out = _cli(_start(settings, "90"), monkeypatch, capsys, "budget", "show", "--json")
     assert out["cap_usd"] == "40" and out["env_monthly_budget_usd"] == "90" and out["env_applies"] is False
-    assert "set to $40 with `python -m core budget set`" in out["message"]
+    assert "set to $40.00 with `python -m core budget set`" in out["message"]
     assert "MONTHLY_BUDGET_USD=90 is not used: it applies from next month" in out["message"]
 
 
@@ -104,7 +104,7 @@ def test_spend_page_says_why_the_environment_value_is_not_used(console_env: Sett
     at.run()
     assert not at.exception, at.exception
     [note] = [i.value for i in at.info if "MONTHLY_BUDGET_USD" in i.value]
-    assert "set to \\$500 on the Spend page" in note and "MONTHLY_BUDGET_USD=250 is not used" in note
+    assert "set to \\$500.00 on the Spend page" in note and "MONTHLY_BUDGET_USD=250 is not used" in note
     assert next(m for m in at.metric if m.label == "Monthly budget").value == "$500.00"
 
 

@@ -51,3 +51,15 @@ def test_retirement_warnings() -> None:
     soon = retirement_warnings([model], date(2026, 11, 25))
     assert soon and "in 5 days" in soon[0] and "claude-sonnet-5.5" in soon[0]
     assert "retired on 2026-11-30" in retirement_warnings([model], date(2026, 12, 2))[0]
+
+
+def test_worst_case_is_the_dearest_priced_model_times_its_learned_factor() -> None:
+    book = current_book()
+    models = ["mistralai/mistral-7b-instruct", "nobody/none-1b", "mistralai/mistral-nemo"]
+    dearest = max(book.cost(m, 500, 300) for m in models if book.has(m))
+    assert book.worst_case(models, 500, 300) == dearest
+    factored = book.worst_case(models, 500, 300, {"mistralai/mistral-nemo": Decimal(3)})
+    assert factored == max(book.cost("mistralai/mistral-7b-instruct", 500, 300),
+                           (book.cost("mistralai/mistral-nemo", 500, 300) * 3).quantize(Decimal("1e-9")))
+    with pytest.raises(UnknownModelPrice):
+        book.worst_case(["nobody/none-1b"], 1, 1)

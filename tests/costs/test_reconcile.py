@@ -96,7 +96,7 @@ def test_openrouter_usage_monthly_is_read_and_compared(app: App) -> None:
     assert [str(r.url) for r in seen] == [f"{BASE}/key"]
     assert result.provider_usd == Decimal("2") and result.ledger_usd == Decimal("1.5")
     assert result.difference_usd == Decimal("0.5")
-    assert "provider reports $0.5 more" in result.note and "share the key" in result.note
+    assert "provider reports $0.50 more" in result.note and "share the key" in result.note
     assert SECRET not in repr(result)
 
 

@@ -102,9 +102,9 @@ def test_unbelievable_usage_is_refused_booked_at_the_hold_and_listed(app: App, u
     assert state.spent_usd == hold and state.reserved_usd == 0
     from core.costs.spend import refused_settlements
 
-    count, amount, listed = refused_settlements(app, state.month)
-    assert count == 1 and amount == hold and why in listed[0]["why"]
-    figures = summary(app)
+    refused = refused_settlements(app, state.month)
+    assert refused.calls == 1 and refused.booked_usd == hold and why in refused.latest[0].why
+    figures = summary(app).as_json()
     assert figures["refused_settlements"] == 1 and Decimal(figures["refused_settlements_usd"]) == hold
 
 

@@ -69,14 +69,15 @@ def test_a_call_past_its_deadline_is_booked_at_its_hold_then_reconciled_from_key
     state = app.budget_state()
     assert state.spent_usd == hold and state.reserved_usd == 0, "kept as spent, not returned as unspent"
     figures = summary(app)
-    assert figures["unreconciled_calls"] == 1 and Decimal(figures["unreconciled_usd"]) == hold
+    assert figures.unreconciled.calls == 1 and figures.unreconciled.booked_usd == hold
+    assert figures.as_json()["unreconciled_calls"] == 1 and Decimal(figures.as_json()["unreconciled_usd"]) == hold
 
     run = asyncio.run(settle_unreconciled(app, min_age=timedelta(0)))
     assert run.by_key == 1 and run.open_after == 0, run.notes
     [row] = _ledger(app)
     assert row.status == "reconciled" and row.cost_source == "key" and row.cost_usd == billed
     assert app.budget_state().spent_usd == billed
-    assert summary(app)["unreconciled_calls"] == 0
+    assert summary(app).unreconciled.calls == 0
 
 
 def test_an_unbilled_timeout_is_reconciled_to_zero(app: App) -> None:

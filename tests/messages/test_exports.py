@@ -137,7 +137,7 @@ def test_ledger_csv_has_the_columns_and_the_real_rows(app: App) -> None:
     assert int(records[0]["input_tokens"]) > 0 and int(records[0]["output_tokens"]) > 0
     assert records[2]["error"] == "'=cmd|' /C calc'!A0, then a comma\nand a newline"
     assert (records[2]["batch_id"], records[2]["prospect_id"], records[2]["model_answered"]) == ("7", "42", "")
-    assert sum(Decimal(r["cost_usd"]) for r in records) == month_totals(app, month)[0]
+    assert sum(Decimal(r["cost_usd"]) for r in records) == month_totals(app, month).spent_usd
 
     everything = _read(ledger_csv(app, None))
     assert len(everything) == 1 + 4
