@@ -13,8 +13,8 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from console import enter, get_app, sidebar, usd
-from core.batches.runs import create_batch, start_batch
-from core.batches.runs import status as batch_status
+from core.batches.lifecycle import create_batch, start_batch
+from core.batches.lifecycle import status as batch_status
 from core.llm.errors import BudgetExceededError, LLMError
 from core.people.tabular import UnreadableFile
 from core.replies.inbox import (

@@ -5,7 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 from console import enter, get_app, sidebar
-from core.batches.runs import list_batches
+from core.batches.lifecycle import list_batches
 from core.messages.approvals import (
     QueueFilter,
     ReviewError,

@@ -21,7 +21,8 @@ from types import FrameType
 
 from core.app import App
 from core.batches import heartbeat
-from core.batches.runs import RunReport, new_worker_id, run_pending
+from core.batches.claims import new_worker_id
+from core.batches.runs import RunReport, run_pending
 from core.llm.tokens import warm_up
 
 log = logging.getLogger("sam.worker")

@@ -108,15 +108,18 @@ def _run_foreground(batch_id: int) -> dict[str, Any]:
     """Work the batch here until it is finished (or paused, or cancelled): items that live workers hold are
     waited for, saying which worker has them; items of dead or silent workers are taken back."""
     from core.batches import heartbeat
-    from core.batches.runs import ACTIVE, get_batch, new_worker_id, status, work_batch
+    from core.batches.claims import new_worker_id
+    from core.batches.lifecycle import get_batch, status
+    from core.batches.runs import work_batch
     from core.batches.worker import stop_on_signals
+    from core.store.models import ItemState
 
     app = cli.app()
     batch = get_batch(app, batch_id)
     worker_id = new_worker_id()
     stop = threading.Event()
     bar = ProgressBar(batch.items_total)
-    already = status(app, batch_id)["done"]
+    already = status(app, batch_id).done
     bar(already)
     said = ""
     try:
@@ -124,12 +127,12 @@ def _run_foreground(batch_id: int) -> dict[str, Any]:
             while not stop.is_set():
                 asyncio.run(work_batch(app, batch_id, worker_id, stop=stop,
                                        progress=lambda n, base=already: bar(base + n)))
-                already = status(app, batch_id)["done"]
+                already = status(app, batch_id).done
                 heartbeat.reap(app, spare=worker_id)
                 st = status(app, batch_id)
-                if st["status"] not in ACTIVE or stop.is_set():
+                if not st.active or stop.is_set():
                     break
-                if st["counts"]["pending"]:
+                if st.counts[ItemState.PENDING]:
                     continue  # given back meanwhile (a silent worker's, or a failed write's): work them
                 holders = heartbeat.holders(app, batch_id)
                 if not holders:
@@ -157,9 +160,9 @@ def _holder_text(row: Any, owner: str, items: int) -> str:
 
 
 def _summary(batch_id: int) -> dict[str, Any]:
-    from core.batches.runs import status
+    from core.batches.lifecycle import status
 
-    st = status(cli.app(), batch_id)
+    st = status(cli.app(), batch_id).as_json()
     return {"batch_id": st["batch_id"], "status": st["status"], "label": st["label"], "items": st["items"],
             "counts": {k: v for k, v in st["counts"].items() if v}, "cost_usd": st["cost_usd"],
             "input_tokens": st["input_tokens"], "output_tokens": st["output_tokens"], "error": st["error"],
@@ -178,13 +181,14 @@ def _finish(result: dict[str, Any], as_json: bool) -> None:
 
 def _check_run_inputs(args: argparse.Namespace) -> None:
     """Refuse a run that would fail every item (an unknown template or step) before importing anything."""
-    from core.batches.runs import check_template_and_step
+    from core.batches.lifecycle import check_template_and_step
 
     check_template_and_step(cli.app(), args.template, args.step)
 
 
 def cmd_batch_run(args: argparse.Namespace) -> None:
-    from core.batches.runs import create_batch, start_batch, unsent_prospects
+    from core.batches.kinds.personalize import unsent_prospects
+    from core.batches.lifecycle import create_batch, start_batch
     from core.people.prospects import import_prospects
 
     app = cli.app()
@@ -206,30 +210,30 @@ def cmd_batch_run(args: argparse.Namespace) -> None:
 
 
 def cmd_batch_resume(args: argparse.Namespace) -> None:
-    from core.batches.runs import get_batch, resume_batch
+    from core.batches.lifecycle import ACTIVE, get_batch, resume_batch
 
     app = cli.app()
     resume_batch(app, args.id)
-    if get_batch(app, args.id).status not in ("queued", "running"):
+    if get_batch(app, args.id).status not in ACTIVE:
         raise CLIError(f"batch {args.id} cannot be resumed (status {get_batch(app, args.id).status})")
     _finish(_run_foreground(args.id), args.json)
 
 
 def cmd_batch_status(args: argparse.Namespace) -> None:
-    from core.batches.runs import status
+    from core.batches.lifecycle import status
 
-    emit(status(cli.app(), args.id), args.json)
+    emit(status(cli.app(), args.id).as_json(), args.json)
 
 
 def cmd_batch_list(args: argparse.Namespace) -> None:
-    from core.batches.runs import list_batches
+    from core.batches.lifecycle import list_batches
 
     emit({"batches": [{"batch_id": b.id, "name": b.name, "status": b.status, "items": b.items_total,
                        "created_at": b.created_at.isoformat()} for b in list_batches(cli.app())]}, args.json)
 
 
 def cmd_batch_cancel(args: argparse.Namespace) -> None:
-    from core.batches.runs import cancel_batch, get_batch
+    from core.batches.lifecycle import cancel_batch, get_batch
 
     app = cli.app()
     changed = cancel_batch(app, args.id)
@@ -237,7 +241,7 @@ def cmd_batch_cancel(args: argparse.Namespace) -> None:
 
 
 def cmd_batch_approve(args: argparse.Namespace) -> None:
-    from core.batches.runs import get_batch
+    from core.batches.lifecycle import get_batch
     from core.messages.approvals import approve_passed
 
     if not args.passed:
@@ -248,7 +252,7 @@ def cmd_batch_approve(args: argparse.Namespace) -> None:
 
 
 def cmd_export(args: argparse.Namespace) -> None:
-    from core.batches.runs import get_batch
+    from core.batches.lifecycle import get_batch
     from core.messages.approvals import export_file
 
     app = cli.app()

@@ -139,6 +139,16 @@ def _m006_batches_workers(conn: Connection) -> None:
         "ON CONFLICT DO NOTHING"), {"now": now})
 
 
+def _m008_batch_kinds(conn: Connection) -> None:
+    """Batch kinds whose items are neither a prospect nor a reply (template variants, provider evaluation): what
+    an item works on (`subject`) and what it produced (`result`)."""
+    columns = {c["name"] for c in inspect(conn).get_columns("batch_items")}
+    if "subject" not in columns:
+        conn.execute(text("ALTER TABLE batch_items ADD COLUMN subject VARCHAR NOT NULL DEFAULT ''"))
+    if "result" not in columns:
+        conn.execute(text("ALTER TABLE batch_items ADD COLUMN result JSON NULL"))
+
+
 MIGRATIONS: list[tuple[str, Callable[[Connection], None]]] = [
     ("001_initial", _m001_initial),
     ("002_stage_results", _m002_stage_results),
@@ -146,6 +156,7 @@ MIGRATIONS: list[tuple[str, Callable[[Connection], None]]] = [
     ("004_money", _m004_money),
     ("005_people_identities", _m005_people_identities),
     ("006_batches_workers", _m006_batches_workers),
+    ("008_batch_kinds", _m008_batch_kinds),
 ]
 
 

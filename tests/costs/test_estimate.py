@@ -5,7 +5,8 @@ from __future__ import annotations
 from decimal import Decimal
 
 from core.app import App
-from core.batches.runs import create_batch, run_pending, start_batch, status
+from core.batches.lifecycle import create_batch, start_batch, status
+from core.batches.runs import run_pending
 from core.costs.estimate import Estimate, estimate
 from core.people.prospects import list_prospects
 
@@ -21,7 +22,7 @@ def test_counts_and_range_cover_the_real_run(demo_app: App) -> None:
     b = create_batch(demo_app, ids)  # type: ignore[arg-type]
     start_batch(demo_app, b.id)  # type: ignore[arg-type]
     run_pending(demo_app, "w")
-    actual = Decimal(status(demo_app, b.id)["cost_usd"])  # type: ignore[arg-type]
+    actual = Decimal(status(demo_app, b.id).cost_usd)  # type: ignore[arg-type]
     assert actual <= est.cost_high_usd, (actual, est.as_json())
     assert actual >= est.cost_low_usd / 3, "the low end is in the right order of magnitude"
 
