@@ -13,15 +13,16 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from console import enter, get_app, sidebar, usd
-from core.batches.lifecycle import create_batch, start_batch
+from core.batches.kinds.evaluation import evaluation_of, labelled_rows
+from core.batches.lifecycle import BatchError, create_batch, list_batches, start_batch
 from core.batches.lifecycle import status as batch_status
 from core.llm.errors import BudgetExceededError, LLMError
 from core.people.tabular import UnreadableFile
 from core.replies.inbox import (
+    ProviderEvaluation,
     TextResult,
     category_counts,
     classify_text,
-    evaluate_provider,
     import_replies,
     override,
     pending_reply_ids,
@@ -29,6 +30,7 @@ from core.replies.inbox import (
     worst_case_cost,
 )
 from core.replies.rules import CATEGORIES
+from core.store.models import BatchKind, BatchStatus, ItemState, ReplyCategory
 
 enter()  # the shell and the access gate, whichever address Streamlit started this run at
 
@@ -58,7 +60,7 @@ received_on = st.date_input("Received on (optional; anchors 'back on Monday')", 
 def show_one(result: TextResult) -> None:
     verdict = result.classification
     cols = st.columns(3)
-    cols[0].metric("Category", verdict.category)
+    cols[0].metric("Category", ReplyCategory.label_of(verdict.category))
     cols[1].metric("Confidence", f"{verdict.confidence:.2f}")
     cols[2].metric("Cost", usd(verdict.cost_usd, 6), help=f"{verdict.tokens:,} tokens in {verdict.calls} call(s)")
     st.text(f"Next action: {result.next_action}\n{result.detail}")
@@ -135,7 +137,7 @@ else:
             "of the budget is left this month. The run stops cleanly when the budget is reached.")
     if st.button(f"Classify {len(pending):,} pending replies", type="primary", key="replies_classify_pending"):
         # A batch: the background worker classifies under the budget, and closing the tab does not stop it.
-        batch = create_batch(app, [], kind="classify", reply_ids=pending, name=f"replies ({len(pending):,})")
+        batch = create_batch(app, [], kind=BatchKind.CLASSIFY, reply_ids=pending, name=f"replies ({len(pending):,})")
         start_batch(app, batch.id)  # type: ignore[arg-type]
         st.session_state["replies_batch"] = batch.id
 
@@ -145,13 +147,13 @@ if batch_id:
     @st.fragment(run_every=2)
     def classification_progress(batch_id: int) -> None:
         s = batch_status(app, batch_id)
-        st.progress(s["done"] / max(s["items"], 1), text=f"{s['done']:,} of {s['items']:,} classified — "
-                    f"{s['status']}, {usd(s['cost_usd'], 6)} so far")
-        if s["status"] == "paused_budget":
+        st.progress(s.fraction, text=f"{s.done:,} of {s.items:,} classified — {s.label}, "
+                    f"{usd(s.cost_usd, 6)} so far")
+        if s.status == BatchStatus.PAUSED_BUDGET:
             st.warning("Budget reached: the rest stay pending and resume when the budget is raised or the month "
                        "rolls.", icon="🚦")
-        if s["counts"].get("failed"):
-            st.caption(f"{s['counts']['failed']:,} replies could not be classified (the provider failed); "
+        if s.counts[ItemState.FAILED]:
+            st.caption(f"{s.counts[ItemState.FAILED]:,} replies could not be classified (the provider failed); "
                        "they stay pending for the next run.")
 
     classification_progress(batch_id)
@@ -163,21 +165,25 @@ counts = category_counts(app)
 if sum(counts.values()) == 0:
     st.info("No replies yet. Import a CSV of replies above; they appear here once stored.", icon="📭")
 else:
-    bars = go.Figure(go.Bar(x=list(counts), y=list(counts.values())))
+    bars = go.Figure(go.Bar(x=[ReplyCategory.label_of(c) for c in counts], y=list(counts.values())))
     bars.update_layout(title="Replies per category", yaxis_title="replies", margin={"t": 40})
     st.plotly_chart(bars, width="stretch")
 
     shown = st.selectbox("Show", ["all", *CATEGORIES, "pending"], key="replies_filter",
-                         format_func=lambda c: f"{c} ({sum(counts.values()) if c == 'all' else counts[c]:,})")
+                         format_func=lambda c: f"{'All' if c == 'all' else ReplyCategory.label_of(c)} "
+                                               f"({sum(counts.values()) if c == 'all' else counts[c]:,})")
     rows = review_rows(app, None if shown == "all" else shown)
     if not rows:
         st.info("No reply in this category.", icon="📭")
     else:
-        st.dataframe(rows, hide_index=True, width="stretch",
+        coded = ("category", "override", "model_category")  # codes shown as their labels
+        st.dataframe([{**r, **{k: ReplyCategory.label_of(r[k]) if r[k] else "" for k in coded}} for r in rows],
+                     hide_index=True, width="stretch",
                      column_order=("id", "received", "prospect", "text", "category", "confidence", "override",
                                    "overridden_by", "next_action", "sequence", "detail", "model_category",
                                    "problem"))
-        labels = {r["id"]: f"#{r['id']} · {r['category']} · {r['prospect'][:60]}" for r in rows}
+        labels = {r["id"]: f"#{r['id']} · {ReplyCategory.label_of(r['category'])} · {r['prospect'][:60]}"
+                  for r in rows}
 
         def save_override() -> None:
             reply_id = st.session_state.get("replies_pick")
@@ -189,13 +195,15 @@ else:
                 st.session_state["replies_flash"] = [("error", "The override was not saved.")]
                 st.session_state["replies_flash_text"] = [str(exc)]
                 return
-            st.session_state["replies_flash"] = [("success", f"Reply #{int(reply_id)} is now {category}.")]
+            st.session_state["replies_flash"] = [("success", f"Reply #{int(reply_id)} is now "
+                                                             f"{ReplyCategory.label_of(str(category))}.")]
             st.session_state["replies_flash_text"] = [f"Next action: {result.action}\n{result.detail}"]
 
         left, right = st.columns([2, 1])
         picked = left.selectbox("Reply", list(labels), format_func=lambda i: labels[i], key="replies_pick")
         current = next(r for r in rows if r["id"] == picked)
         right.selectbox("Correct category", CATEGORIES, key="replies_new_category",
+                        format_func=ReplyCategory.label_of,
                         index=CATEGORIES.index(current["category"]) if current["category"] in CATEGORIES else 0)
         st.text_input("Your name (recorded with the override)", key="replies_by")
         st.caption("Full reply")
@@ -209,31 +217,52 @@ st.caption("Runs the labelled replies shipped in data/replies_labelled.csv throu
            "compares its routed categories (low confidence counts as unclear) with the labels. These are real "
            "calls, recorded in the ledger.")
 if st.button("Evaluate the active provider", key="replies_evaluate"):
-    bar = st.progress(0.0, text="Classifying the labelled replies…")
+    # A batch: the background worker classifies the rows under the budget; closing the tab does not stop it.
+    try:
+        rows = labelled_rows(app)
+        evaluation_batch = create_batch(app, [], kind=BatchKind.EVALUATION, subjects=rows,
+                                        name=f"provider evaluation ({len(rows):,} labelled replies)")
+    except (BatchError, ValueError) as exc:
+        st.error("The evaluation could not start.")
+        st.text(str(exc))
+    else:
+        start_batch(app, evaluation_batch.id)  # type: ignore[arg-type]
+        st.session_state["replies_eval_batch"] = evaluation_batch.id
 
-    def eval_progress(done: int, total: int) -> None:
-        bar.progress(done / total, text=f"{done:,} of {total:,} labelled replies")
+evaluation_batch_id = st.session_state.get("replies_eval_batch")
+if evaluation_batch_id is None:
+    latest = list_batches(app, limit=1, kind=BatchKind.EVALUATION)
+    evaluation_batch_id = latest[0].id if latest else None
 
-    st.session_state["replies_eval"] = evaluate_provider(app, progress=eval_progress)
 
-evaluation = st.session_state.get("replies_eval")
-if evaluation is None:
-    st.caption("No evaluation has run in this session.")
-else:
+@st.fragment(run_every=2)
+def evaluation_progress(batch_id: int) -> None:
+    s = batch_status(app, batch_id)
+    if s.active:
+        st.progress(s.fraction, text=f"{s.done:,} of {s.items:,} labelled replies classified — "
+                    f"{usd(s.cost_usd, 6)} so far")
+        return
+    if s.status != BatchStatus.DONE:
+        st.warning(f"The evaluation is {s.label}; the figures cover only the replies classified.", icon="🚦")
+    show_evaluation(evaluation_of(app, batch_id))
+
+
+def show_evaluation(evaluation: ProviderEvaluation) -> None:
     if evaluation.stopped:
-        st.warning("The evaluation stopped early; the figures cover only the replies classified.", icon="🚦")
         st.text(evaluation.stopped)
     cols = st.columns(3)
     cols[0].metric("Accuracy", f"{evaluation.accuracy:.1%}", help=f"{evaluation.n} of {evaluation.labelled} "
                    "labelled replies classified")
     cols[1].metric("Sent to a person (unclear fallback)", f"{evaluation.fallbacks:,}")
     cols[2].metric("Cost of the run", usd(evaluation.cost_usd, 6))
-    st.dataframe([{"category": c, "precision": round(float(s["precision"]), 3), "recall": round(float(s["recall"]), 3),
-                   "support": s["support"]} for c, s in evaluation.per_category.items()],
+    st.dataframe([{"category": ReplyCategory.label_of(c), "precision": round(float(s["precision"]), 3),
+                   "recall": round(float(s["recall"]), 3), "support": s["support"]}
+                  for c, s in evaluation.per_category.items()],
                  hide_index=True, width="stretch")
+    shown_categories = [ReplyCategory.label_of(c) for c in CATEGORIES]
     heat = go.Figure(go.Heatmap(
         z=[[evaluation.confusion[t][p] for p in CATEGORIES] for t in CATEGORIES],
-        x=list(CATEGORIES), y=list(CATEGORIES), colorscale="Blues", texttemplate="%{z}",
+        x=shown_categories, y=shown_categories, colorscale="Blues", texttemplate="%{z}",
         hovertemplate="labelled %{y}, predicted %{x}: %{z}<extra></extra>"))
     heat.update_layout(title="Confusion matrix (rows: label, columns: prediction)", xaxis_title="predicted",
                        yaxis_title="labelled", yaxis_autorange="reversed", margin={"t": 40})
@@ -241,3 +270,9 @@ else:
     if evaluation.errors:
         st.caption("Labelled replies the provider failed on (left out)")
         st.dataframe([{"error": e} for e in evaluation.errors], hide_index=True, width="stretch")
+
+
+if evaluation_batch_id is None:
+    st.caption("No evaluation has run yet.")
+else:
+    evaluation_progress(evaluation_batch_id)

@@ -49,7 +49,7 @@ def test_pasted_reply_shows_category_confidence_and_next_action(console_env: Set
     at.button(key="replies_classify_one").click().run()
     assert not at.exception
     metrics = {m.label: m.value for m in at.metric}
-    assert metrics["Category"] == "wrong_person" and float(metrics["Confidence"]) >= 0.6
+    assert metrics["Category"] == "Wrong person" and float(metrics["Confidence"]) >= 0.6
     texts = " ".join(t.value for t in at.text)
     assert "Next action: record_referral" in texts and "Lars Eriksen" in texts
     assert "<b>" not in markdown_text(at) and "Lars" not in markdown_text(at)
@@ -78,30 +78,30 @@ def test_upload_import_classify_override(console_env: Settings) -> None:
 
     at.button(key="replies_classify_pending").click().run()
     assert not at.exception
-    assert "0 of 3 classified — queued" in _progress_text(at), "classification is a batch for the worker"
+    assert "0 of 3 classified — queued," in _progress_text(at), "classification is a batch for the worker"
     run_pending(open_app(console_env, load_demo=False), "test-worker")  # the console's background worker
     at.run()
     assert "3 of 3 classified — done" in _progress_text(at)
     assert "No reply is waiting" in " ".join(i.value for i in at.info)
     review = next(f for f in (f.value for f in at.dataframe) if "next_action" in f.columns)
-    assert set(review["category"]) == {"do_not_contact", "schedule_call", "out_of_office"}
+    assert set(review["category"]) == {"Do not contact", "Wants a call", "Out of office"}, "labels, not codes"
     assert len(at.get("plotly_chart")) == 1
     assert "<script>" not in markdown_text(at) and "**Sounds" not in markdown_text(at)
     engine = open_app(console_env, load_demo=False).engine
     with session_scope(engine) as s:
         assert s.get(Suppression, f"li:{IVO}") is not None
 
-    opt_out = int(review[review["category"] == "do_not_contact"]["id"].iloc[0])
+    opt_out = int(review[review["category"] == "Do not contact"]["id"].iloc[0])
     at.selectbox(key="replies_pick").set_value(opt_out)
     at.selectbox(key="replies_new_category").set_value("not_interested")
     at.button(key="replies_save_override").click().run()
     assert not at.exception and "override was not saved" in at.error[0].value, "a name is required"
     at.text_input(key="replies_by").input("Maria")
     at.button(key="replies_save_override").click().run()
-    assert not at.exception and f"Reply #{opt_out} is now not_interested" in at.success[0].value
+    assert not at.exception and f"Reply #{opt_out} is now Not interested" in at.success[0].value
     review = next(f for f in (f.value for f in at.dataframe) if "next_action" in f.columns)
     row = review[review["id"] == opt_out].iloc[0]
-    assert row["override"] == "not_interested" and row["model_category"] == "do_not_contact"
+    assert row["override"] == "Not interested" and row["model_category"] == "Do not contact"
     assert row["overridden_by"] == "Maria" and row["next_action"] == "stop"
     with session_scope(engine) as s:
         assert s.get(Suppression, f"li:{IVO}") is None, "the override took back the opt-out"
@@ -128,7 +128,7 @@ def test_budget_stops_classification_with_a_clear_message(console_env: Settings)
     run_pending(app, "test-worker")
     at.run()
     assert not at.exception
-    assert "paused_budget" in _progress_text(at)
+    assert "paused: the budget ran out" in _progress_text(at)
     assert any("Budget reached" in w.value for w in at.warning)
     assert "3 replies pending" in " ".join(t.value for t in at.text), "nothing was lost: all still pending"
 
@@ -137,6 +137,10 @@ def test_evaluation_shows_accuracy_table_and_confusion_matrix(console_env: Setti
     at = page_test("pages/replies.py")
     at.run()
     at.button(key="replies_evaluate").click().run()
+    assert not at.exception
+    assert "0 of 170 labelled replies classified" in _progress_text(at), "the evaluation is a batch for the worker"
+    run_pending(open_app(console_env, load_demo=False), "test-worker")  # the console's background worker
+    at.run()
     assert not at.exception
     accuracy = next(m.value for m in at.metric if m.label == "Accuracy")
     assert accuracy.endswith("%") and 50 < float(accuracy.rstrip("%")) <= 100
