@@ -180,7 +180,7 @@ def list_workers(app: App, now: datetime | None = None, shown_for: timedelta = S
         shown = WorkerState.SILENT.value if silent else str(state)
         out.append(WorkerRow(str(wid), str(host), int(pid), as_utc(started), last, int(held), shown,
                              as_utc(stopped) if stopped is not None else None, tuple(held_in.get(str(wid), ()))))
-    order = {"alive": 0, "silent": 1, "stopped": 2}
+    order = {WorkerState.ALIVE: 0, WorkerState.SILENT: 1, WorkerState.STOPPED: 2}
     return sorted(out, key=lambda w: order.get(w.state, 3))
 
 

@@ -12,7 +12,8 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from core.cli import base as cli
-from core.cli.base import CLIError, emit
+from core.cli.base import AddCommand, CLIError, emit
+from core.store.models import BatchStatus
 
 MAX_FILE_BYTES = 50 * 1024 * 1024
 
@@ -172,7 +173,7 @@ def _summary(batch_id: int) -> dict[str, Any]:
 def _finish(result: dict[str, Any], as_json: bool) -> None:
     """Print the result; a batch that did not finish (paused, cancelled) exits 3 with the reason on stderr."""
     emit(result, as_json)
-    if result["status"] != "done":
+    if result["status"] != BatchStatus.DONE:
         print(f"error: batch {result['batch_id']} is {result['label']}" + (f": {result['error']}" if result["error"]
                                                                              and result["error"] not in result["label"]
                                                                              else ""), file=sys.stderr)
@@ -275,7 +276,7 @@ def cmd_worker(args: argparse.Namespace) -> None:
          args.json)
 
 
-def register(sub: Any, add: Any) -> None:
+def register(sub: Any, add: AddCommand) -> None:
     imp = add("import", cmd_import, "import prospects from a CSV file")
     imp.add_argument("file")
 

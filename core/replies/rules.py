@@ -36,16 +36,9 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
-CATEGORIES: tuple[str, ...] = (
-    "interested",
-    "not_interested",
-    "request_info",
-    "schedule_call",
-    "out_of_office",
-    "wrong_person",
-    "do_not_contact",
-    "unclear",
-)
+from core.store.models import ReplyCategory
+
+CATEGORIES: tuple[str, ...] = tuple(c.value for c in ReplyCategory)  # the codes, in the order pages show them
 
 MAX_REPLY_CHARS = 4000
 
