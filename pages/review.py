@@ -17,6 +17,7 @@ from core.messages.approvals import (
     reject,
 )
 from core.messages.guards import GUARD_NAMES
+from core.store.models import Approval, BatchKind, BatchStatus, MessageState
 
 enter()  # the shell and the access gate, whichever address Streamlit started this run at
 
@@ -24,18 +25,18 @@ app = get_app()
 sidebar(app)
 st.title("Review queue")
 
-batches = list_batches(app)
+batches = list_batches(app, kind=BatchKind.PERSONALIZE)  # the batches that write messages
 if not batches:
     st.info("No batch yet: start one on the Batches page.")
     st.stop()
 
-labels = {b.id: f"#{b.id} {b.name} — {b.status}" for b in batches}
+labels = {b.id: f"#{b.id} {b.name} — {BatchStatus.label_of(b.status).lower()}" for b in batches}
 batch_id = st.selectbox("Batch", list(labels), format_func=lambda i: labels[i])
 
 with st.expander("Filters", expanded=False):
     c = st.columns(4)
-    states = c[0].multiselect("State", ["ready", "fallback", "needs_data", "review_failed", "failed"])
-    approval = c[1].multiselect("Approval", ["pending", "approved", "rejected"])
+    states = c[0].multiselect("State", [m.value for m in MessageState], format_func=MessageState.label_of)
+    approval = c[1].multiselect("Approval", [m.value for m in Approval], format_func=Approval.label_of)
     guard = c[2].selectbox("Failed guard", ["(any)", *GUARD_NAMES])
     template = c[3].text_input("Template name")
     c = st.columns(3)
@@ -53,7 +54,9 @@ st.caption(f"{len(rows):,} messages" + (f"; {blocked:,} to people on the do-not-
 if not rows:
     st.info("No message matches these filters.")
 else:
-    st.dataframe(rows, hide_index=True, width="stretch",
+    shown = [{**r, "state": MessageState.label_of(r["state"]), "approval": Approval.label_of(r["approval"])}
+             for r in rows]
+    st.dataframe(shown, hide_index=True, width="stretch",
                  column_order=["id", "prospect", "company", "do_not_contact", "state", "approval", "message",
                                "template", "template_text", "variant", "guards_failed", "review_score", "flagged",
                                "reason", "cost_usd"])

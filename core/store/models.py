@@ -77,7 +77,7 @@ class LabelledEnum(StrEnum):
 
     @property
     def label(self) -> str:
-        return _LABELS.get(self, self.value.replace("_", " ").capitalize())
+        return _LABELS.get((type(self), self.value), self.value.replace("_", " ").capitalize())
 
     @classmethod
     def sql(cls, *members: LabelledEnum) -> str:
@@ -197,33 +197,36 @@ class ReplyCategory(LabelledEnum):
 
 
 # Labels that are not the code made readable (the code, underscores as spaces, capitalised, is the default).
-_LABELS: dict[StrEnum, str] = {
-    BatchStatus.PAUSED_BUDGET: "Paused: budget",
-    BatchStatus.PAUSED_PROVIDER: "Paused: provider",
-    BatchKind.PERSONALIZE: "Messages",
-    BatchKind.CLASSIFY: "Reply classification",
-    BatchKind.VARIANTS: "Template variants",
-    BatchKind.EVALUATION: "Provider evaluation",
-    ItemState.CLAIMED: "In progress",
-    ItemState.READY: "Ready",
-    ItemState.FALLBACK: "Template fallback",
-    ItemState.NEEDS_DATA: "Needs data",
-    ItemState.REVIEW_FAILED: "Review failed",
-    MessageState.FALLBACK: "Template fallback",
-    MessageState.REVIEW_FAILED: "Review failed",
-    ReservationState.SWEPT: "Released",
-    CostSource.PROVIDER: "Reported by the provider",
-    CostSource.ESTIMATED: "Estimated from prices",
-    CostSource.HOLD: "Booked at the hold",
-    CostSource.NONE: "No cost",
-    UsageStatus.OK: "OK",
-    CapSource.ENV: "Environment (MONTHLY_BUDGET_USD)",
-    CapSource.SPEND_PAGE: "Spend page",
-    CapSource.CLI: "Command line",
-    ReplyCategory.REQUEST_INFO: "Asked for information",
-    ReplyCategory.SCHEDULE_CALL: "Wants a call",
-    ReplyCategory.DO_NOT_CONTACT: "Do not contact",
-}
+# Keyed by enum and code: members of two enums with the same code are equal strings (review_failed).
+_LABEL_LIST: list[tuple[LabelledEnum, str]] = [
+    (BatchStatus.PAUSED_BUDGET, "Paused: budget"),
+    (BatchStatus.PAUSED_PROVIDER, "Paused: provider"),
+    (BatchKind.PERSONALIZE, "Messages"),
+    (BatchKind.CLASSIFY, "Reply classification"),
+    (BatchKind.VARIANTS, "Template variants"),
+    (BatchKind.EVALUATION, "Provider evaluation"),
+    (ItemState.CLAIMED, "In progress"),
+    (ItemState.READY, "Ready"),
+    (ItemState.FALLBACK, "Template fallback"),
+    (ItemState.NEEDS_DATA, "Needs data"),
+    (ItemState.REVIEW_FAILED, "Review failed"),
+    (MessageState.FALLBACK, "Fallback to the safe template"),
+    (MessageState.NEEDS_DATA, "Held: needs data"),
+    (MessageState.REVIEW_FAILED, "Held: review failed"),
+    (ReservationState.SWEPT, "Released"),
+    (CostSource.PROVIDER, "Reported by the provider"),
+    (CostSource.ESTIMATED, "Estimated from prices"),
+    (CostSource.HOLD, "Booked at the hold"),
+    (CostSource.NONE, "No cost"),
+    (UsageStatus.OK, "OK"),
+    (CapSource.ENV, "Environment setting"),
+    (CapSource.SPEND_PAGE, "Spend page"),
+    (CapSource.CLI, "Command line"),
+    (ReplyCategory.REQUEST_INFO, "Asked for information"),
+    (ReplyCategory.SCHEDULE_CALL, "Wants a call"),
+    (ReplyCategory.DO_NOT_CONTACT, "Do not contact"),
+]
+_LABELS: dict[tuple[type, str], str] = {(type(m), m.value): text for m, text in _LABEL_LIST}
 
 FINAL_ITEM_STATES: tuple[ItemState, ...] = (ItemState.READY, ItemState.FALLBACK, ItemState.NEEDS_DATA,
                                            ItemState.REVIEW_FAILED, ItemState.FAILED)
