@@ -184,15 +184,23 @@ def list_workers(app: App, now: datetime | None = None, shown_for: timedelta = S
     return sorted(out, key=lambda w: order.get(w.state, 3))
 
 
-def holders(app: App, batch_id: int, now: datetime | None = None) -> list[tuple[WorkerRow | None, str, int]]:
-    """Who holds a batch's claimed items: (worker row or None for an owner that never announced itself,
-    owner id, items)."""
+@dataclass(frozen=True)
+class Holder:
+    """A lease owner of a batch's claimed items."""
+
+    worker: WorkerRow | None  # None for an owner that never announced itself
+    owner: str
+    items: int
+
+
+def holders(app: App, batch_id: int, now: datetime | None = None) -> list[Holder]:
+    """Who holds a batch's claimed items, by lease owner."""
     with app.engine.connect() as conn:
         rows = conn.execute(text(
             f"SELECT lease_owner, COUNT(*) FROM batch_items WHERE batch_id = :b AND state = '{_CLAIMED}' "
             "GROUP BY lease_owner ORDER BY lease_owner"), {"b": batch_id}).all()
     known = {w.id: w for w in list_workers(app, now, shown_for=timedelta(days=3650))}
-    return [(known.get(str(owner)), str(owner), int(n)) for owner, n in rows]
+    return [Holder(known.get(str(owner)), str(owner), int(n)) for owner, n in rows]
 
 
 # ---------------------------------------------------------------------------------------------------------

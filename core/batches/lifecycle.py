@@ -95,10 +95,7 @@ def create_batch(
             name=name or f"{BatchKind(kind).label} {now:%Y-%m-%d %H:%M}", status=BatchStatus.DRAFT, kind=kind,
             step=step, template_name=template_name, concurrency=concurrency, items_total=0, options=options or {},
             error="", created_at=now)).inserted_primary_key[0])
-        if kind == BatchKind.PERSONALIZE:  # the one kind that writes a prospect's sequence step
-            kept = set(_claim_steps(conn, batch_id, [k.prospect_id for k in keys  # type: ignore[misc]
-                                                     if k.prospect_id is not None], step, naive))
-            keys = [k for k in keys if k.prospect_id in kept]
+        keys = handler.claim(conn, batch_id, keys, step, naive)
         rows = [{"batch_id": batch_id, "prospect_id": k.prospect_id, "reply_id": k.reply_id, "subject": k.subject,
                  "step": step, "state": ItemState.PENDING, "attempts": 0, "error": "", "updated_at": now}
                 for k in keys]
@@ -129,7 +126,7 @@ def check_template_and_step(app: App, template_name: str | None, step: str) -> N
 GIVE_UP_STEP = text("DELETE FROM step_claims WHERE prospect_id = :p AND step = :s AND batch_id = :b")
 
 
-def _claim_steps(conn: Connection, batch_id: int, prospect_ids: list[int], step: str, now: datetime) -> list[int]:
+def claim_steps(conn: Connection, batch_id: int, prospect_ids: list[int], step: str, now: datetime) -> list[int]:
     """Take the (prospect, step) claims still free for this batch; the prospects it got, in the given order.
     Claims are inserted in id order, so two batches taking overlapping sets never deadlock on PostgreSQL.
 

@@ -138,7 +138,7 @@ def _run_foreground(batch_id: int) -> dict[str, Any]:
                 holders = heartbeat.holders(app, batch_id)
                 if not holders:
                     continue  # nothing held and nothing pending: the next pass marks it done
-                waiting = "; ".join(_holder_text(row, owner, n) for row, owner, n in holders)
+                waiting = "; ".join(_holder_text(h.worker, h.owner, h.items) for h in holders)
                 if waiting != said:
                     bar.note(f"waiting: {waiting}")
                     said = waiting

@@ -511,18 +511,13 @@ def _record_outcome(
 ) -> dict[str, Any]:
     """Tell the experiments module whether this prospect has replied positively (any of their replies).
 
-    The module is optional here (imported lazily); a person's correction is passed as `replace=True`, so a
-    wrongly positive outcome can be taken back.
+    A person's correction is passed as `replace=True`, so a wrongly positive outcome can be taken back.
     """
+    from core.experiments.lifecycle import record_reply_outcome as hook
+
     with session_scope(app.engine) as s:
         categories = s.exec(select(Reply.category).where(Reply.prospect_id == prospect_id)).all()
     positive = any(c in config.positive for c in categories)
-    try:
-        from core.experiments import lifecycle as experiments
-
-        hook = experiments.record_reply_outcome  # type: ignore[attr-defined]
-    except (ImportError, AttributeError):
-        return {"recorded": False, "positive": positive, "note": "experiments outcome hook not available"}
     try:
         if corrected:
             hook(app, prospect_id, positive, when, replace=True)

@@ -10,8 +10,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from functools import cached_property
 from typing import Any, Protocol
+
+from sqlalchemy.engine import Connection
 
 from core.app import App
 from core.costs.gateway import CallContext
@@ -72,6 +75,11 @@ class Kind(Protocol):
         """The items of a new batch, without repeats, in order."""
         ...
 
+    def claim(self, conn: Connection, batch_id: int, keys: list[ItemKey], step: str, now: datetime) -> list[ItemKey]:
+        """The keys this batch may have, in the transaction that creates it (a kind that writes a prospect's
+        sequence step takes its claim here); raise BatchError when none is left."""
+        ...
+
     async def prepare(self, run: RunContext, items: Sequence[BatchItem]) -> dict[int, Any]:
         """What each claimed item needs, read (and, through `run.writes`, written) once per chunk; by item id."""
         ...
@@ -84,3 +92,10 @@ class Kind(Protocol):
 
 def unique(values: Sequence[Any]) -> list[Any]:
     return list(dict.fromkeys(values))
+
+
+class Unclaimed:
+    """For kinds whose items claim nothing beyond themselves (no prospect's sequence step is written)."""
+
+    def claim(self, conn: Connection, batch_id: int, keys: list[ItemKey], step: str, now: datetime) -> list[ItemKey]:
+        return keys

@@ -10,13 +10,13 @@ from typing import Any
 from core.app import App
 from core.batches import claims
 from core.batches.halts import ProviderHalt
-from core.batches.kinds.base import ItemKey, RunContext, unique
+from core.batches.kinds.base import ItemKey, RunContext, Unclaimed, unique
 from core.llm.errors import BudgetExceededError, LLMError
 from core.replies.inbox import classify_and_route
 from core.store.models import BatchItem, ItemState
 
 
-class ClassifyKind:
+class ClassifyKind(Unclaimed):
     def check(self, app: App, *, step: str, template_name: str | None, options: dict[str, Any]) -> None:
         return None  # any stored reply can be classified
 

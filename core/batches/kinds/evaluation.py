@@ -16,7 +16,7 @@ from sqlmodel import select
 from core.app import App
 from core.batches import claims
 from core.batches.halts import ProviderHalt
-from core.batches.kinds.base import ItemKey, RunContext, unique
+from core.batches.kinds.base import ItemKey, RunContext, Unclaimed, unique
 from core.batches.lifecycle import ACTIVE, get_batch, status_label
 from core.llm.errors import BudgetExceededError, LLMError
 from core.replies.inbox import LABELLED_FILE, STATUS_UNCLEAR, ProviderEvaluation, classify, routing_config
@@ -35,7 +35,7 @@ def labelled_rows(app: App, path: Path | None = None) -> list[str]:
     return [str(n) for n in range(1, len(load_labelled(path or app.settings.data_dir / LABELLED_FILE)) + 1)]
 
 
-class EvaluationKind:
+class EvaluationKind(Unclaimed):
     """Options: `path` (a labelled-replies CSV; default `data/replies_labelled.csv`)."""
 
     def check(self, app: App, *, step: str, template_name: str | None, options: dict[str, Any]) -> None:

@@ -10,15 +10,17 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
+from sqlalchemy.engine import Connection
 from sqlmodel import select
 
 from core.app import App
 from core.batches import claims
 from core.batches.halts import ProviderHalt
 from core.batches.kinds.base import ItemKey, RunContext, unique
-from core.batches.lifecycle import check_template_and_step
+from core.batches.lifecycle import check_template_and_step, claim_steps
 from core.experiments.lifecycle import AssignmentPlan, plan_assignments, store_assignments_on
 from core.llm.errors import BudgetExceededError, LLMError
 from core.messages.personalize import Result, options_for
@@ -44,6 +46,12 @@ class PersonalizeKind:
     def item_keys(self, *, prospect_ids: Sequence[int], reply_ids: Sequence[int],
                   subjects: Sequence[str]) -> list[ItemKey]:
         return [ItemKey(prospect_id=int(p)) for p in unique(prospect_ids)]
+
+    def claim(self, conn: Connection, batch_id: int, keys: list[ItemKey], step: str, now: datetime) -> list[ItemKey]:
+        """Each prospect's (prospect, step) claim: a prospect another batch has for this step is left out."""
+        kept = set(claim_steps(conn, batch_id, [int(k.prospect_id) for k in keys if k.prospect_id is not None],
+                               step, now))
+        return [k for k in keys if k.prospect_id in kept]
 
     async def prepare(self, run: RunContext, items: Sequence[BatchItem]) -> dict[int, Any]:
         prospect_ids = [i.prospect_id for i in items if i.prospect_id is not None]

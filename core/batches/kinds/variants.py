@@ -13,7 +13,7 @@ from sqlmodel import select
 from core.app import App
 from core.batches import claims
 from core.batches.halts import ProviderHalt
-from core.batches.kinds.base import ItemKey, RunContext, unique
+from core.batches.kinds.base import ItemKey, RunContext, Unclaimed, unique
 from core.batches.lifecycle import get_batch
 from core.experiments import variants
 from core.llm.errors import BudgetExceededError
@@ -21,7 +21,7 @@ from core.store.db import session_scope
 from core.store.models import BatchItem, BatchStatus, ItemState
 
 
-class VariantsKind:
+class VariantsKind(Unclaimed):
     """Options: `n` (variants per template) and `performance` (plain JSON given to the prompt)."""
 
     def check(self, app: App, *, step: str, template_name: str | None, options: dict[str, Any]) -> None:
