@@ -19,7 +19,8 @@ A candidate that fails is discarded and the report says why. A kept one is store
 
 Bulk generation (every template of an industry at once) is priced before it runs: `estimate_bulk`
 counts the prompt tokens and prices each call at the route's worst case, which is also what the budget
-reserves.
+reserves. It runs as a batch in the worker (`core.batches.kinds.variants`, one item per template), which calls
+`generate_with` for each.
 """
 
 from __future__ import annotations
@@ -407,7 +408,7 @@ def _estimate(app: App, templates: Sequence[Template], n: int, industry: str | N
 
 
 def estimate_bulk(app: App, industry: str | None, n_per_template: int) -> BulkEstimate:
-    """What `bulk_generate` would cost: one call per template, priced before anything is sent."""
+    """What bulk generation (a variants batch) would cost: one call per template, priced before anything is sent."""
     return _estimate(app, bulk_templates(app, industry), n_per_template, industry)
 
 
@@ -432,28 +433,11 @@ class BulkReport:
                 "kept": sum(len(r.kept) for r in self.reports), "reports": [r.as_json() for r in self.reports]}
 
 
-async def bulk_generate(app: App, industry: str | None, n: int,
-                        performance: dict[str, Any] | None = None) -> BulkReport:
-    """n variants for every template of an industry, one call each; stops at the budget cap."""
-    check_count(n)
-    data = performance_data(performance)
-    out = BulkReport(industry=industry, reports=[])
-    async with app.gateway() as gw:
-        for base in bulk_templates(app, industry):
-            try:
-                out.reports.append(await generate_with(app, gw, base, n, data))
-            except BudgetExceededError as exc:
-                out.stopped = f"stopped before {base.name}: {exc}"
-                break
-    return out
-
-
 __all__ = [
     "BulkEstimate",
     "BulkReport",
     "Candidate",
     "VariantReport",
-    "bulk_generate",
     "bulk_templates",
     "check_candidate",
     "estimate_bulk",
