@@ -7,6 +7,9 @@ Two column types keep the house rules at the storage boundary:
 - `Money` stores USD as an integer count of nano-dollars, so sums in SQL are exact on SQLite and PostgreSQL
   alike and come back as `Decimal` (a sub-nano-dollar remainder of a provider's cost is rounded half-even).
 - `UTCDateTime` stores naive UTC and always returns aware UTC datetimes.
+
+Every stored state (a batch's status, an item's state, a reply's category, ...) is a `LabelledEnum`: the code is
+what the database holds and what SQL is built from (`ItemState.sql(...)`), `.label` is what a page shows.
 """
 
 from __future__ import annotations

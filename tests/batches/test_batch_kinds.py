@@ -70,6 +70,8 @@ def test_an_evaluation_of_a_broken_file_is_refused_before_it_is_made(app: App, t
     path.write_text("text,category,received\nhello,no_such_category,\n")
     with pytest.raises(ValueError, match="no_such_category"):
         create_batch(app, [], kind=BatchKind.EVALUATION, subjects=["1"], options={"path": str(path)})
+    with pytest.raises(BatchError, match="labelled row numbers"):
+        create_batch(app, [], kind=BatchKind.EVALUATION, subjects=["1", "two"])
 
 
 def test_bulk_variants_run_as_a_batch_and_store_what_passes(demo_app: App) -> None:

@@ -17,7 +17,7 @@ from core.app import App
 from core.batches import claims
 from core.batches.halts import ProviderHalt
 from core.batches.kinds.base import ItemKey, RunContext, Unclaimed, unique
-from core.batches.lifecycle import ACTIVE, get_batch, status_label
+from core.batches.lifecycle import ACTIVE, BatchError, get_batch, status_label
 from core.llm.errors import BudgetExceededError, LLMError
 from core.replies.inbox import LABELLED_FILE, STATUS_UNCLEAR, ProviderEvaluation, classify, routing_config
 from core.replies.rules import evaluate, load_labelled
@@ -43,7 +43,11 @@ class EvaluationKind(Unclaimed):
 
     def item_keys(self, *, prospect_ids: Sequence[int], reply_ids: Sequence[int],
                   subjects: Sequence[str]) -> list[ItemKey]:
-        return [ItemKey(subject=str(row)) for row in unique(subjects)]
+        rows = unique([str(row) for row in subjects])
+        wrong = [row for row in rows if not row.isdigit() or int(row) < 1]
+        if wrong:
+            raise BatchError(f"an evaluation's items are labelled row numbers from 1; got {wrong[0]!r}")
+        return [ItemKey(subject=row) for row in rows]
 
     async def prepare(self, run: RunContext, items: Sequence[BatchItem]) -> dict[int, Any]:
         labelled = load_labelled(labelled_path(run.app, run.batch.options))
