@@ -187,7 +187,7 @@ def prepare(folder: Path, rows: int, url: str, *, with_requests: bool, concurren
     """A fresh database with `rows` prospects and a queued batch over them; optionally the bare loop's
     request bodies, built exactly as the pipeline builds them."""
     from core.app import open_app
-    from core.batches.runs import create_batch, start_batch
+    from core.batches.lifecycle import create_batch, start_batch
     from core.costs.estimate import estimate
     from core.messages.library import seed_templates
     from core.people.prospects import import_prospects
@@ -296,18 +296,18 @@ def run_child(*args: str) -> dict[str, Any]:
 # (the budget cap is also read inside "options", which already includes it).
 PHASES: dict[tuple[str, str], str] = {
     ("core.batches.runs", "get_batch"): "feeder: batch status",
-    ("core.batches.runs", "_prepare"): "feeder: read a claimed chunk (items, prospects, replies, experiments)",
-    ("core.batches.runs", "renew_lease"): "renew lease (write)",
+    ("core.batches.kinds.personalize:PersonalizeKind", "prepare"): "feeder: read a claimed chunk",
+    ("core.batches.claims", "renew_lease_on"): "renew lease (write)",
     ("core.batches.runs", "session_scope"): "(loop) read item + prospect",
-    ("core.batches.runs", "_halt_reason"): "reply / do-not-contact check",
-    ("core.batches.runs", "options_for"): "options (budget state)",
+    ("core.batches.kinds.personalize", "halt_reason"): "reply / do-not-contact check",
+    ("core.batches.kinds.personalize", "options_for"): "options (budget state)",
     ("core.costs.gateway:Gateway", "_stored"): "replay lookup",
     ("core.app:App", "budget_cap"): "(loop) budget cap read",
     ("core.costs.gateway", "count_messages"): "(loop) count prompt tokens",
     ("core.messages.personalize", "count_messages"): "(loop) count prompt tokens",
     ("core.store.commits:GroupCommitter", "_commit"): "group commit: claims, reserves, ledger + settles, finishes",
     ("core.llm.client:LLMClient", "chat"): "HTTP call incl. latency (async)",
-    ("core.batches.runs", "_process"): "whole item (async)",
+    ("core.batches.kinds.personalize:PersonalizeKind", "process"): "whole item (async)",
 }
 
 
@@ -421,7 +421,8 @@ def child_work(db: str, url: str, batch_id: int, *, profile: str = "", phases: b
     """Run one queued batch in this process (to the end, or until `stop_after` items are done): wall time,
     CPU time, resident memory sampled along the way and its peak."""
     from core.app import open_app
-    from core.batches.runs import new_worker_id, work_batch
+    from core.batches.claims import new_worker_id
+    from core.batches.runs import work_batch
     from core.llm.tokens import warm_up
 
     app = open_app(bench_settings(Path(db), url), load_demo=False)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 
-from core.store.models import Batch
+from core.store.models import Batch, BatchKind, BatchStatus
 from core.wording import noun_for, plural, readable
 
 __all__ = ["batch_label", "noun_for", "plain", "plural", "readable"]
@@ -28,5 +28,5 @@ def plain(text: object) -> str:
 
 
 def batch_label(batch: Batch) -> str:
-    """A batch as a choice in a list: "#12 prospects.csv — Running"."""
-    return f"#{batch.id} {batch.name} — {readable(batch.status)}"
+    """A batch as a choice in a list: "#12 prospects.csv — Messages, running"."""
+    return f"#{batch.id} {batch.name} — {BatchKind.label_of(batch.kind)}, {BatchStatus.label_of(batch.status).lower()}"

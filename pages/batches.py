@@ -7,13 +7,13 @@ is read from the database every two seconds and is right after a reload or from 
 from __future__ import annotations
 
 import hashlib
-from dataclasses import replace
+from dataclasses import asdict, replace
 
 import streamlit as st
 
 from console import batch_label, enter, get_app, noun_for, plain, plural, readable, sidebar
 from core.batches.heartbeat import list_workers
-from core.batches.runs import (
+from core.batches.lifecycle import (
     BatchError,
     cancel_batch,
     create_batch,
@@ -30,7 +30,7 @@ from core.messages.library import list_templates
 from core.messages.library import steps as step_specs
 from core.people.prospects import import_prospects
 from core.people.tabular import CANONICAL_FIELDS, REQUIRED_FIELDS, UnreadableFile, open_table, suggest_mapping
-from core.store.models import utcnow
+from core.store.models import ItemState, WorkerState, utcnow
 
 enter()  # the shell and the access gate, whichever address Streamlit started this run at
 
@@ -177,22 +177,22 @@ else:
     @st.fragment(run_every=2)
     def progress(batch_id: int) -> None:
         s = status(app, batch_id)
-        total = max(s["items"], 1)
-        st.progress(s["done"] / total, text=f"{s['done']:,} / {s['items']:,} done — {s['label']}")
+        st.progress(s.fraction, text=f"{s.done:,} / {s.items:,} done — {s.label}")
         m = st.columns(4)
-        m[0].metric("Cost so far", usd(s["cost_usd"]))
-        m[1].metric("Rate", f"{s['rate_per_s']}/s" if s["rate_per_s"] else "—")
-        m[2].metric("ETA", f"{s['eta_s']} s" if s["eta_s"] is not None else "—")
-        m[3].metric("Model calls", f"{s['calls']:,}")
-        st.dataframe([{"state": k, "items": v} for k, v in s["counts"].items()], hide_index=True, width="stretch")
-        if s["error"]:
-            st.warning(plain(s["error"]))
-        if s["errors"]:
-            st.subheader(f"Item errors ({s['errors']:,})")
+        m[0].metric("Cost so far", usd(s.cost_usd))
+        m[1].metric("Rate", f"{s.rate_per_s}/s" if s.rate_per_s else "—")
+        m[2].metric("ETA", f"{s.eta_s} s" if s.eta_s is not None else "—")
+        m[3].metric("Model calls", f"{s.calls:,}")
+        st.dataframe([{"state": ItemState.label_of(k), "items": v} for k, v in s.counts.items()], hide_index=True,
+                     width="stretch")
+        if s.error:
+            st.warning(plain(s.error))
+        if s.errors:
+            st.subheader(f"Item errors ({s.errors:,})")
             st.caption("Items whose last attempt failed. Failed ones are final; the others are tried again. "
                        "The last error:")
-            st.text(s["last_error"])  # plain text: an error may quote a provider's words
-            st.dataframe(item_errors(app, batch_id), hide_index=True, width="stretch")
+            st.text(s.last_error)  # plain text: an error may quote a provider's words
+            st.dataframe([asdict(e) for e in item_errors(app, batch_id)], hide_index=True, width="stretch")
         workers_table()
 
     def workers_table() -> None:
@@ -205,7 +205,8 @@ else:
         now = utcnow()
         st.caption(f"A worker that has not beaten for {app.settings.worker_silent_s:g} s is silent: its items and "
                    "budget holds go back at once.")
-        st.dataframe([{"worker": w.id, "host": w.host, "pid": w.pid, "state": w.state, "items held": w.items_held,
+        st.dataframe([{"worker": w.id, "host": w.host, "pid": w.pid, "state": WorkerState.label_of(w.state),
+                       "items held": w.items_held,
                        "batches": ", ".join(f"#{b}" for b in w.batches),
                        "last beat": f"{(now - w.last_beat_at).total_seconds():.0f} s ago",
                        "started": w.started_at.strftime("%Y-%m-%d %H:%M:%S UTC")} for w in rows],

@@ -10,13 +10,15 @@ import asyncio
 
 import streamlit as st
 
-from console import enter, get_app, sidebar
+from console import enter, get_app, plural, sidebar
 from console.experiment_views import problem, show_estimate
+from core.batches.kinds.variants import bulk_report
+from core.batches.lifecycle import BatchError, create_batch, start_batch
+from core.batches.lifecycle import status as batch_status
 from core.costs.money import md_usd, usd
 from core.costs.prices import UnknownModelPrice
 from core.experiments.variants import (
     VariantReport,
-    bulk_generate,
     estimate_bulk,
     estimate_variants,
     generate_variants,
@@ -25,6 +27,7 @@ from core.experiments.variants import (
 from core.llm.errors import LLMError
 from core.messages.library import list_templates
 from core.messages.library import steps as step_specs
+from core.store.models import BatchKind
 
 enter()  # the shell and the access gate, whichever address Streamlit started this run at
 
@@ -89,18 +92,37 @@ if estimate is not None:
         st.dataframe([{"template": r["name"], "step": r["step"], "prompt tokens": r["prompt_tokens"],
                        "max output tokens": r["max_output_tokens"], "at most (USD)": r["worst_case_usd"]}
                       for r in estimate.templates], hide_index=True, width="stretch")
-        n = len(estimate.templates)
-        if st.button(f"Generate for {n} template{'s' if n != 1 else ''}, at most "
+        if st.button(f"Generate for {plural(len(estimate.templates), 'template')}, at most "
                      f"{md_usd(estimate.worst_case_usd)}", key="exp_bulk_go"):
+            # A batch: the background worker makes the calls under the budget; closing the tab does not stop
+            # it, and it can be cancelled or resumed on the Batches page.
             try:
-                with st.spinner("Asking the model…"):
-                    bulk = asyncio.run(bulk_generate(app, industry or None, bulk_count))
-            except (LLMError, ValueError, LookupError) as exc:
-                problem("Bulk generation failed.", str(exc))
+                bulk_batch = create_batch(app, [], kind=BatchKind.VARIANTS,
+                                          subjects=[r["name"] for r in estimate.templates],
+                                          options={"n": bulk_count, "industry": industry or None},
+                                          name=f"variants for {industry or 'untargeted'} templates")
+            except (BatchError, ValueError, LookupError) as exc:
+                problem("Bulk generation could not start.", str(exc))
             else:
-                kept = sum(len(r.kept) for r in bulk.reports)
-                st.text(f"Spent {usd(bulk.cost_usd)}; kept {kept} variant{'s' if kept != 1 else ''}.")
-                if bulk.stopped:
-                    st.text(bulk.stopped)
-                for report in bulk.reports:
-                    show_report(report)
+                start_batch(app, bulk_batch.id)  # type: ignore[arg-type]
+                st.session_state["exp_bulk_batch"] = bulk_batch.id
+
+bulk_batch_id = st.session_state.get("exp_bulk_batch")
+if bulk_batch_id is not None:
+
+    @st.fragment(run_every=2)
+    def bulk_progress(batch_id: int) -> None:
+        s = batch_status(app, batch_id)
+        st.progress(s.fraction, text=f"{s.done:,} of {plural(s.items, 'template')} — {s.label}, "
+                    f"{md_usd(s.cost_usd)} so far")
+        if s.active:
+            return
+        bulk = bulk_report(app, batch_id)
+        kept = sum(len(r.kept) for r in bulk.reports)
+        st.text(f"Spent {usd(bulk.cost_usd)}; kept {plural(kept, 'variant')}.")
+        if bulk.stopped:
+            st.text(bulk.stopped)
+        for report in bulk.reports:
+            show_report(report)
+
+    bulk_progress(bulk_batch_id)

@@ -16,6 +16,7 @@ from core.messages.library import list_templates
 from core.messages.library import steps as step_specs
 from core.messages.personalize import Result, options_for, personalize_one, preview_sequence
 from core.people.prospects import PROSPECT_TEXT_FIELDS, list_prospects, prospect_fields
+from core.store.models import MessageState
 
 enter()  # the shell and the access gate, whichever address Streamlit started this run at
 
@@ -63,9 +64,7 @@ def run(template: str | None) -> Result | None:
 
 
 def show(result: Result) -> None:
-    state_text = {"ready": "Ready", "fallback": "Fallback to the safe template", "needs_data": "Held: needs data",
-                  "review_failed": "Held: review failed", "failed": "Failed"}[result.state]
-    st.subheader(state_text)
+    st.subheader(MessageState.label_of(result.state))
     st.text(f"Template: {result.template}\nWhy: {result.selection_reason}\nLadder: {readable(result.rung)}")
     if result.reason:
         st.text(f"Reason: {result.reason}")
@@ -111,6 +110,7 @@ with st.expander("Whole sequence for this prospect"):
         except (LLMError, LookupError, ValueError) as exc:
             st.error(f"Could not run the sequence: {plain(exc)}")
             results = []
-        st.dataframe([{"step": steps[r.step].label if r.step in steps else readable(r.step), "state": r.state,
-                       "template": r.template, "message": r.message, "cost": usd(r.cost_usd)} for r in results],
+        st.dataframe([{"step": steps[r.step].label if r.step in steps else readable(r.step),
+                       "state": MessageState.label_of(r.state), "template": r.template, "message": r.message,
+                       "cost": usd(r.cost_usd)} for r in results],
                      hide_index=True, width="stretch")

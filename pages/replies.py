@@ -14,17 +14,19 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from console import enter, get_app, sidebar
-from core.batches.runs import create_batch, start_batch
-from core.batches.runs import status as batch_status
+from core.batches.kinds.evaluation import evaluation_of, labelled_rows
+from core.batches.lifecycle import BatchError, create_batch, list_batches, start_batch
+from core.batches.lifecycle import status as batch_status
 from core.costs.money import usd
 from core.llm.errors import BudgetExceededError, LLMError
 from core.people.tabular import UnreadableFile
 from core.replies.categories import CATEGORIES, PENDING, label
 from core.replies.classify import TextResult, classify_text, pending_reply_ids, worst_case_cost
-from core.replies.evaluation import evaluate_provider
+from core.replies.evaluation import ProviderEvaluation
 from core.replies.importing import ReplyImportReport, import_replies
 from core.replies.review import ReviewRow, category_counts, override, review_rows
 from core.replies.routing import action_label
+from core.store.models import BatchKind, BatchStatus, ItemState
 
 enter()  # the shell and the access gate, whichever address Streamlit started this run at
 
@@ -132,7 +134,7 @@ else:
             "of the budget is left this month. The run stops cleanly when the budget is reached.")
     if st.button(f"Classify {len(pending):,} pending replies", type="primary", key="replies_classify_pending"):
         # A batch: the background worker classifies under the budget, and closing the tab does not stop it.
-        batch = create_batch(app, [], kind="classify", reply_ids=pending, name=f"replies ({len(pending):,})")
+        batch = create_batch(app, [], kind=BatchKind.CLASSIFY, reply_ids=pending, name=f"replies ({len(pending):,})")
         start_batch(app, batch.id)  # type: ignore[arg-type]
         st.session_state["replies_batch"] = batch.id
 
@@ -142,13 +144,13 @@ if batch_id:
     @st.fragment(run_every=2)
     def classification_progress(batch_id: int) -> None:
         s = batch_status(app, batch_id)
-        st.progress(s["done"] / max(s["items"], 1), text=f"{s['done']:,} of {s['items']:,} classified — "
-                    f"{s['status']}, {usd(s['cost_usd'])} so far")
-        if s["status"] == "paused_budget":
+        st.progress(s.fraction, text=f"{s.done:,} of {s.items:,} classified — {s.label}, "
+                    f"{usd(s.cost_usd)} so far")
+        if s.status == BatchStatus.PAUSED_BUDGET:
             st.warning("Budget reached: the rest stay pending and resume when the budget is raised or the month "
                        "rolls.", icon="🚦")
-        if s["counts"].get("failed"):
-            st.caption(f"{s['counts']['failed']:,} replies could not be classified (the provider failed); "
+        if s.counts[ItemState.FAILED]:
+            st.caption(f"{s.counts[ItemState.FAILED]:,} replies could not be classified (the provider failed); "
                        "they stay pending for the next run.")
 
     classification_progress(batch_id)
@@ -214,19 +216,38 @@ st.caption("Runs the labelled replies shipped in data/replies_labelled.csv throu
            "compares its routed categories (low confidence counts as unclear) with the labels. These are real "
            "calls, recorded in the ledger.")
 if st.button("Evaluate the active provider", key="replies_evaluate"):
-    bar = st.progress(0.0, text="Classifying the labelled replies…")
+    # A batch: the background worker classifies the rows under the budget; closing the tab does not stop it.
+    try:
+        rows = labelled_rows(app)
+        evaluation_batch = create_batch(app, [], kind=BatchKind.EVALUATION, subjects=rows,
+                                        name=f"provider evaluation ({len(rows):,} labelled replies)")
+    except (BatchError, ValueError) as exc:
+        st.error("The evaluation could not start.")
+        st.text(str(exc))
+    else:
+        start_batch(app, evaluation_batch.id)  # type: ignore[arg-type]
+        st.session_state["replies_eval_batch"] = evaluation_batch.id
 
-    def eval_progress(done: int, total: int) -> None:
-        bar.progress(done / total, text=f"{done:,} of {total:,} labelled replies")
+evaluation_batch_id = st.session_state.get("replies_eval_batch")
+if evaluation_batch_id is None:
+    latest = list_batches(app, limit=1, kind=BatchKind.EVALUATION)
+    evaluation_batch_id = latest[0].id if latest else None
 
-    st.session_state["replies_eval"] = evaluate_provider(app, progress=eval_progress)
 
-evaluation = st.session_state.get("replies_eval")
-if evaluation is None:
-    st.caption("No evaluation has run in this session.")
-else:
+@st.fragment(run_every=2)
+def evaluation_progress(batch_id: int) -> None:
+    s = batch_status(app, batch_id)
+    if s.active:
+        st.progress(s.fraction, text=f"{s.done:,} of {s.items:,} labelled replies classified — "
+                    f"{usd(s.cost_usd)} so far")
+        return
+    if s.status != BatchStatus.DONE:
+        st.warning(f"The evaluation is {s.label}; the figures cover only the replies classified.", icon="🚦")
+    show_evaluation(evaluation_of(app, batch_id))
+
+
+def show_evaluation(evaluation: ProviderEvaluation) -> None:
     if evaluation.stopped:
-        st.warning("The evaluation stopped early; the figures cover only the replies classified.", icon="🚦")
         st.text(evaluation.stopped)
     cols = st.columns(3)
     cols[0].metric("Accuracy", f"{evaluation.accuracy:.1%}", help=f"{evaluation.n} of {evaluation.labelled} "
@@ -237,9 +258,10 @@ else:
                    "support": s.support}
                   for c, s in evaluation.per_category.items()],
                  hide_index=True, width="stretch")
+    shown_categories = [label(c) for c in CATEGORIES]
     heat = go.Figure(go.Heatmap(
         z=[[evaluation.confusion[t][p] for p in CATEGORIES] for t in CATEGORIES],
-        x=[label(c) for c in CATEGORIES], y=[label(c) for c in CATEGORIES], colorscale="Blues", texttemplate="%{z}",
+        x=shown_categories, y=shown_categories, colorscale="Blues", texttemplate="%{z}",
         hovertemplate="labelled %{y}, predicted %{x}: %{z}<extra></extra>"))
     heat.update_layout(title="Confusion matrix (rows: label, columns: prediction)", xaxis_title="predicted",
                        yaxis_title="labelled", yaxis_autorange="reversed", margin={"t": 40})
@@ -247,3 +269,9 @@ else:
     if evaluation.errors:
         st.caption("Labelled replies the provider failed on (left out)")
         st.dataframe([{"error": e} for e in evaluation.errors], hide_index=True, width="stretch")
+
+
+if evaluation_batch_id is None:
+    st.caption("No evaluation has run yet.")
+else:
+    evaluation_progress(evaluation_batch_id)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 from console import batch_label, enter, get_app, noun_for, plain, plural, readable, sidebar
-from core.batches.runs import list_batches
+from core.batches.lifecycle import list_batches
 from core.messages.approvals import (
     QueueFilter,
     ReviewError,
@@ -17,6 +17,7 @@ from core.messages.approvals import (
     reject,
 )
 from core.messages.guards import GUARD_NAMES
+from core.store.models import Approval, BatchKind, MessageState
 
 enter()  # the shell and the access gate, whichever address Streamlit started this run at
 
@@ -24,7 +25,7 @@ app = get_app()
 sidebar(app)
 st.title("Review queue")
 
-batches = list_batches(app)
+batches = list_batches(app, kind=BatchKind.PERSONALIZE)  # the batches that write messages
 if not batches:
     st.info("No batch yet: start one on the Batches page.")
     st.stop()
@@ -34,8 +35,8 @@ batch_id = st.selectbox("Batch", list(labels), format_func=lambda i: labels[i])
 
 with st.expander("Filters", expanded=False):
     c = st.columns(4)
-    states = c[0].multiselect("State", ["ready", "fallback", "needs_data", "review_failed", "failed"])
-    approval = c[1].multiselect("Approval", ["pending", "approved", "rejected"])
+    states = c[0].multiselect("State", [m.value for m in MessageState], format_func=MessageState.label_of)
+    approval = c[1].multiselect("Approval", [m.value for m in Approval], format_func=Approval.label_of)
     guard = c[2].selectbox("Failed guard", ["(any)", *GUARD_NAMES], format_func=lambda g: g if g == "(any)" else
                            readable(g))
     template = c[3].text_input("Template name")
@@ -56,7 +57,9 @@ if not rows:
 else:
     columns = ["id", "prospect", "company", "do_not_contact", "state", "approval", "message", "template",
                "template_text", "variant", "guards_failed", "review_score", "flagged", "reason", "cost_usd"]
-    st.dataframe(rows, hide_index=True, width="stretch", column_order=columns,
+    shown = [{**r, "state": MessageState.label_of(r["state"]), "approval": Approval.label_of(r["approval"])}
+             for r in rows]
+    st.dataframe(shown, hide_index=True, width="stretch", column_order=columns,
                  column_config={c: readable(c) for c in columns})
     ids = [r["id"] for r in rows]
     picked = st.multiselect("Messages to act on", ids, key="review_picked")

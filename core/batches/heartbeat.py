@@ -32,7 +32,9 @@ from core.app import App
 from core.costs.budget import _release as release_hold
 from core.store.commits import GroupCommitter, Write
 from core.store.db import immediate
-from core.store.models import WorkerState, as_utc, utcnow
+from core.store.models import ItemState, ReservationState, WorkerState, as_utc, utcnow
+
+_CLAIMED, _PENDING, _HELD = ItemState.CLAIMED.value, ItemState.PENDING.value, ReservationState.HELD.value
 
 log = logging.getLogger("sam.heartbeat")
 
@@ -68,7 +70,7 @@ def beat_on(conn: Connection, worker_id: str, lease_s: float, now: datetime | No
     """Renew the lease of every item this worker holds and record the beat; returns the items held."""
     now = now or utcnow()
     held = conn.execute(text(
-        "UPDATE batch_items SET lease_expires_at = :exp WHERE lease_owner = :w AND state = 'claimed'"),
+        f"UPDATE batch_items SET lease_expires_at = :exp WHERE lease_owner = :w AND state = '{_CLAIMED}'"),
         {"exp": _naive(now + timedelta(seconds=lease_s)), "w": worker_id}).rowcount
     updated = conn.execute(text(
         "UPDATE workers SET last_beat_at = :now, items_held = :n, state = :alive, stopped_at = NULL WHERE id = :w"),
@@ -82,12 +84,12 @@ def beat_on(conn: Connection, worker_id: str, lease_s: float, now: datetime | No
 def give_back_on(conn: Connection, worker_id: str) -> tuple[int, int]:
     """Put a worker's claimed items back to pending and return its budget holds: (items, holds)."""
     items = conn.execute(text(
-        "UPDATE batch_items SET state = 'pending', lease_owner = NULL, lease_expires_at = NULL "
-        "WHERE lease_owner = :w AND state = 'claimed'"), {"w": worker_id}).rowcount
+        f"UPDATE batch_items SET state = '{_PENDING}', lease_owner = NULL, lease_expires_at = NULL "
+        f"WHERE lease_owner = :w AND state = '{_CLAIMED}'"), {"w": worker_id}).rowcount
     holds = [int(r[0]) for r in conn.execute(text(
-        "SELECT id FROM reservations WHERE owner = :w AND state = 'held'"), {"w": worker_id})]
+        f"SELECT id FROM reservations WHERE owner = :w AND state = '{_HELD}'"), {"w": worker_id})]
     for rid in holds:
-        release_hold(conn, rid, "swept")
+        release_hold(conn, rid, ReservationState.SWEPT)
     return int(items), len(holds)
 
 
@@ -98,8 +100,8 @@ def reap_on(conn: Connection, silent_s: float, now: datetime | None = None,
     now = now or utcnow()
     silent = [str(r[0]) for r in conn.execute(text(
         "SELECT w.id FROM workers w WHERE w.state = :alive AND w.last_beat_at < :before AND ("
-        "EXISTS (SELECT 1 FROM batch_items i WHERE i.lease_owner = w.id AND i.state = 'claimed') OR "
-        "EXISTS (SELECT 1 FROM reservations r WHERE r.owner = w.id AND r.state = 'held'))"),
+        f"EXISTS (SELECT 1 FROM batch_items i WHERE i.lease_owner = w.id AND i.state = '{_CLAIMED}') OR "
+        f"EXISTS (SELECT 1 FROM reservations r WHERE r.owner = w.id AND r.state = '{_HELD}'))"),
         {"alive": WorkerState.ALIVE.value, "before": _naive(now - timedelta(seconds=silent_s))})]
     out: dict[str, tuple[int, int]] = {}
     for worker_id in silent:
@@ -162,34 +164,43 @@ def list_workers(app: App, now: datetime | None = None, shown_for: timedelta = S
     with app.engine.connect() as conn:
         rows = conn.execute(text(
             "SELECT w.id, w.host, w.pid, w.started_at, w.last_beat_at, w.state, w.stopped_at, "
-            "(SELECT COUNT(*) FROM batch_items i WHERE i.lease_owner = w.id AND i.state = 'claimed') "
+            f"(SELECT COUNT(*) FROM batch_items i WHERE i.lease_owner = w.id AND i.state = '{_CLAIMED}') "
             "FROM workers w WHERE w.last_beat_at >= :since ORDER BY w.last_beat_at DESC"),
             {"since": _naive(now - shown_for)}).all()
         held_in: dict[str, list[int]] = {}
         for owner, batch_id in conn.execute(text(
-                "SELECT DISTINCT lease_owner, batch_id FROM batch_items WHERE state = 'claimed' AND lease_owner IS NOT "
-                "NULL ORDER BY batch_id")):
+                f"SELECT DISTINCT lease_owner, batch_id FROM batch_items WHERE state = '{_CLAIMED}' AND "
+                "lease_owner IS NOT NULL ORDER BY batch_id")):
             held_in.setdefault(str(owner), []).append(int(batch_id))
     silent_before = now - timedelta(seconds=app.settings.worker_silent_s)
     out = []
     for wid, host, pid, started, beat, state, stopped, held in rows:
         last = as_utc(beat)
-        shown = state if state != WorkerState.ALIVE else ("silent" if last < silent_before else "alive")
+        silent = state == WorkerState.ALIVE and last < silent_before
+        shown = WorkerState.SILENT.value if silent else str(state)
         out.append(WorkerRow(str(wid), str(host), int(pid), as_utc(started), last, int(held), shown,
                              as_utc(stopped) if stopped is not None else None, tuple(held_in.get(str(wid), ()))))
-    order = {"alive": 0, "silent": 1, "stopped": 2}
+    order = {WorkerState.ALIVE: 0, WorkerState.SILENT: 1, WorkerState.STOPPED: 2}
     return sorted(out, key=lambda w: order.get(w.state, 3))
 
 
-def holders(app: App, batch_id: int, now: datetime | None = None) -> list[tuple[WorkerRow | None, str, int]]:
-    """Who holds a batch's claimed items: (worker row or None for an owner that never announced itself,
-    owner id, items)."""
+@dataclass(frozen=True)
+class Holder:
+    """A lease owner of a batch's claimed items."""
+
+    worker: WorkerRow | None  # None for an owner that never announced itself
+    owner: str
+    items: int
+
+
+def holders(app: App, batch_id: int, now: datetime | None = None) -> list[Holder]:
+    """Who holds a batch's claimed items, by lease owner."""
     with app.engine.connect() as conn:
         rows = conn.execute(text(
-            "SELECT lease_owner, COUNT(*) FROM batch_items WHERE batch_id = :b AND state = 'claimed' "
+            f"SELECT lease_owner, COUNT(*) FROM batch_items WHERE batch_id = :b AND state = '{_CLAIMED}' "
             "GROUP BY lease_owner ORDER BY lease_owner"), {"b": batch_id}).all()
     known = {w.id: w for w in list_workers(app, now, shown_for=timedelta(days=3650))}
-    return [(known.get(str(owner)), str(owner), int(n)) for owner, n in rows]
+    return [Holder(known.get(str(owner)), str(owner), int(n)) for owner, n in rows]
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -304,7 +315,7 @@ def running(app: App, worker_id: str) -> Iterator[Heartbeat]:
 
 
 def _host_pid(worker_id: str) -> tuple[str, int]:
-    """Host and process id from a worker id made by `core.batches.runs.new_worker_id` (host:pid:random)."""
+    """Host and process id from a worker id made by `core.batches.claims.new_worker_id` (host:pid:random)."""
     parts = worker_id.split(":")
     if len(parts) >= 3 and parts[-2].isdigit():
         return ":".join(parts[:-2]), int(parts[-2])

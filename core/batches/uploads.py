@@ -16,7 +16,8 @@ from dataclasses import dataclass
 from sqlalchemy import text
 
 from core.app import App
-from core.batches.runs import BatchStatus, unsent_prospects
+from core.batches.kinds.personalize import unsent_prospects
+from core.store.models import BatchStatus
 
 _CHUNK = 500
 

@@ -21,14 +21,17 @@ from types import FrameType
 
 from core.app import App
 from core.batches import heartbeat
-from core.batches.runs import RunReport, new_worker_id, run_pending
+from core.batches.claims import new_worker_id
+from core.batches.runs import RunReport, run_pending
 from core.llm.tokens import warm_up
 
 log = logging.getLogger("sam.worker")
 
 
 @dataclass
-class WorkerState:
+class SupervisorState:
+    """How the console's worker thread is doing (shown on the pages); its row in `workers` is `heartbeat`'s."""
+
     worker_id: str
     started_at: float = field(default_factory=time.time)
     passes: int = 0
@@ -42,7 +45,7 @@ class WorkerSupervisor:
         self.app = app
         self.poll_s = poll_s
         self.stop_event = threading.Event()
-        self.state = WorkerState(worker_id=new_worker_id())
+        self.state = SupervisorState(worker_id=new_worker_id())
         self._thread: threading.Thread | None = None
 
     def start(self) -> None:

@@ -1,14 +1,20 @@
-"""Shared plumbing of the command line: JSON output, one-line errors, the engine handle."""
+"""Shared plumbing of the command line: JSON output, one-line errors, the engine handle, and the shape of the
+`add` helper every verb group's `register(sub, add)` receives from `core.__main__.build_parser`."""
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
+from collections.abc import Callable
 from decimal import Decimal
 from typing import Any, NoReturn
 
 from core.app import App, open_app
 from core.config import load_settings
+
+# add(name, func, help, parent=None) -> the verb's parser (with --json), under `parent` or the top level.
+AddCommand = Callable[..., argparse.ArgumentParser]
 
 
 class CLIError(Exception):

@@ -12,7 +12,8 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from core.cli import base as cli
-from core.cli.base import CLIError, emit
+from core.cli.base import AddCommand, CLIError, emit
+from core.store.models import BatchStatus
 from core.wording import noun_for, plural
 
 MAX_FILE_BYTES = 50 * 1024 * 1024
@@ -109,15 +110,18 @@ def _run_foreground(batch_id: int) -> dict[str, Any]:
     """Work the batch here until it is finished (or paused, or cancelled): items that live workers hold are
     waited for, saying which worker has them; items of dead or silent workers are taken back."""
     from core.batches import heartbeat
-    from core.batches.runs import ACTIVE, get_batch, new_worker_id, status, work_batch
+    from core.batches.claims import new_worker_id
+    from core.batches.lifecycle import get_batch, status
+    from core.batches.runs import work_batch
     from core.batches.worker import stop_on_signals
+    from core.store.models import ItemState
 
     app = cli.app()
     batch = get_batch(app, batch_id)
     worker_id = new_worker_id()
     stop = threading.Event()
     bar = ProgressBar(batch.items_total)
-    already = status(app, batch_id)["done"]
+    already = status(app, batch_id).done
     bar(already)
     said = ""
     try:
@@ -125,17 +129,17 @@ def _run_foreground(batch_id: int) -> dict[str, Any]:
             while not stop.is_set():
                 asyncio.run(work_batch(app, batch_id, worker_id, stop=stop,
                                        progress=lambda n, base=already: bar(base + n)))
-                already = status(app, batch_id)["done"]
+                already = status(app, batch_id).done
                 heartbeat.reap(app, spare=worker_id)
                 st = status(app, batch_id)
-                if st["status"] not in ACTIVE or stop.is_set():
+                if not st.active or stop.is_set():
                     break
-                if st["counts"]["pending"]:
+                if st.counts[ItemState.PENDING]:
                     continue  # given back meanwhile (a silent worker's, or a failed write's): work them
                 holders = heartbeat.holders(app, batch_id)
                 if not holders:
                     continue  # nothing held and nothing pending: the next pass marks it done
-                waiting = "; ".join(_holder_text(row, owner, n) for row, owner, n in holders)
+                waiting = "; ".join(_holder_text(h.worker, h.owner, h.items) for h in holders)
                 if waiting != said:
                     bar.note(f"waiting: {waiting}")
                     said = waiting
@@ -158,9 +162,9 @@ def _holder_text(row: Any, owner: str, items: int) -> str:
 
 
 def _summary(batch_id: int) -> dict[str, Any]:
-    from core.batches.runs import status
+    from core.batches.lifecycle import status
 
-    st = status(cli.app(), batch_id)
+    st = status(cli.app(), batch_id).as_json()
     return {"batch_id": st["batch_id"], "status": st["status"], "label": st["label"], "items": st["items"],
             "counts": {k: v for k, v in st["counts"].items() if v}, "cost_usd": st["cost_usd"],
             "input_tokens": st["input_tokens"], "output_tokens": st["output_tokens"], "error": st["error"],
@@ -170,7 +174,7 @@ def _summary(batch_id: int) -> dict[str, Any]:
 def _finish(result: dict[str, Any], as_json: bool) -> None:
     """Print the result; a batch that did not finish (paused, cancelled) exits 3 with the reason on stderr."""
     emit(result, as_json)
-    if result["status"] != "done":
+    if result["status"] != BatchStatus.DONE:
         print(f"error: batch {result['batch_id']} is {result['label']}" + (f": {result['error']}" if result["error"]
                                                                              and result["error"] not in result["label"]
                                                                              else ""), file=sys.stderr)
@@ -179,13 +183,14 @@ def _finish(result: dict[str, Any], as_json: bool) -> None:
 
 def _check_run_inputs(args: argparse.Namespace) -> None:
     """Refuse a run that would fail every item (an unknown template or step) before importing anything."""
-    from core.batches.runs import check_template_and_step
+    from core.batches.lifecycle import check_template_and_step
 
     check_template_and_step(cli.app(), args.template, args.step)
 
 
 def cmd_batch_run(args: argparse.Namespace) -> None:
-    from core.batches.runs import create_batch, start_batch, unsent_prospects
+    from core.batches.kinds.personalize import unsent_prospects
+    from core.batches.lifecycle import create_batch, start_batch
     from core.people.prospects import import_prospects
 
     app = cli.app()
@@ -240,30 +245,30 @@ def estimate_table(est: Any) -> str:
 
 
 def cmd_batch_resume(args: argparse.Namespace) -> None:
-    from core.batches.runs import get_batch, resume_batch
+    from core.batches.lifecycle import ACTIVE, get_batch, resume_batch
 
     app = cli.app()
     resume_batch(app, args.id)
-    if get_batch(app, args.id).status not in ("queued", "running"):
+    if get_batch(app, args.id).status not in ACTIVE:
         raise CLIError(f"batch {args.id} cannot be resumed (status {get_batch(app, args.id).status})")
     _finish(_run_foreground(args.id), args.json)
 
 
 def cmd_batch_status(args: argparse.Namespace) -> None:
-    from core.batches.runs import status
+    from core.batches.lifecycle import status
 
-    emit(status(cli.app(), args.id), args.json)
+    emit(status(cli.app(), args.id).as_json(), args.json)
 
 
 def cmd_batch_list(args: argparse.Namespace) -> None:
-    from core.batches.runs import list_batches
+    from core.batches.lifecycle import list_batches
 
     emit({"batches": [{"batch_id": b.id, "name": b.name, "status": b.status, "items": b.items_total,
                        "created_at": b.created_at.isoformat()} for b in list_batches(cli.app())]}, args.json)
 
 
 def cmd_batch_cancel(args: argparse.Namespace) -> None:
-    from core.batches.runs import cancel_batch, get_batch
+    from core.batches.lifecycle import cancel_batch, get_batch
 
     app = cli.app()
     changed = cancel_batch(app, args.id)
@@ -271,7 +276,7 @@ def cmd_batch_cancel(args: argparse.Namespace) -> None:
 
 
 def cmd_batch_approve(args: argparse.Namespace) -> None:
-    from core.batches.runs import get_batch
+    from core.batches.lifecycle import get_batch
     from core.messages.approvals import approve_passed
 
     if not args.passed:
@@ -282,7 +287,7 @@ def cmd_batch_approve(args: argparse.Namespace) -> None:
 
 
 def cmd_export(args: argparse.Namespace) -> None:
-    from core.batches.runs import get_batch
+    from core.batches.lifecycle import get_batch
     from core.messages.approvals import export_file
 
     app = cli.app()
@@ -305,7 +310,7 @@ def cmd_worker(args: argparse.Namespace) -> None:
          args.json)
 
 
-def register(sub: Any, add: Any) -> None:
+def register(sub: Any, add: AddCommand) -> None:
     imp = add("import", cmd_import, "import prospects from a CSV file")
     imp.add_argument("file")
 

@@ -12,16 +12,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import re
-from collections.abc import Callable
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from core.cli import base as cli
-from core.cli.base import CLIError, emit
+from core.cli.base import AddCommand, CLIError, emit
 from core.costs import budget
 from core.store.models import money_str, month_of, utcnow
 
-AddCommand = Callable[..., argparse.ArgumentParser]
 _MONTH = re.compile(r"^(\d{4})-(0[1-9]|1[0-2])$")
 
 

@@ -10,15 +10,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 from core.cli import base as cli
-from core.cli.base import CLIError, emit
-
-AddCommand = Callable[..., argparse.ArgumentParser]
+from core.cli.base import AddCommand, CLIError, emit
 
 
 def _one_line(text: str) -> str:

@@ -8,17 +8,15 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Callable
 from datetime import date
 from pathlib import Path
 from typing import Any
 
 from core.cli import base as cli
-from core.cli.base import CLIError, emit
+from core.cli.base import AddCommand, CLIError, emit
 
 BUDGET_STOP_EXIT = 3
 
-AddCommand = Callable[..., argparse.ArgumentParser]
 
 
 def _received(raw: str | None) -> date | None:

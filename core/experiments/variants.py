@@ -19,7 +19,8 @@ A candidate that fails is discarded and the report says why. A kept one is store
 
 Bulk generation (every template of an industry at once) is priced before it runs: `estimate_bulk`
 counts the prompt tokens and prices each call at the route's worst case, which is also what the budget
-reserves.
+reserves. It runs as a batch in the worker (`core.batches.kinds.variants`, one item per template), which calls
+`generate_with` for each.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from typing import Any
 
 from core.app import App
 from core.costs import budget
-from core.costs.gateway import Gateway
+from core.costs.gateway import CallContext, Gateway
 from core.costs.prices import UnknownModelPrice
 from core.costs.routing import Route
 from core.llm.errors import BudgetExceededError, LLMError
@@ -206,7 +207,7 @@ def parse_variants(content: str) -> list[Any]:
 # --------------------------------------------------------------------------------------------------
 
 
-def _base_template(app: App, name: str) -> Template:
+def base_template(app: App, name: str) -> Template:
     base = get_template(app, name)
     if base is None:
         raise LookupError(f"no template named {name!r}")
@@ -216,7 +217,7 @@ def _base_template(app: App, name: str) -> Template:
     return base
 
 
-def _check_count(n: int) -> None:
+def check_count(n: int) -> None:
     if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= MAX_VARIANTS:
         raise ValueError(f"ask for 1 to {MAX_VARIANTS} variants at a time, got {n!r}")
 
@@ -242,7 +243,7 @@ def _unique_name(app: App, base_name: str, taken: set[str]) -> str:
         k += 1
 
 
-def _performance(performance: Mapping[str, Any] | None) -> dict[str, Any]:
+def performance_data(performance: Mapping[str, Any] | None) -> dict[str, Any]:
     data = dict(performance or {})
     try:
         json.dumps(data)
@@ -251,8 +252,10 @@ def _performance(performance: Mapping[str, Any] | None) -> dict[str, Any]:
     return data
 
 
-async def _generate(app: App, gw: Gateway, base: Template, n: int,
-                    performance: dict[str, Any]) -> VariantReport:
+async def generate_with(app: App, gw: Gateway, base: Template, n: int, performance: dict[str, Any], *,
+                        context: CallContext | None = None) -> VariantReport:
+    """n variants of `base` through `gw` (a batch item's gateway and `context` when run by the variants batch
+    kind, `core.batches.kinds.variants`); the kept ones are stored in the library."""
     data_dir = app.settings.data_dir
     marker_descriptions = markers(data_dir)
     max_chars = steps(data_dir)[base.step].max_chars
@@ -261,7 +264,8 @@ async def _generate(app: App, gw: Gateway, base: Template, n: int,
     route = gw.route(TASK)
     try:
         result = await gw.call(TASK, messages, response_format=response_format("template_variants", VARIANTS_SCHEMA),
-                               max_tokens=output_tokens_for(base.text, n, route))
+                               max_tokens=output_tokens_for(base.text, n, route), context=context,
+                               stage=None if context is None else TASK)
     except BudgetExceededError:
         raise
     except LLMError as exc:
@@ -324,11 +328,11 @@ async def generate_variants(app: App, base_template_name: str, n: int,
     BudgetExceededError when the month's budget cannot cover the call. Other call failures and unreadable
     answers are reported in `VariantReport.problem` (the call's cost, if any, is still in the ledger).
     """
-    _check_count(n)
-    base = _base_template(app, base_template_name)
-    data = _performance(performance)
+    check_count(n)
+    base = base_template(app, base_template_name)
+    data = performance_data(performance)
     async with app.gateway() as gw:
-        return await _generate(app, gw, base, n, data)
+        return await generate_with(app, gw, base, n, data)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -367,7 +371,7 @@ class BulkEstimate:
 
 
 def _estimate(app: App, templates: Sequence[Template], n: int, industry: str | None) -> BulkEstimate:
-    _check_count(n)
+    check_count(n)
     route = app.routing.route(TASK, utcnow().date())
     data_dir = app.settings.data_dir
     rows: list[dict[str, Any]] = []
@@ -392,13 +396,13 @@ def _estimate(app: App, templates: Sequence[Template], n: int, industry: str | N
 
 
 def estimate_bulk(app: App, industry: str | None, n_per_template: int) -> BulkEstimate:
-    """What `bulk_generate` would cost: one call per template, priced before anything is sent."""
+    """What bulk generation (a variants batch) would cost: one call per template, priced before anything is sent."""
     return _estimate(app, bulk_templates(app, industry), n_per_template, industry)
 
 
 def estimate_variants(app: App, base_template_name: str, n: int) -> BulkEstimate:
     """What `generate_variants` would cost for one template (the same pricing as `estimate_bulk`)."""
-    base = _base_template(app, base_template_name)
+    base = base_template(app, base_template_name)
     return _estimate(app, [base], n, base.industry)
 
 
@@ -417,28 +421,11 @@ class BulkReport:
                 "kept": sum(len(r.kept) for r in self.reports), "reports": [r.as_json() for r in self.reports]}
 
 
-async def bulk_generate(app: App, industry: str | None, n: int,
-                        performance: dict[str, Any] | None = None) -> BulkReport:
-    """n variants for every template of an industry, one call each; stops at the budget cap."""
-    _check_count(n)
-    data = _performance(performance)
-    out = BulkReport(industry=industry, reports=[])
-    async with app.gateway() as gw:
-        for base in bulk_templates(app, industry):
-            try:
-                out.reports.append(await _generate(app, gw, base, n, data))
-            except BudgetExceededError as exc:
-                out.stopped = f"stopped before {base.name}: {exc}"
-                break
-    return out
-
-
 __all__ = [
     "BulkEstimate",
     "BulkReport",
     "Candidate",
     "VariantReport",
-    "bulk_generate",
     "bulk_templates",
     "check_candidate",
     "estimate_bulk",

@@ -10,7 +10,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from sqlmodel import select
+from sqlmodel import Session, select
 
 from core.app import App
 from core.messages.templates import (
@@ -24,7 +24,7 @@ from core.messages.templates import (
     validate,
 )
 from core.people.tabular import CANONICAL_FIELDS
-from core.store.db import session_scope
+from core.store.db import immediate, session_scope
 from core.store.models import Template
 
 
@@ -103,7 +103,9 @@ def add_template(
     if size_band is not None and size_band not in SIZE_BANDS:
         raise ValueError(f"unknown size band {size_band!r}; bands: {', '.join(SIZE_BANDS)}")
     validate(text, markers(app.settings.data_dir), known_fields(custom_fields))
-    with session_scope(app.engine) as s:
+    # The write lock is taken up front: a read that then writes would fail on SQLite ("database is locked") when
+    # another connection (a batch's committer, say) wrote in between.
+    with immediate(app.engine) as conn, Session(bind=conn, expire_on_commit=False) as s:
         if s.exec(select(Template.id).where(Template.name == name)).first() is not None:
             raise ValueError(f"a template named {name!r} already exists")
         row = Template(name=name, step=step, text=text, industry=industry or None, size_band=size_band,

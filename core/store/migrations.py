@@ -13,34 +13,280 @@ from decimal import Decimal
 
 from sqlalchemy import inspect, text
 from sqlalchemy.engine import Connection, Engine
-from sqlmodel import SQLModel
 
 from core.store import models
 from core.store.db import is_sqlite
 
-INITIAL_TABLES = [
-    models.Setting,
-    models.Prospect,
-    models.Suppression,
-    models.Template,
-    models.Experiment,
-    models.ExperimentArm,
-    models.Assignment,
-    models.Outcome,
-    models.Batch,
-    models.BatchItem,
-    models.Message,
-    models.UsageEntry,
-    models.BudgetMonth,
-    models.Reservation,
-    models.Reply,
-    models.PriceOverride,
-    models.Scenario,
-]
+# The schema as migration 1 created it, spelled out: later migrations change it, and a migration never reads
+# today's models to build yesterday's tables. `{pk}` and `{ts}` are the two words the dialects spell differently.
+_M001_DDL = """
+CREATE TABLE settings (
+    key VARCHAR NOT NULL,
+    value JSON NOT NULL,
+    updated_at {ts} NOT NULL,
+    PRIMARY KEY (key)
+);
+CREATE TABLE prospects (
+    id {pk},
+    identity VARCHAR NOT NULL,
+    first_name VARCHAR NOT NULL,
+    last_name VARCHAR NOT NULL,
+    company_name VARCHAR NOT NULL,
+    job_title VARCHAR NOT NULL,
+    industry VARCHAR NOT NULL,
+    company_size INTEGER,
+    linkedin_url VARCHAR NOT NULL,
+    email VARCHAR NOT NULL,
+    recent_news VARCHAR NOT NULL,
+    notes VARCHAR NOT NULL,
+    sender_account VARCHAR NOT NULL,
+    custom JSON NOT NULL,
+    flags JSON NOT NULL,
+    source VARCHAR NOT NULL,
+    created_at {ts} NOT NULL,
+    PRIMARY KEY (id)
+);
+CREATE UNIQUE INDEX ix_prospects_identity ON prospects (identity);
+CREATE TABLE suppressions (
+    identity VARCHAR NOT NULL,
+    reason VARCHAR NOT NULL,
+    created_at {ts} NOT NULL,
+    PRIMARY KEY (identity)
+);
+CREATE TABLE templates (
+    id {pk},
+    name VARCHAR NOT NULL,
+    step VARCHAR NOT NULL,
+    text VARCHAR NOT NULL,
+    industry VARCHAR,
+    size_band VARCHAR,
+    is_default BOOLEAN NOT NULL,
+    parent_id INTEGER,
+    lineage JSON NOT NULL,
+    archived BOOLEAN NOT NULL,
+    created_at {ts} NOT NULL,
+    PRIMARY KEY (id),
+    FOREIGN KEY (parent_id) REFERENCES templates (id)
+);
+CREATE UNIQUE INDEX ix_templates_name ON templates (name);
+CREATE INDEX ix_templates_step ON templates (step);
+CREATE TABLE experiments (
+    id {pk},
+    name VARCHAR NOT NULL,
+    step VARCHAR NOT NULL,
+    segment VARCHAR NOT NULL,
+    metric VARCHAR NOT NULL,
+    baseline_rate FLOAT NOT NULL,
+    mde_abs FLOAT NOT NULL,
+    power FLOAT NOT NULL,
+    alpha FLOAT NOT NULL,
+    planned_per_arm INTEGER,
+    status VARCHAR NOT NULL,
+    decision JSON NOT NULL,
+    created_at {ts} NOT NULL,
+    PRIMARY KEY (id),
+    UNIQUE (name)
+);
+CREATE TABLE experiment_arms (
+    id {pk},
+    experiment_id INTEGER NOT NULL,
+    name VARCHAR NOT NULL,
+    template_id INTEGER NOT NULL,
+    is_control BOOLEAN NOT NULL,
+    weight FLOAT NOT NULL,
+    PRIMARY KEY (id),
+    UNIQUE (experiment_id, name),
+    FOREIGN KEY (experiment_id) REFERENCES experiments (id),
+    FOREIGN KEY (template_id) REFERENCES templates (id)
+);
+CREATE INDEX ix_experiment_arms_experiment_id ON experiment_arms (experiment_id);
+CREATE TABLE assignments (
+    id {pk},
+    experiment_id INTEGER NOT NULL,
+    prospect_id INTEGER NOT NULL,
+    arm_id INTEGER NOT NULL,
+    assigned_at {ts} NOT NULL,
+    PRIMARY KEY (id),
+    UNIQUE (experiment_id, prospect_id),
+    FOREIGN KEY (experiment_id) REFERENCES experiments (id),
+    FOREIGN KEY (prospect_id) REFERENCES prospects (id),
+    FOREIGN KEY (arm_id) REFERENCES experiment_arms (id)
+);
+CREATE INDEX ix_assignments_experiment_id ON assignments (experiment_id);
+CREATE INDEX ix_assignments_prospect_id ON assignments (prospect_id);
+CREATE TABLE outcomes (
+    id {pk},
+    experiment_id INTEGER NOT NULL,
+    prospect_id INTEGER NOT NULL,
+    arm_id INTEGER NOT NULL,
+    sent_at {ts} NOT NULL,
+    accepted BOOLEAN NOT NULL,
+    replied BOOLEAN NOT NULL,
+    positive BOOLEAN NOT NULL,
+    source VARCHAR NOT NULL,
+    PRIMARY KEY (id),
+    UNIQUE (experiment_id, prospect_id),
+    FOREIGN KEY (experiment_id) REFERENCES experiments (id),
+    FOREIGN KEY (prospect_id) REFERENCES prospects (id),
+    FOREIGN KEY (arm_id) REFERENCES experiment_arms (id)
+);
+CREATE INDEX ix_outcomes_experiment_id ON outcomes (experiment_id);
+CREATE TABLE batches (
+    id {pk},
+    name VARCHAR NOT NULL,
+    status VARCHAR NOT NULL,
+    kind VARCHAR NOT NULL,
+    step VARCHAR NOT NULL,
+    template_name VARCHAR,
+    concurrency INTEGER NOT NULL,
+    items_total INTEGER NOT NULL,
+    options JSON NOT NULL,
+    error VARCHAR NOT NULL,
+    created_at {ts} NOT NULL,
+    started_at {ts},
+    finished_at {ts},
+    PRIMARY KEY (id)
+);
+CREATE INDEX ix_batches_status ON batches (status);
+CREATE TABLE batch_items (
+    id {pk},
+    batch_id INTEGER NOT NULL,
+    prospect_id INTEGER,
+    reply_id INTEGER,
+    step VARCHAR NOT NULL,
+    state VARCHAR NOT NULL,
+    lease_owner VARCHAR,
+    lease_expires_at {ts},
+    attempts INTEGER NOT NULL,
+    error VARCHAR NOT NULL,
+    updated_at {ts} NOT NULL,
+    PRIMARY KEY (id),
+    UNIQUE (batch_id, prospect_id, step),
+    FOREIGN KEY (batch_id) REFERENCES batches (id),
+    FOREIGN KEY (prospect_id) REFERENCES prospects (id)
+);
+CREATE INDEX ix_batch_items_batch_state ON batch_items (batch_id, state);
+CREATE TABLE messages (
+    id {pk},
+    prospect_id INTEGER,
+    batch_item_id INTEGER,
+    batch_id INTEGER,
+    step VARCHAR NOT NULL,
+    template_name VARCHAR NOT NULL,
+    variant VARCHAR NOT NULL,
+    text VARCHAR NOT NULL,
+    state VARCHAR NOT NULL,
+    used_ai BOOLEAN NOT NULL,
+    model VARCHAR NOT NULL,
+    input_tokens INTEGER NOT NULL,
+    output_tokens INTEGER NOT NULL,
+    cost_usd BIGINT NOT NULL,
+    guards JSON NOT NULL,
+    review JSON,
+    fallback BOOLEAN NOT NULL,
+    reason VARCHAR NOT NULL,
+    approval VARCHAR NOT NULL,
+    edited_text VARCHAR,
+    decided_at {ts},
+    created_at {ts} NOT NULL,
+    PRIMARY KEY (id),
+    FOREIGN KEY (prospect_id) REFERENCES prospects (id),
+    UNIQUE (batch_item_id),
+    FOREIGN KEY (batch_item_id) REFERENCES batch_items (id)
+);
+CREATE INDEX ix_messages_approval ON messages (approval);
+CREATE INDEX ix_messages_batch_id ON messages (batch_id);
+CREATE INDEX ix_messages_prospect_id ON messages (prospect_id);
+CREATE TABLE usage_ledger (
+    id {pk},
+    created_at {ts} NOT NULL,
+    month VARCHAR NOT NULL,
+    task VARCHAR NOT NULL,
+    model_requested VARCHAR NOT NULL,
+    model_answered VARCHAR NOT NULL,
+    input_tokens INTEGER NOT NULL,
+    output_tokens INTEGER NOT NULL,
+    cost_usd BIGINT NOT NULL,
+    cost_source VARCHAR NOT NULL,
+    status VARCHAR NOT NULL,
+    error VARCHAR NOT NULL,
+    latency_ms INTEGER NOT NULL,
+    attempt INTEGER NOT NULL,
+    batch_id INTEGER,
+    prospect_id INTEGER,
+    request_id VARCHAR NOT NULL,
+    provider VARCHAR NOT NULL,
+    PRIMARY KEY (id)
+);
+CREATE INDEX ix_usage_ledger_batch_id ON usage_ledger (batch_id);
+CREATE INDEX ix_usage_ledger_created_at ON usage_ledger (created_at);
+CREATE INDEX ix_usage_ledger_month ON usage_ledger (month);
+CREATE INDEX ix_usage_month_task ON usage_ledger (month, task);
+CREATE TABLE budget_months (
+    month VARCHAR NOT NULL,
+    cap_usd BIGINT NOT NULL,
+    spent_usd BIGINT NOT NULL,
+    reserved_usd BIGINT NOT NULL,
+    PRIMARY KEY (month)
+);
+CREATE TABLE reservations (
+    id {pk},
+    month VARCHAR NOT NULL,
+    amount_usd BIGINT NOT NULL,
+    task VARCHAR NOT NULL,
+    state VARCHAR NOT NULL,
+    created_at {ts} NOT NULL,
+    expires_at {ts} NOT NULL,
+    PRIMARY KEY (id)
+);
+CREATE INDEX ix_reservations_month ON reservations (month);
+CREATE INDEX ix_reservations_state ON reservations (state);
+CREATE TABLE replies (
+    id {pk},
+    prospect_id INTEGER,
+    prospect_identity VARCHAR NOT NULL,
+    text VARCHAR NOT NULL,
+    received_at {ts} NOT NULL,
+    category VARCHAR NOT NULL,
+    confidence FLOAT NOT NULL,
+    model_category VARCHAR NOT NULL,
+    override_category VARCHAR,
+    overridden_by VARCHAR NOT NULL,
+    next_action VARCHAR NOT NULL,
+    details JSON NOT NULL,
+    batch_id INTEGER,
+    created_at {ts} NOT NULL,
+    PRIMARY KEY (id),
+    FOREIGN KEY (prospect_id) REFERENCES prospects (id)
+);
+CREATE INDEX ix_replies_prospect_id ON replies (prospect_id);
+CREATE TABLE price_overrides (
+    model VARCHAR NOT NULL,
+    input_per_mtok VARCHAR NOT NULL,
+    output_per_mtok VARCHAR NOT NULL,
+    source VARCHAR NOT NULL,
+    fetched_at {ts} NOT NULL,
+    PRIMARY KEY (model)
+);
+CREATE TABLE scenarios (
+    id {pk},
+    name VARCHAR NOT NULL,
+    payload JSON NOT NULL,
+    created_at {ts} NOT NULL,
+    PRIMARY KEY (id),
+    UNIQUE (name)
+);
+"""
 
 
 def _m001_initial(conn: Connection) -> None:
-    SQLModel.metadata.create_all(conn, tables=[m.__table__ for m in INITIAL_TABLES])  # type: ignore[attr-defined]
+    """The first schema (the tables of the engine foundation), as it was then."""
+    sqlite = conn.dialect.name == "sqlite"
+    words = {"pk": "INTEGER NOT NULL" if sqlite else "SERIAL NOT NULL",
+             "ts": "DATETIME" if sqlite else "TIMESTAMP WITHOUT TIME ZONE"}
+    for statement in _M001_DDL.format(**words).split(";"):
+        if statement.strip():
+            conn.execute(text(statement))
 
 
 def _m002_stage_results(conn: Connection) -> None:
@@ -173,6 +419,16 @@ def _m007_sequence_holds(conn: Connection) -> None:
         conn.execute(holds.insert(), rows)
 
 
+def _m008_batch_kinds(conn: Connection) -> None:
+    """Batch kinds whose items are neither a prospect nor a reply (template variants, provider evaluation): what
+    an item works on (`subject`) and what it produced (`result`)."""
+    columns = {c["name"] for c in inspect(conn).get_columns("batch_items")}
+    if "subject" not in columns:
+        conn.execute(text("ALTER TABLE batch_items ADD COLUMN subject VARCHAR NOT NULL DEFAULT ''"))
+    if "result" not in columns:
+        conn.execute(text("ALTER TABLE batch_items ADD COLUMN result JSON NULL"))
+
+
 MIGRATIONS: list[tuple[str, Callable[[Connection], None]]] = [
     ("001_initial", _m001_initial),
     ("002_stage_results", _m002_stage_results),
@@ -181,6 +437,7 @@ MIGRATIONS: list[tuple[str, Callable[[Connection], None]]] = [
     ("005_people_identities", _m005_people_identities),
     ("006_batches_workers", _m006_batches_workers),
     ("007_sequence_holds", _m007_sequence_holds),
+    ("008_batch_kinds", _m008_batch_kinds),
 ]
 
 

@@ -7,6 +7,9 @@ Two column types keep the house rules at the storage boundary:
 - `Money` stores USD as an integer count of nano-dollars, so sums in SQL are exact on SQLite and PostgreSQL
   alike and come back as `Decimal` (a sub-nano-dollar remainder of a provider's cost is rounded half-even).
 - `UTCDateTime` stores naive UTC and always returns aware UTC datetimes.
+
+Every stored state (a batch's status, an item's state, a reply's category, ...) is a `LabelledEnum`: the code is
+what the database holds and what SQL is built from (`ItemState.sql(...)`), `.label` is what a page shows.
 """
 
 from __future__ import annotations
@@ -64,6 +67,176 @@ class UTCDateTime(TypeDecorator[datetime]):
 
     def process_result_value(self, value: Any, dialect: Any) -> datetime | None:
         return None if value is None else value.replace(tzinfo=UTC)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# States: every stored state is one of these. The value is the code in the database (and in SQL, built from
+# the member: never a hand-typed literal); `.label` is what a person reads on a page.
+# ---------------------------------------------------------------------------------------------------------
+
+
+class LabelledEnum(StrEnum):
+    """A stored code with the words a user reads for it: `BatchStatus.PAUSED_BUDGET.label` is "Paused: budget"."""
+
+    @property
+    def label(self) -> str:
+        return _LABELS.get((type(self), self.value), self.value.replace("_", " ").capitalize())
+
+    @classmethod
+    def sql(cls, *members: LabelledEnum) -> str:
+        """Members as a SQL list of quoted literals, e.g. "('pending', 'claimed')" (codes are plain words)."""
+        chosen = members or tuple(cls)
+        return "(" + ", ".join(f"'{m.value}'" for m in chosen) + ")"
+
+    @classmethod
+    def label_of(cls, code: str) -> str:
+        """The label of a stored code; a code this version does not know shows as itself, made readable."""
+        try:
+            return cls(code).label
+        except ValueError:
+            return str(code).replace("_", " ").capitalize()
+
+
+class BatchStatus(LabelledEnum):
+    DRAFT = "draft"
+    QUEUED = "queued"
+    RUNNING = "running"
+    DONE = "done"
+    PAUSED_BUDGET = "paused_budget"
+    PAUSED_PROVIDER = "paused_provider"
+    CANCELLED = "cancelled"
+    FAILED = "failed"
+
+
+class BatchKind(LabelledEnum):
+    """What a batch's items are and what working one does (see `core.batches.kinds`)."""
+
+    PERSONALIZE = "personalize"  # one item per prospect: a message for a sequence step
+    CLASSIFY = "classify"  # one item per stored reply: its category and next action
+    VARIANTS = "variants"  # one item per base template: model-written variants, kept when they pass the checks
+    EVALUATION = "evaluation"  # one item per labelled reply: the active provider's verdict against the label
+
+
+class ItemState(LabelledEnum):
+    """A batch item: pending -> claimed (leased by a worker) -> one final state."""
+
+    PENDING = "pending"
+    CLAIMED = "claimed"
+    READY = "ready"
+    FALLBACK = "fallback"
+    NEEDS_DATA = "needs_data"
+    REVIEW_FAILED = "review_failed"
+    FAILED = "failed"
+
+
+class MessageState(LabelledEnum):
+    """How a message came out of the personalization ladder."""
+
+    READY = "ready"
+    FALLBACK = "fallback"
+    NEEDS_DATA = "needs_data"
+    REVIEW_FAILED = "review_failed"
+    FAILED = "failed"
+
+
+class Approval(LabelledEnum):
+    PENDING = "pending"
+    APPROVED = "approved"
+    REJECTED = "rejected"
+
+
+class ReservationState(LabelledEnum):
+    HELD = "held"
+    SETTLED = "settled"
+    SWEPT = "swept"  # expired or its worker died: released without a cost
+
+
+class CostSource(LabelledEnum):
+    """Where a ledger row's cost came from."""
+
+    PROVIDER = "provider"
+    ESTIMATED = "estimated"
+    HOLD = "hold"  # no believable figure: booked at the hold (see `core.costs.settlement`)
+    NONE = "none"
+
+
+class UsageStatus(LabelledEnum):
+    """The ledger statuses every call may end with; the client adds error codes (http_429, deadline, malformed)
+    and `core.costs.settlement.Booking` its own."""
+
+    OK = "ok"
+
+
+class CapSource(LabelledEnum):
+    """Who set a month's budget cap."""
+
+    ENV = "env"  # MONTHLY_BUDGET_USD, followed at every start
+    SPEND_PAGE = "spend_page"
+    CLI = "cli"
+
+
+class ExperimentStatus(LabelledEnum):
+    RUNNING = "running"
+    STOPPED = "stopped"
+
+
+class WorkerState(LabelledEnum):
+    """A worker row's stored state; "silent" is not stored: it is an alive row whose last beat is too old."""
+
+    ALIVE = "alive"
+    STOPPED = "stopped"
+    SILENT = "silent"  # shown only, never stored
+
+
+class ReplyCategory(LabelledEnum):
+    INTERESTED = "interested"
+    NOT_INTERESTED = "not_interested"
+    REQUEST_INFO = "request_info"
+    SCHEDULE_CALL = "schedule_call"
+    OUT_OF_OFFICE = "out_of_office"
+    WRONG_PERSON = "wrong_person"
+    DO_NOT_CONTACT = "do_not_contact"
+    UNCLEAR = "unclear"
+
+
+# Labels that are not the code made readable (the code, underscores as spaces, capitalised, is the default).
+# Keyed by enum and code: members of two enums with the same code are equal strings (review_failed).
+_LABEL_LIST: list[tuple[LabelledEnum, str]] = [
+    (BatchStatus.PAUSED_BUDGET, "Paused: budget"),
+    (BatchStatus.PAUSED_PROVIDER, "Paused: provider"),
+    (BatchKind.PERSONALIZE, "Messages"),
+    (BatchKind.CLASSIFY, "Reply classification"),
+    (BatchKind.VARIANTS, "Template variants"),
+    (BatchKind.EVALUATION, "Provider evaluation"),
+    (ItemState.CLAIMED, "In progress"),
+    (ItemState.READY, "Ready"),
+    (ItemState.FALLBACK, "Template fallback"),
+    (ItemState.NEEDS_DATA, "Needs data"),
+    (ItemState.REVIEW_FAILED, "Review failed"),
+    (MessageState.FALLBACK, "Fallback to the safe template"),
+    (MessageState.NEEDS_DATA, "Held: needs data"),
+    (MessageState.REVIEW_FAILED, "Held: review failed"),
+    (ReservationState.SWEPT, "Released"),
+    (ReplyCategory.REQUEST_INFO, "Wants more information"),
+    (ReplyCategory.SCHEDULE_CALL, "Wants a call"),
+    (ReplyCategory.UNCLEAR, "Unclear: a person reads it"),
+    (CostSource.PROVIDER, "Reported by the provider"),
+    (CostSource.ESTIMATED, "Estimated from prices"),
+    (CostSource.HOLD, "Booked at the hold"),
+    (CostSource.NONE, "No cost"),
+    (UsageStatus.OK, "OK"),
+    (CapSource.ENV, "Environment setting"),
+    (CapSource.SPEND_PAGE, "Spend page"),
+    (CapSource.CLI, "Command line"),
+    (ReplyCategory.REQUEST_INFO, "Asked for information"),
+    (ReplyCategory.SCHEDULE_CALL, "Wants a call"),
+    (ReplyCategory.DO_NOT_CONTACT, "Do not contact"),
+]
+_LABELS: dict[tuple[type, str], str] = {(type(m), m.value): text for m, text in _LABEL_LIST}
+
+FINAL_ITEM_STATES: tuple[ItemState, ...] = (ItemState.READY, ItemState.FALLBACK, ItemState.NEEDS_DATA,
+                                           ItemState.REVIEW_FAILED, ItemState.FAILED)
+OPEN_ITEM_STATES: tuple[ItemState, ...] = (ItemState.PENDING, ItemState.CLAIMED)
 
 
 def utcnow() -> datetime:
@@ -189,7 +362,7 @@ class Experiment(SQLModel, table=True):
     power: float = 0.8
     alpha: float = 0.05
     planned_per_arm: int | None = None
-    status: str = "running"
+    status: str = ExperimentStatus.RUNNING
     decision: dict[str, Any] = json_field()
     created_at: datetime = time_field()
 
@@ -233,8 +406,8 @@ class Batch(SQLModel, table=True):
     __tablename__ = "batches"
     id: int | None = Field(default=None, primary_key=True)
     name: str = ""
-    status: str = Field(default="pending", index=True)
-    kind: str = "personalize"
+    status: str = Field(default=BatchStatus.DRAFT, index=True)
+    kind: str = BatchKind.PERSONALIZE
     step: str = "connection_request"
     template_name: str | None = None
     concurrency: int = 16
@@ -257,12 +430,15 @@ class BatchItem(SQLModel, table=True):
     batch_id: int = Field(foreign_key="batches.id")
     prospect_id: int | None = Field(default=None, foreign_key="prospects.id")
     reply_id: int | None = None
+    subject: str = ""  # what the item works on when it is neither a prospect nor a reply (a template, a row)
     step: str = "connection_request"
-    state: str = "pending"
+    state: str = ItemState.PENDING
     lease_owner: str | None = None
     lease_expires_at: datetime | None = time_field(nullable=True)
     attempts: int = 0
     error: str = ""
+    # What an item that writes no message produced (a template's variants, an evaluated row's verdict).
+    result: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
     updated_at: datetime = time_field()
 
 
@@ -286,7 +462,7 @@ class Message(SQLModel, table=True):
     review: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
     fallback: bool = False
     reason: str = ""
-    approval: str = Field(default="pending", index=True)
+    approval: str = Field(default=Approval.PENDING, index=True)
     edited_text: str | None = None
     decided_at: datetime | None = time_field(nullable=True)
     created_at: datetime = time_field()
@@ -306,8 +482,8 @@ class UsageEntry(SQLModel, table=True):
     input_tokens: int = 0
     output_tokens: int = 0
     cost_usd: Decimal = money_field()
-    cost_source: str = "none"  # provider | estimated | none
-    status: str = "ok"  # ok | error code (e.g. http_429, deadline, malformed)
+    cost_source: str = CostSource.NONE
+    status: str = UsageStatus.OK  # or an error code (e.g. http_429, deadline, malformed)
     error: str = ""
     latency_ms: int = 0
     attempt: int = 1
@@ -330,7 +506,7 @@ class BudgetMonth(SQLModel, table=True):
     held_settled_usd: Decimal = money_field()
     # Who set the cap: "env" (MONTHLY_BUDGET_USD, followed at every start), "spend_page" or "cli" (a person:
     # kept for the month, the environment value applies from the next month).
-    cap_source: str = "env"
+    cap_source: str = CapSource.ENV
     cap_set_at: datetime | None = time_field(nullable=True)
 
 
@@ -355,7 +531,7 @@ class Reservation(SQLModel, table=True):
     month: str = Field(index=True)
     amount_usd: Decimal = money_field()
     task: str = ""
-    state: str = Field(default="held", index=True)  # held | settled | swept
+    state: str = Field(default=ReservationState.HELD, index=True)
     created_at: datetime = time_field()
     expires_at: datetime = time_field()
     owner: str | None = Field(default=None, index=True)  # the worker whose call holds it (released if it dies)
@@ -414,13 +590,6 @@ class Scenario(SQLModel, table=True):
     name: str = Field(unique=True)
     payload: dict[str, Any] = json_field()
     created_at: datetime = time_field()
-
-
-class WorkerState(StrEnum):
-    """A worker row's stored state; "silent" is not stored: it is an alive row whose last beat is too old."""
-
-    ALIVE = "alive"
-    STOPPED = "stopped"
 
 
 class Worker(SQLModel, table=True):

@@ -9,7 +9,9 @@ import pytest
 from sqlalchemy import text
 
 from core.app import App, open_app
-from core.batches.runs import claim, create_batch, run_pending, start_batch, status
+from core.batches.claims import claim
+from core.batches.lifecycle import create_batch, start_batch, status
+from core.batches.runs import run_pending
 from core.config import Settings
 from core.messages.library import add_template
 from core.people.prospects import list_prospects
@@ -30,21 +32,21 @@ def test_failed_items_count_on_the_batch_status_with_the_last_error(demo_app: Ap
     batch_id = _batch_whose_template_disappears(demo_app, 5)
     run_pending(demo_app, "w1")
     st = status(demo_app, batch_id)
-    assert st["status"] == "done" and st["errors"] == 5
-    assert st["label"] == "done with 5 errors"
-    assert "gone_soon" in st["last_error"]
+    assert st.status == "done" and st.errors == 5
+    assert st.label == "done with 5 errors"
+    assert "gone_soon" in st.last_error
 
 
 def test_an_attempt_that_raised_is_counted_until_the_item_is_done(demo_app: App,
                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     from sqlalchemy.exc import OperationalError
 
-    import core.batches.runs
+    import core.batches.claims
 
     ids = [p.id for p in list_prospects(demo_app)][:6]
     batch = create_batch(demo_app, ids, concurrency=1)  # type: ignore[arg-type]
     start_batch(demo_app, batch.id)  # type: ignore[arg-type]
-    finish_on, broken = core.batches.runs.finish_on, set()
+    finish_on, broken = core.batches.claims.finish_on, set()
 
     def fails_for_two(conn, item_id, *args):  # type: ignore[no-untyped-def]
         if item_id in broken or len(broken) < 2:
@@ -52,14 +54,14 @@ def test_an_attempt_that_raised_is_counted_until_the_item_is_done(demo_app: App,
             raise OperationalError("INSERT INTO messages", {}, Exception("disk I/O error"))
         return finish_on(conn, item_id, *args)
 
-    monkeypatch.setattr(core.batches.runs, "finish_on", fails_for_two)
+    monkeypatch.setattr(core.batches.claims, "finish_on", fails_for_two)
     run_pending(demo_app, "w1")
     st = status(demo_app, batch.id)  # type: ignore[arg-type]
-    assert st["errors"] == 2 and "disk I/O error" in st["last_error"] and st["label"] == "running with 2 errors"
-    monkeypatch.setattr(core.batches.runs, "finish_on", finish_on)
+    assert st.errors == 2 and "disk I/O error" in st.last_error and st.label == "running with 2 errors"
+    monkeypatch.setattr(core.batches.claims, "finish_on", finish_on)
     run_pending(demo_app, "w1")
     st = status(demo_app, batch.id)  # type: ignore[arg-type]
-    assert st["status"] == "done" and st["errors"] == 0 and st["label"] == "done", "retried and written: no error"
+    assert st.status == "done" and st.errors == 0 and st.label == "done", "retried and written: no error"
 
 
 def test_skipped_prospects_are_not_errors(demo_app: App) -> None:
@@ -73,7 +75,7 @@ def test_skipped_prospects_are_not_errors(demo_app: App) -> None:
     classify_replies(demo_app)
     run_pending(demo_app, "w1")
     st = status(demo_app, batch.id)  # type: ignore[arg-type]
-    assert st["counts"]["failed"] == 1 and st["errors"] == 0 and st["label"] == "done"
+    assert st.counts["failed"] == 1 and st.errors == 0 and st.label == "done"
 
 
 def test_batches_page_shows_workers_their_items_and_item_errors(console_env: Settings) -> None:
@@ -102,7 +104,7 @@ def test_batches_page_shows_workers_their_items_and_item_errors(console_env: Set
     assert len(errors) == 3 and set(errors["state"]) == {"failed"}
     workers = next(t for t in tables if "worker" in t.columns)
     shown = dict(zip(workers["worker"], zip(workers["state"], workers["items held"], strict=True), strict=True))
-    assert shown == {"busy:3:cccccc": ("alive", 2), "crashed:2:bbbbbb": ("silent", 1),
-                     "console:1:aaaaaa": ("stopped", 0)}, shown
+    assert shown == {"busy:3:cccccc": ("Alive", 2), "crashed:2:bbbbbb": ("Silent", 1),
+                     "console:1:aaaaaa": ("Stopped", 0)}, shown
     row = workers[workers["worker"] == "busy:3:cccccc"].iloc[0]
     assert row["host"] == "busy" and row["pid"] == 3 and row["batches"] == f"#{other.id}"

@@ -13,19 +13,10 @@ from sqlalchemy import text
 from sqlmodel import select
 
 from core.app import App
-from core.batches.runs import (
-    BatchError,
-    cancel_batch,
-    claim,
-    create_batch,
-    finish,
-    resume_batch,
-    run_pending,
-    start_batch,
-    status,
-    unsent_prospects,
-    work_batch,
-)
+from core.batches.claims import claim, finish
+from core.batches.kinds.personalize import unsent_prospects
+from core.batches.lifecycle import BatchError, cancel_batch, create_batch, resume_batch, start_batch, status
+from core.batches.runs import run_pending, work_batch
 from core.people.prospects import list_prospects
 from core.store.db import session_scope
 from core.store.models import BatchItem, Message, StageResult, UsageEntry, utcnow
@@ -48,11 +39,11 @@ def test_run_produces_exactly_one_final_state_per_item(demo_app: App) -> None:
     reports = run_pending(demo_app, "w1")
     assert reports[0].outcome == "done" and reports[0].processed == 60
     st = status(demo_app, batch.id)
-    assert st["status"] == "done" and st["done"] == 60
-    assert st["counts"]["pending"] == st["counts"]["claimed"] == 0
+    assert st.status == "done" and st.done == 60
+    assert st.counts["pending"] == st.counts["claimed"] == 0
     messages = _messages(demo_app, batch.id)
     assert len(messages) == 60 and len({m.batch_item_id for m in messages}) == 60
-    assert Decimal(st["cost_usd"]) == sum((m.cost_usd for m in messages), Decimal(0))
+    assert Decimal(st.cost_usd) == sum((m.cost_usd for m in messages), Decimal(0))
     assert run_pending(demo_app, "w1") == [], "a finished batch is never run again"
 
 
@@ -115,16 +106,16 @@ def test_budget_exhaustion_pauses_then_raising_it_resumes(demo_app: App) -> None
     demo_app.set_budget_cap(Decimal("0.0015"))
     report = asyncio.run(work_batch(demo_app, batch.id, "w1"))
     st = status(demo_app, batch.id)
-    assert report.outcome == "paused_budget" and st["status"] == "paused_budget"
-    assert "budget" in st["error"]
-    assert st["counts"]["claimed"] == 0, "claimed items go back to pending"
+    assert report.outcome == "paused_budget" and st.status == "paused_budget"
+    assert "budget" in st.error
+    assert st.counts["claimed"] == 0, "claimed items go back to pending"
     assert run_pending(demo_app, "w1") == [], "still paused while the budget is unchanged"
     spent = demo_app.budget_state()
     assert spent.spent_usd <= Decimal("0.0015")
     demo_app.set_budget_cap(Decimal("100"))
     reports = run_pending(demo_app, "w1")
     assert reports and reports[0].outcome == "done"
-    assert status(demo_app, batch.id)["done"] == 40
+    assert status(demo_app, batch.id).done == 40
 
 
 def test_cancel_stops_claiming_and_resume_continues(demo_app: App) -> None:
@@ -132,7 +123,7 @@ def test_cancel_stops_claiming_and_resume_continues(demo_app: App) -> None:
     start_batch(demo_app, batch.id)
     assert cancel_batch(demo_app, batch.id)
     assert asyncio.run(work_batch(demo_app, batch.id, "w1")).outcome == "idle"
-    assert status(demo_app, batch.id)["counts"]["pending"] == 30
+    assert status(demo_app, batch.id).counts["pending"] == 30
     assert resume_batch(demo_app, batch.id)
     assert run_pending(demo_app, "w1")[0].outcome == "done"
     with pytest.raises(BatchError, match="already done"):
@@ -218,11 +209,11 @@ def test_an_item_whose_result_cannot_be_written_goes_back_and_is_finished_withou
         demo_app: App, monkeypatch: pytest.MonkeyPatch) -> None:
     from sqlalchemy.exc import OperationalError
 
-    import core.batches.runs
+    import core.batches.claims
 
     batch = create_batch(demo_app, _ids(demo_app, 12), concurrency=1)  # two items in flight
     start_batch(demo_app, batch.id)
-    finish_on, broken = core.batches.runs.finish_on, set()
+    finish_on, broken = core.batches.claims.finish_on, set()
 
     def fails_for_three_items(conn, item_id, *args):  # type: ignore[no-untyped-def]
         if item_id in broken or len(broken) < 3:
@@ -230,16 +221,16 @@ def test_an_item_whose_result_cannot_be_written_goes_back_and_is_finished_withou
             raise OperationalError("INSERT INTO messages", {}, Exception("disk I/O error"))
         return finish_on(conn, item_id, *args)
 
-    monkeypatch.setattr(core.batches.runs, "finish_on", fails_for_three_items)
+    monkeypatch.setattr(core.batches.claims, "finish_on", fails_for_three_items)
     passes: list[list] = []
     worker = threading.Thread(target=lambda: passes.append(run_pending(demo_app, "w1")), daemon=True)
     worker.start()
     worker.join(60)
     assert passes, "the pass hung: its runners died with the failed items"
     [first] = passes[0]
-    monkeypatch.setattr(core.batches.runs, "finish_on", finish_on)  # the disk is back
+    monkeypatch.setattr(core.batches.claims, "finish_on", finish_on)  # the disk is back
     assert first.processed == 9, "more failures than items in flight, and the others still carried on"
-    assert status(demo_app, batch.id)["counts"]["pending"] == 3, "the items went back to pending, not lost"
+    assert status(demo_app, batch.id).counts["pending"] == 3, "the items went back to pending, not lost"
     [second] = run_pending(demo_app, "w1")
     assert second.outcome == "done" and second.processed == 3
     messages = _messages(demo_app, batch.id)

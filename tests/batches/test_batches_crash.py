@@ -17,9 +17,10 @@ import pytest
 from sqlalchemy import text
 
 from core.app import App, open_app
-from core.batches.runs import FINAL_STATES, create_batch, start_batch, status
+from core.batches.lifecycle import create_batch, start_batch, status
 from core.config import PROJECT_ROOT, Settings
 from core.people.prospects import import_prospects
+from core.store.models import FINAL_ITEM_STATES as FINAL_STATES
 
 pytestmark = pytest.mark.slow
 
@@ -55,8 +56,8 @@ def _setup(settings: Settings, n: int) -> tuple[App, int]:
 
 def _check_exactly_once(app: App, batch_id: int, n: int) -> None:
     st = status(app, batch_id)
-    assert st["status"] == "done", st
-    assert sum(st["counts"][s] for s in FINAL_STATES) == n
+    assert st.status == "done", st
+    assert sum(st.counts[s] for s in FINAL_STATES) == n
     with app.engine.connect() as conn:
         items, distinct_items = conn.execute(text(
             "SELECT COUNT(*), COUNT(DISTINCT batch_item_id) FROM messages WHERE batch_id = :b"), {"b": batch_id}).one()
@@ -84,7 +85,7 @@ def test_killed_workers_resume_without_loss_or_double_payment(settings: Settings
         target = int(n * rng.uniform(0.3 * third + 0.05, 0.3 * third + 0.3))
         proc = _worker(settings.database_url)
         deadline = time.monotonic() + 120
-        while proc.poll() is None and status(app, batch_id)["done"] < target and time.monotonic() < deadline:
+        while proc.poll() is None and status(app, batch_id).done < target and time.monotonic() < deadline:
             time.sleep(0.02)
         if proc.poll() is None:
             proc.send_signal(signal.SIGKILL)
@@ -92,8 +93,8 @@ def test_killed_workers_resume_without_loss_or_double_payment(settings: Settings
         proc.wait(30)
     assert kills == 3, "a worker ended by itself before it was killed; the test proves less than it says"
     mid = status(app, batch_id)
-    print(f"\nafter {kills} kills: {mid['done']} of {n} done")
-    assert mid["done"] < n, "the batch finished before the last kill: resuming it proves nothing"
+    print(f"\nafter {kills} kills: {mid.done} of {n} done")
+    assert mid.done < n, "the batch finished before the last kill: resuming it proves nothing"
     final = _worker(settings.database_url, "--once")
     _, err = final.communicate(timeout=600)
     assert final.returncode == 0, err.decode()[-2000:]

@@ -10,7 +10,8 @@ import pytest
 from sqlalchemy import text
 
 from core.app import App
-from core.batches.runs import create_batch, run_pending, status
+from core.batches.lifecycle import create_batch, status
+from core.batches.runs import run_pending
 from core.experiments.catalog import create_experiment
 from core.messages.library import add_template
 from core.people.prospects import import_prospects
@@ -34,12 +35,12 @@ def test_assignments_of_a_running_experiment_are_written_without_lock_errors(
     report = import_prospects(demo_app, _csv(N))
     assert report.accepted == N
     batch = create_batch(demo_app, report.prospect_ids, concurrency=16)
-    from core.batches.runs import start_batch
+    from core.batches.lifecycle import start_batch
 
     start_batch(demo_app, batch.id)  # type: ignore[arg-type]
     with caplog.at_level(logging.WARNING):
         for _ in range(5):  # a pass that failed is retried, as the worker loop does
-            if status(demo_app, batch.id)["status"] == "done":  # type: ignore[arg-type]
+            if status(demo_app, batch.id).status == "done":  # type: ignore[arg-type]
                 break
             try:
                 run_pending(demo_app, "w1")
@@ -48,7 +49,7 @@ def test_assignments_of_a_running_experiment_are_written_without_lock_errors(
     logged = caplog.text + " ".join(str(r.__dict__.get("fields", "")) for r in caplog.records)
     assert "database is locked" not in logged
     st = status(demo_app, batch.id)  # type: ignore[arg-type]
-    assert st["status"] == "done" and st["done"] == N
+    assert st.status == "done" and st.done == N
     with demo_app.engine.connect() as conn:
         assigned = conn.execute(text("SELECT COUNT(*) FROM assignments WHERE experiment_id = :e"),
                                 {"e": exp.id}).scalar()

@@ -10,7 +10,8 @@ import pytest
 from sqlalchemy import text
 
 from core.app import App
-from core.batches.runs import create_batch, resume_batch, run_pending, start_batch, status
+from core.batches.lifecycle import create_batch, resume_batch, start_batch, status
+from core.batches.runs import run_pending
 from core.people.prospects import import_prospects
 from core.sim.simulator import Scripted
 from tests.batches.test_batches_crash import _prospects_csv
@@ -55,10 +56,10 @@ def test_provider_failure_pauses_with_the_reason_and_resume_redoes_exactly_those
     broken = _break_after(demo_app, 6, fault)
     [first] = run_pending(demo_app, "w1")
     st = status(demo_app, batch.id)  # type: ignore[arg-type]
-    assert first.outcome == "paused_provider" and st["status"] == "paused_provider", st
-    assert st["label"].startswith(reason) and st["error"].startswith(reason), st
-    assert st["counts"]["fallback"] == 0, "no item was burned into a fallback"
-    assert st["counts"]["claimed"] == 0, "the stopped items went back"
+    assert first.outcome == "paused_provider" and st.status == "paused_provider", st
+    assert st.label.startswith(reason) and st.error.startswith(reason), st
+    assert st.counts["fallback"] == 0, "no item was burned into a fallback"
+    assert st.counts["claimed"] == 0, "the stopped items went back"
     before = _messages(demo_app, batch.id)  # type: ignore[arg-type]
     assert 0 < len(before) < N, "the batch was stopped part-way"
     with demo_app.engine.connect() as conn:
@@ -75,7 +76,7 @@ def test_provider_failure_pauses_with_the_reason_and_resume_redoes_exactly_those
     assert {i: m for i, m in after.items() if i in before} == before, "nothing written before was redone"
     assert set(after) - set(before) == redo, "exactly the stopped items were done on resume"
     final = status(demo_app, batch.id)  # type: ignore[arg-type]
-    assert final["status"] == "done" and final["done"] == N and final["counts"]["fallback"] == 0
+    assert final.status == "done" and final.done == N and final.counts["fallback"] == 0
 
 
 def test_a_prospect_specific_rejection_still_falls_back_for_that_item_only(demo_app: App) -> None:
@@ -86,4 +87,4 @@ def test_a_prospect_specific_rejection_still_falls_back_for_that_item_only(demo_
     demo_app.simulator.script(Scripted(400, message="bad request"))
     [done] = run_pending(demo_app, "w1")
     st = status(demo_app, batch.id)  # type: ignore[arg-type]
-    assert done.outcome == "done" and st["status"] == "done" and st["counts"]["fallback"] == 1
+    assert done.outcome == "done" and st.status == "done" and st.counts["fallback"] == 1

@@ -16,7 +16,9 @@ import pytest
 from sqlalchemy import create_engine, text
 
 from core.app import App, open_app
-from core.batches.runs import BatchError, create_batch, finish, run_pending, start_batch, status
+from core.batches.claims import finish
+from core.batches.lifecycle import BatchError, create_batch, start_batch, status
+from core.batches.runs import run_pending
 from core.config import PROJECT_ROOT, Settings
 from core.costs.prices import current_book
 from core.people.prospects import import_prospects, list_prospects
@@ -57,7 +59,7 @@ def test_two_sessions_pressing_run_on_one_upload_make_one_batch_of_calls(demo_ap
     for t in threads:
         t.join()
     run_pending(demo_app, "w1")
-    items = sum(status(demo_app, b)["items"] for b in made)
+    items = sum(status(demo_app, b).items for b in made)
     assert items == 30, f"one batch's worth of items between the two presses, got {items} ({refused})"
     assert _duplicates(demo_app) == 0, "no prospect got two connection requests"
     assert demo_app.simulator is not None
@@ -70,7 +72,7 @@ def test_a_step_that_ended_without_a_message_can_be_run_again_but_a_written_one_
     ids = [p.id for p in list_prospects(demo_app)][:2]
     first = create_batch(demo_app, ids)  # type: ignore[arg-type]
     start_batch(demo_app, first.id)  # type: ignore[arg-type]
-    from core.batches.runs import claim
+    from core.batches.claims import claim
 
     failed, _written = claim(demo_app, first.id, "w1", 2)  # type: ignore[arg-type]
     assert finish(demo_app, failed, "w1", None, "boom", first.id, ids[0], "connection_request")
@@ -145,7 +147,7 @@ def test_a_call_longer_than_the_lease_is_never_taken_over_and_paid_twice(
         _, err = proc.communicate(timeout=300)
         assert proc.returncode == 0, err[-2000:]
     st = status(app, batch.id)  # type: ignore[arg-type]
-    assert st["status"] == "done" and st["done"] == 8
+    assert st.status == "done" and st.done == 8
     with app.engine.connect() as conn:
         retaken = conn.execute(text("SELECT COUNT(*) FROM batch_items WHERE batch_id = :b AND attempts > 1"),
                                {"b": batch.id}).scalar()
@@ -158,7 +160,7 @@ def test_a_call_longer_than_the_lease_is_never_taken_over_and_paid_twice(
 
 def test_run_again_after_cancel_takes_the_cancelled_items_and_resuming_the_old_batch_never_redoes_them(
         demo_app: App) -> None:
-    from core.batches.runs import cancel_batch, resume_batch
+    from core.batches.lifecycle import cancel_batch, resume_batch
 
     ids = [p.id for p in list_prospects(demo_app)][:6]
     old = create_batch(demo_app, ids)  # type: ignore[arg-type]
@@ -170,6 +172,6 @@ def test_run_again_after_cancel_takes_the_cancelled_items_and_resuming_the_old_b
     resume_batch(demo_app, old.id)  # type: ignore[arg-type]
     run_pending(demo_app, "w1")
     assert _duplicates(demo_app) == 0
-    assert status(demo_app, new.id)["counts"]["ready"] + status(demo_app, new.id)["counts"]["fallback"] == 6  # type: ignore[arg-type]
+    assert status(demo_app, new.id).counts["ready"] + status(demo_app, new.id).counts["fallback"] == 6  # type: ignore[arg-type]
     old_st = status(demo_app, old.id)  # type: ignore[arg-type]
-    assert old_st["status"] == "done" and old_st["counts"]["failed"] == 6 and old_st["errors"] == 0
+    assert old_st.status == "done" and old_st.counts["failed"] == 6 and old_st.errors == 0

@@ -4,7 +4,9 @@ that is not cancelled are that batch's, whichever session, tab or process asks."
 from __future__ import annotations
 
 from core.app import App
-from core.batches.runs import cancel_batch, claim, create_batch, finish, run_pending, start_batch
+from core.batches.claims import claim, finish
+from core.batches.lifecycle import cancel_batch, create_batch, start_batch
+from core.batches.runs import run_pending
 from core.batches.uploads import plan_run
 from core.people.prospects import list_prospects
 

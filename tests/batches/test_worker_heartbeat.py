@@ -20,7 +20,8 @@ from sqlalchemy import text
 
 from core.app import App, open_app
 from core.batches import heartbeat
-from core.batches.runs import claim, create_batch, start_batch, status
+from core.batches.claims import claim
+from core.batches.lifecycle import create_batch, start_batch, status
 from core.config import PROJECT_ROOT, Settings
 from core.costs.prices import current_book
 from core.people.prospects import import_prospects
@@ -99,7 +100,7 @@ def test_a_worker_announces_itself_beats_and_gives_everything_back_when_it_stops
         assert beat.stop() == (3, 0)
     [row] = heartbeat.list_workers(demo_app)
     assert row.state == "stopped" and row.items_held == 0
-    assert status(demo_app, batch.id)["counts"]["pending"] == 4  # type: ignore[arg-type]
+    assert status(demo_app, batch.id).counts["pending"] == 4  # type: ignore[arg-type]
 
 
 def test_a_silent_worker_is_shown_silent_and_its_items_go_back_at_the_next_beat(demo_app: App) -> None:
@@ -148,7 +149,7 @@ def test_killed_workers_items_and_holds_go_back_in_seconds_not_after_the_lease(
         if rescuer.poll() is None:
             rescuer.kill()
     print(f"\na killed worker's items went back after {back_after:.1f} s (lease: 600 s)")
-    assert status(app, batch_id)["status"] == "done"
+    assert status(app, batch_id).status == "done"
     assert _scalar(app, "SELECT COUNT(*) FROM reservations WHERE state = 'held'") == 0
     assert _scalar(app, "SELECT SUM(reserved_usd) FROM budget_months") == 0, "the dead worker's holds were returned"
     rows = {w.id: w for w in heartbeat.list_workers(app)}
@@ -175,7 +176,7 @@ def test_sigterm_gives_back_claims_and_holds_before_the_worker_exits(
     assert owner not in _owners(app, batch_id), "no item is left claimed by the stopped worker"
     assert _scalar(app, "SELECT COUNT(*) FROM reservations WHERE state = 'held'") == 0
     assert _scalar(app, "SELECT state FROM workers WHERE id = :w", w=owner) == "stopped"
-    assert status(app, batch_id)["counts"]["pending"] > 0, "the batch was stopped mid-way, as intended"
+    assert status(app, batch_id).counts["pending"] > 0, "the batch was stopped mid-way, as intended"
 
 
 @pytest.mark.slow
@@ -185,7 +186,7 @@ def test_resume_after_kill_9_finishes_the_batch(settings: Settings) -> None:
     env = {"SIMULATOR_LATENCY_MS": "20", "BATCH_LEASE_SECONDS": "600", "WORKER_SILENT_SECONDS": "3"}
     worker = _spawn(settings.database_url, "worker", env=env)
     try:
-        _wait_for(lambda: status(app, batch_id)["done"] >= 100 and _owners(app, batch_id), 120,
+        _wait_for(lambda: status(app, batch_id).done >= 100 and _owners(app, batch_id), 120,
                   "the worker to be mid-batch")
     finally:
         worker.kill()
@@ -195,12 +196,12 @@ def test_resume_after_kill_9_finishes_the_batch(settings: Settings) -> None:
     _, err = resume.communicate(timeout=300)
     left = sum(_owners(app, batch_id).values())
     print(f"\nkill -9 with {held} of {n} items claimed; after resume: {left} claimed, "
-          f"status {status(app, batch_id)['status']}, exit {resume.returncode}")
+          f"status {status(app, batch_id).status}, exit {resume.returncode}")
     assert held > 0, "the kill left items claimed; the test proves nothing otherwise"
     assert left == 0, f"{left} of {n} items still claimed by the dead worker after resume"
     assert resume.returncode == 0, err[-2000:]
     st = status(app, batch_id)
-    assert st["status"] == "done" and st["done"] == n
+    assert st.status == "done" and st.done == n
 
 
 @pytest.mark.slow
@@ -229,4 +230,4 @@ def test_resume_waits_for_a_live_worker_and_says_which(settings: Settings) -> No
     assert "worker livebox pid 4242" in said and "holds 3 items" in said, said
     assert resume.returncode == 0, said[-2000:]
     st = status(app, batch_id)
-    assert st["status"] == "done" and st["done"] == 12 and st["counts"]["claimed"] == 0
+    assert st.status == "done" and st.done == 12 and st.counts["claimed"] == 0

@@ -67,7 +67,7 @@ def test_errors_are_one_line_without_traceback(db_url: str, tmp_path: Path) -> N
 
 def test_cancel_and_worker_once(db_url: str, tmp_path: Path) -> None:
     from core.app import open_app
-    from core.batches.runs import create_batch, start_batch
+    from core.batches.lifecycle import create_batch, start_batch
     from core.config import Settings
     from core.people.prospects import list_prospects
 

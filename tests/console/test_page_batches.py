@@ -45,7 +45,7 @@ def test_upload_estimate_run_review_export(console_env: Settings) -> None:
     next(b for b in review.button if b.label == "Approve everything that passed").click().run()
     assert not review.exception
     assert any("Approved" in s.value for s in review.success)
-    assert "approved" in set(review.dataframe[0].value["approval"]), "the table shows the approval at once"
+    assert "Approved" in set(review.dataframe[0].value["approval"]), "the table shows the approval at once"
     downloads = review.get("download_button")
     assert len(downloads) == 2
 

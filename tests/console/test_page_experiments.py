@@ -8,6 +8,7 @@ from typing import Any
 from sqlmodel import func, select
 
 from core.app import App
+from core.batches.runs import run_pending
 from core.config import Settings
 from core.experiments.assignment import assigned_templates
 from core.experiments.catalog import create_experiment
@@ -165,5 +166,11 @@ def test_generate_variants_shows_the_estimate_first(console_env: Settings, demo_
     bulk_buttons = [b for b in at.button if b.key == "exp_bulk_go"]
     assert bulk_buttons and "1 template, at most" in bulk_buttons[0].label
     bulk_buttons[0].click().run()
+    assert not at.exception
+    progress = " ".join(str(p.proto.text) for p in at.get("progress"))
+    assert "0 of 1 template — queued" in progress, "bulk generation is a batch for the worker"
+    assert not any(t.value.startswith("Spent $") for t in at.text)
+    run_pending(demo_app, "test-worker")  # the console's background worker
+    at.run()
     assert not at.exception
     assert any(t.value.startswith("Spent $") for t in at.text)

@@ -78,7 +78,7 @@ def test_upload_import_classify_override(console_env: Settings) -> None:
 
     at.button(key="replies_classify_pending").click().run()
     assert not at.exception
-    assert "0 of 3 classified — queued" in _progress_text(at), "classification is a batch for the worker"
+    assert "0 of 3 classified — queued," in _progress_text(at), "classification is a batch for the worker"
     run_pending(open_app(console_env, load_demo=False), "test-worker")  # the console's background worker
     at.run()
     assert "3 of 3 classified — done" in _progress_text(at)
@@ -128,7 +128,7 @@ def test_budget_stops_classification_with_a_clear_message(console_env: Settings)
     run_pending(app, "test-worker")
     at.run()
     assert not at.exception
-    assert "paused_budget" in _progress_text(at)
+    assert "paused: the budget ran out" in _progress_text(at)
     assert any("Budget reached" in w.value for w in at.warning)
     assert "3 replies pending" in " ".join(t.value for t in at.text), "nothing was lost: all still pending"
 
@@ -137,6 +137,10 @@ def test_evaluation_shows_accuracy_table_and_confusion_matrix(console_env: Setti
     at = page_test("pages/replies.py")
     at.run()
     at.button(key="replies_evaluate").click().run()
+    assert not at.exception
+    assert "0 of 170 labelled replies classified" in _progress_text(at), "the evaluation is a batch for the worker"
+    run_pending(open_app(console_env, load_demo=False), "test-worker")  # the console's background worker
+    at.run()
     assert not at.exception
     accuracy = next(m.value for m in at.metric if m.label == "Accuracy")
     assert accuracy.endswith("%") and 50 < float(accuracy.rstrip("%")) <= 100

@@ -9,7 +9,8 @@ import random
 from decimal import Decimal
 
 from core.app import App
-from core.batches.runs import create_batch, run_pending, start_batch, status
+from core.batches.lifecycle import create_batch, start_batch, status
+from core.batches.runs import run_pending
 from core.costs.estimate import SAMPLE, Estimate, Tile, TileKind, estimate
 from core.messages.library import list_templates
 from core.people.prospects import import_prospects, list_prospects
@@ -50,7 +51,7 @@ def _run(app: App, ids: list[int], step: str, template: str | None) -> Decimal:
     b = create_batch(app, ids, step=step, template_name=template)
     start_batch(app, b.id)  # type: ignore[arg-type]
     run_pending(app, "w")
-    return Decimal(status(app, b.id)["cost_usd"])  # type: ignore[arg-type]
+    return Decimal(status(app, b.id).cost_usd)  # type: ignore[arg-type]
 
 
 def _check_tiles(est: Estimate) -> None:

@@ -10,13 +10,16 @@ import pytest
 from sqlmodel import select
 
 from core.app import App
+from core.batches.kinds.variants import bulk_report
+from core.batches.lifecycle import create_batch, start_batch
+from core.batches.runs import run_pending
 from core.experiments import variants as v
 from core.llm.tokens import count_messages
 from core.messages.library import get_template, markers, steps
 from core.messages.personalize import banned_phrases
 from core.sim import simulator
 from core.store.db import session_scope
-from core.store.models import UsageEntry, utcnow
+from core.store.models import BatchKind, UsageEntry, utcnow
 
 BASE = "connection_request_default"
 BASE_TEXT = ("Hi {{ first_name }}, {{ recent_achievement }} I'd be glad to connect and keep following the work at "
@@ -160,7 +163,11 @@ def test_bulk_estimate_prices_every_call_at_the_worst_case(demo_app: App) -> Non
     assert estimate.worst_case_usd == worst and estimate.templates[0]["prompt_tokens"] == prompt
     assert Decimal(0) < estimate.typical_usd <= estimate.worst_case_usd
 
-    bulk = asyncio.run(v.bulk_generate(demo_app, "SaaS", 2))
+    batch = create_batch(demo_app, [], kind=BatchKind.VARIANTS, subjects=[t["name"] for t in estimate.templates],
+                         options={"n": 2})
+    start_batch(demo_app, batch.id)  # type: ignore[arg-type]
+    run_pending(demo_app, "w1")  # bulk generation is a batch the worker runs
+    bulk = bulk_report(demo_app, batch.id)  # type: ignore[arg-type]
     assert len(bulk.reports) == 1 and 0 < bulk.cost_usd <= estimate.worst_case_usd and bulk.stopped == ""
     # generated variants are not bulk bases themselves, and safe templates never are
     assert [t["name"] for t in v.estimate_bulk(demo_app, "SaaS", 2).templates] == ["connection_request_saas"]

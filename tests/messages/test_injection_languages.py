@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 
 from core.app import App
-from core.batches.runs import create_batch, run_pending, start_batch
+from core.batches.lifecycle import create_batch, start_batch
+from core.batches.runs import run_pending
 from core.messages.approvals import approve_passed, approved_rows
 from core.messages.guards import check_message, screen_fields
 from core.messages.library import add_template

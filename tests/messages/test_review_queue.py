@@ -9,7 +9,8 @@ import json
 import pytest
 
 from core.app import App
-from core.batches.runs import create_batch, run_pending, start_batch
+from core.batches.lifecycle import create_batch, start_batch
+from core.batches.runs import run_pending
 from core.messages.approvals import (
     QueueFilter,
     ReviewError,

@@ -13,7 +13,9 @@ import pytest
 from sqlmodel import func, select
 
 from core.app import App
-from core.batches.runs import create_batch, run_pending, start_batch, unsent_prospects
+from core.batches.kinds.personalize import unsent_prospects
+from core.batches.lifecycle import create_batch, start_batch
+from core.batches.runs import run_pending
 from core.messages.approvals import (
     QueueFilter,
     ReviewError,

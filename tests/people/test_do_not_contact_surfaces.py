@@ -7,7 +7,8 @@ import json
 from pathlib import Path
 
 from core.app import open_app
-from core.batches.runs import create_batch, run_pending, start_batch
+from core.batches.lifecycle import create_batch, start_batch
+from core.batches.runs import run_pending
 from core.config import Settings
 from core.messages.approvals import QueueFilter, approve, queue
 from core.people.prospects import import_prospects, suppress

@@ -466,6 +466,6 @@ def test_every_category_and_action_has_a_label_in_words() -> None:
 
     labels = [label(c) for c in (*CATEGORIES, PENDING)]
     assert len(set(labels)) == len(labels) and not any("_" in x for x in labels)
-    assert label("do_not_contact") == "Do not contact" and label("someday") == "someday"
+    assert label("do_not_contact") == "Do not contact" and label("someday") == "Someday"
     assert all(action_label(k) and "_" not in action_label(k) for k in ACTION_KINDS)
     assert action_label("send_template:info_follow_up") == "Send template info_follow_up" and action_label("") == ""
