@@ -26,8 +26,9 @@ from core.batches.runs import (
 from core.costs.estimate import estimate
 from core.messages.library import list_templates
 from core.messages.library import steps as step_specs
+from core.people.columns import CANONICAL_FIELDS, REQUIRED_FIELDS, suggest_mapping
 from core.people.prospects import import_prospects
-from core.people.tabular import CANONICAL_FIELDS, REQUIRED_FIELDS, UnreadableFile, open_table, suggest_mapping
+from core.people.reading import UnreadableFile, open_table
 from core.store.models import utcnow
 
 enter()  # the shell and the access gate, whichever address Streamlit started this run at

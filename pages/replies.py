@@ -16,7 +16,7 @@ from console import enter, get_app, sidebar, usd
 from core.batches.runs import create_batch, start_batch
 from core.batches.runs import status as batch_status
 from core.llm.errors import BudgetExceededError, LLMError
-from core.people.tabular import UnreadableFile
+from core.people.reading import UnreadableFile
 from core.replies.inbox import (
     TextResult,
     category_counts,

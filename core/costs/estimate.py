@@ -25,10 +25,10 @@ from core.messages.personalize import (
     SNIPPET_CAP,
     Pipeline,
     choose_rung,
-    company_size_of,
     options_for,
 )
 from core.messages.templates import render
+from core.people.columns import parse_company_size
 from core.people.prospects import prospect_fields
 from core.store.db import session_scope
 from core.store.models import Prospect, money_str, utcnow
@@ -131,7 +131,7 @@ def estimate(app: App, prospect_ids: Sequence[int], *, step: str = "connection_r
                     continue
                 flagged = bool(row.flags)  # screened at import
                 est.flagged += flagged
-                size = company_size_of(fields.get("company_size"))
+                size = parse_company_size(fields.get("company_size"))
                 rung, _ = choose_rung(rendered.needs_writing, size, options, flagged)
                 est.by_template[spec.name] = est.by_template.get(spec.name, 0) + 1
                 writes = rendered.needs_writing and rung != RUNG_TEMPLATE

@@ -40,7 +40,8 @@ from core.app import App
 from core.messages.library import steps, to_spec
 from core.messages.templates import TemplateSpec, select_template
 from core.people import identity as idm
-from core.people.tabular import read_table
+from core.people.columns import header_key
+from core.people.reading import read_table
 from core.store.db import session_scope
 from core.store.models import Assignment, Experiment, ExperimentArm, Outcome, Prospect, Template, UTCDateTime, utcnow
 
@@ -59,10 +60,11 @@ POSITIVE_CATEGORIES = frozenset({"interested", "schedule_call", "request_info"})
 
 _TRUE = frozenset({"1", "true", "yes", "y", "t"})
 _FALSE = frozenset({"0", "false", "no", "n", "f", ""})
-_IDENTITY_COLUMNS = {"identity": "identity", "linkedin_url": "linkedin_url", "linkedin": "linkedin_url",
-                     "linkedin_profile": "linkedin_url", "profile_url": "linkedin_url", "email": "email",
-                     "email_address": "email", "e_mail": "email"}
-_SENT_COLUMNS = ("sent_at", "sent_date", "sent", "date_sent", "sent_on")
+# Keys of core.people.columns.header_key: "Sent At", "sent_at" and "sentAt" are all "sentat".
+_IDENTITY_COLUMNS = {"identity": "identity", "linkedinurl": "linkedin_url", "linkedin": "linkedin_url",
+                     "linkedinprofile": "linkedin_url", "profileurl": "linkedin_url", "email": "email",
+                     "emailaddress": "email"}
+_SENT_COLUMNS = ("sentat", "sentdate", "sent", "datesent", "senton")
 _FLAG_COLUMNS = ("accepted", "replied", "positive")
 
 
@@ -427,10 +429,6 @@ class OutcomeImportReport:
                 "delimiter": self.delimiter}
 
 
-def _header_key(header: str) -> str:
-    return "_".join(header.strip().lower().replace("-", " ").split())
-
-
 def parse_flag(raw: str) -> bool | None:
     """1/0, true/false, yes/no, y/n (any case); an empty cell is "no". None when not understood."""
     value = raw.strip().lower()
@@ -517,7 +515,7 @@ def _outcome_columns(headers: Sequence[str], metric_flag: str, metric: str) -> d
     columns: dict[str, int] = {}
     problems: list[tuple[int | None, str]] = []
     for index, header in enumerate(headers):
-        key = _header_key(header)
+        key = header_key(header)
         canonical = _IDENTITY_COLUMNS.get(key) or ("sent_at" if key in _SENT_COLUMNS else None) or (
             key if key in _FLAG_COLUMNS else None)
         if canonical is None:

@@ -23,7 +23,7 @@ from core.messages.templates import (
     load_steps,
     validate,
 )
-from core.people.tabular import CANONICAL_FIELDS
+from core.people.columns import CANONICAL_FIELDS
 from core.store.db import session_scope
 from core.store.models import Template
 

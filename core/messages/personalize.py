@@ -40,6 +40,7 @@ from core.messages.review import ReviewOutcome, review_message
 from core.messages.structured import VerdictError, ask_json, extract_json_object
 from core.messages.summaries import SummaryCache
 from core.messages.templates import Rendered, TemplateSpec, fill_markers, preview_text, render, select_template
+from core.people.columns import parse_company_size
 
 RUNG_TEMPLATE = "template_only"
 RUNG_WRITE = "model_writing"
@@ -192,7 +193,7 @@ class Pipeline:
             if spec is None:
                 raise LookupError(f"no template named {options.template_name!r}")
             return spec, f"chosen by hand: {spec.name}"
-        size = company_size_of(fields.get("company_size"))
+        size = parse_company_size(fields.get("company_size"))
         return select_template(options.step, fields.get("industry"), size, self.library, options.assigned)
 
     def check(self, text: str, fields: Mapping[str, str], template_text: str, max_chars: int) -> list[GuardResult]:
@@ -220,7 +221,7 @@ class Pipeline:
             result.note("hold", result.reason)
             return result
 
-        size = company_size_of(fields.get("company_size"))
+        size = parse_company_size(fields.get("company_size"))
         rung, rung_why = choose_rung(rendered.needs_writing, size, options, bool(flags))
         result.rung = rung
         result.note("ladder", f"{rung}: {rung_why}")
@@ -354,13 +355,6 @@ def _snippets(content: str, markers: Sequence[str]) -> dict[str, str]:
             raise ValueError(f"{marker} is {len(text)} characters; at most {SNIPPET_CAP} were asked for")
         out[marker] = text
     return out
-
-
-def company_size_of(value: Any) -> int | None:
-    try:
-        return int(str(value).replace(",", "").strip()) if value not in (None, "") else None
-    except ValueError:
-        return None
 
 
 def _guard_summary(results: Sequence[GuardResult]) -> str:

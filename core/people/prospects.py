@@ -1,10 +1,10 @@
 """Prospects into the database: CSV import with duplicates, suppression and injection screening.
 
-`core.people.tabular` reads and validates the file; this module decides what is new, what is a duplicate of a
-stored prospect, who is on the do-not-contact list (asked of `core.people.identity`, under every identity the row
-or the stored person is known by), and flags fields that carry prompt-injection text. The counts it reports
-always add up to the records in the file, and a file refused whole writes nothing. People on the do-not-contact
-list are counted and never written.
+`core.people.reading` and `core.people.rows` read and validate the file; this module decides what is new,
+what is a duplicate of a stored prospect, who is on the do-not-contact list (asked of `core.people.identity`,
+under every identity the row or the stored person is known by), and flags fields that carry prompt-injection text.
+The counts it reports always add up to the records in the file, and a file refused whole writes nothing.
+People on the do-not-contact list are counted and never written.
 
 The import streams: records are parsed one at a time and stored in chunks of `CHUNK_ROWS` (one transaction,
 a few set look-ups and two bulk inserts per chunk), so memory stays flat however long the file is.
@@ -25,13 +25,9 @@ from sqlmodel import Session, select
 from core.app import App
 from core.messages.guards import screen_fields, strip_invisible
 from core.people import identity
-from core.people.tabular import (
-    ProspectParser,
-    ProspectRow,
-    RowError,
-    open_table,
-    parse_company_size,
-)
+from core.people.columns import parse_company_size
+from core.people.reading import RowError, open_table
+from core.people.rows import ProspectParser, ProspectRow
 from core.store.db import immediate, session_scope
 from core.store.models import Prospect, ProspectIdentity, utcnow
 

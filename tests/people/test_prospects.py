@@ -6,7 +6,7 @@ import pytest
 
 from core.app import App
 from core.people.prospects import count_prospects, import_prospects, list_prospects, suppress
-from core.people.tabular import UnreadableFile
+from core.people.reading import UnreadableFile
 
 HEADER = "First Name,Company,Email,LinkedIn,Employees,Notes,Favourite Colour\n"
 

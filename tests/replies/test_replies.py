@@ -22,7 +22,7 @@ from core.llm.errors import BudgetExceededError
 from core.messages import prompts
 from core.messages.review import VerdictError
 from core.people.prospects import import_prospects
-from core.people.tabular import UnreadableFile
+from core.people.reading import UnreadableFile
 from core.replies.inbox import (
     STATUS_OK,
     STATUS_UNCLEAR,
