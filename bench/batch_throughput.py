@@ -196,7 +196,7 @@ def prepare(folder: Path, rows: int, url: str, *, with_requests: bool, concurren
     folder = Path(tempfile.mkdtemp(prefix=f"rows-{rows}-", dir=folder))
     db = folder / "bench.db"
     settings = bench_settings(db, url)
-    app = open_app(settings, load_demo=False)
+    app = open_app(settings)
     seed_templates(app)
     report = import_prospects(app, synthetic_csv(rows), source="bench")
     if report.accepted != rows or report.flagged:
@@ -424,7 +424,7 @@ def child_work(db: str, url: str, batch_id: int, *, profile: str = "", phases: b
     from core.batches.runs import new_worker_id, work_batch
     from core.llm.tokens import warm_up
 
-    app = open_app(bench_settings(Path(db), url), load_demo=False)
+    app = open_app(bench_settings(Path(db), url))
     warm_up()  # the tokenizer, loaded once per process as `core.batches.worker` does when it starts
     timer = PhaseTimer()
     if phases:

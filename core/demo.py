@@ -1,16 +1,27 @@
 """Demo data for the embedded default: synthetic prospects and starter templates from `data/`.
 
 Loaded once, on first start, into an empty database; never touches a database that already has data.
+`core.app` does not know about it (that was an import cycle: app -> demo -> prospects -> app); the console
+and the CLI start from :func:`open_demo_app`.
 """
 
 from __future__ import annotations
 
-from core.app import App
+from core.app import App, open_app
+from core.config import Settings
 from core.messages.library import seed_templates
 from core.people.prospects import count_prospects, import_prospects
 
 
+def open_demo_app(settings: Settings | None = None) -> App:
+    """`open_app`, then the demo data when the database has none (the console's and the CLI's start)."""
+    app = open_app(settings)
+    load_demo_data(app)
+    return app
+
+
 def load_demo_data(app: App) -> dict[str, int]:
+    """Add the starter templates that are missing, and the demo prospects when there are no prospects."""
     added = {"templates": seed_templates(app), "prospects": 0}
     if count_prospects(app) == 0:
         data = (app.settings.data_dir / "demo_prospects.csv").read_bytes()

@@ -7,8 +7,9 @@ import sys
 from decimal import Decimal
 from typing import Any, NoReturn
 
-from core.app import App, open_app
+from core.app import App
 from core.config import load_settings
+from core.demo import open_demo_app
 
 
 class CLIError(Exception):
@@ -45,5 +46,5 @@ _app: App | None = None
 def app() -> App:
     global _app
     if _app is None:
-        _app = open_app(load_settings())
+        _app = open_demo_app(load_settings())
     return _app

@@ -16,9 +16,10 @@ import time
 import pytest
 from sqlalchemy import text
 
-from core.app import App, open_app
+from core.app import App
 from core.batches.runs import FINAL_STATES, create_batch, start_batch, status
 from core.config import PROJECT_ROOT, Settings
+from core.demo import open_demo_app
 from core.people.prospects import import_prospects
 
 pytestmark = pytest.mark.slow
@@ -44,7 +45,7 @@ def _worker(db_url: str, *extra: str, lease_s: int = 2) -> subprocess.Popen[byte
 
 
 def _setup(settings: Settings, n: int) -> tuple[App, int]:
-    app = open_app(settings, load_demo=True)
+    app = open_demo_app(settings)
     report = import_prospects(app, _prospects_csv(n))
     assert report.accepted == n
     batch = create_batch(app, report.prospect_ids, concurrency=16)

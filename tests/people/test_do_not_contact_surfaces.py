@@ -6,9 +6,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from core.app import open_app
 from core.batches.runs import create_batch, run_pending, start_batch
 from core.config import Settings
+from core.demo import open_demo_app
 from core.messages.approvals import QueueFilter, approve, queue
 from core.people.prospects import import_prospects, suppress
 from tests.cli.test_cli import run_cli
@@ -20,7 +20,7 @@ CSV = (b"first_name,last_name,company_name,linkedin_url,email\n"
 
 
 def _approved_then_opted_out(settings: Settings) -> int:
-    app = open_app(settings, load_demo=True)
+    app = open_demo_app(settings)
     report = import_prospects(app, CSV)
     batch = create_batch(app, report.prospect_ids, template_name="connection_request_safe")
     assert batch.id is not None
