@@ -24,15 +24,8 @@ from core.llm.client import ChatResult
 from core.llm.errors import BudgetExceededError, LLMError
 from core.llm.tokens import count_messages
 from core.messages import prompts
-from core.messages.guards import (
-    GuardResult,
-    all_passed,
-    check_message,
-    failed_reasons,
-    load_banned_phrases,
-    screen_fields,
-    strip_invisible,
-)
+from core.messages.guards import GuardResult, all_passed, check_message, failed_reasons, load_banned_phrases
+from core.messages.injection import screen_fields
 from core.messages.library import markers as load_marker_descriptions
 from core.messages.library import specs as library_specs
 from core.messages.library import steps as load_step_specs
@@ -40,6 +33,7 @@ from core.messages.review import ReviewOutcome, review_message
 from core.messages.structured import VerdictError, ask_json, extract_json_object
 from core.messages.summaries import SummaryCache
 from core.messages.templates import Rendered, TemplateSpec, fill_markers, preview_text, render, select_template
+from core.messages.textfold import strip_invisible
 from core.people.columns import parse_company_size
 
 RUNG_TEMPLATE = "template_only"

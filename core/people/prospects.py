@@ -23,7 +23,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
 from core.app import App
-from core.messages.guards import screen_fields, strip_invisible
+from core.messages.injection import screen_fields
+from core.messages.textfold import strip_invisible
 from core.people import identity
 from core.people.columns import parse_company_size
 from core.people.reading import RowError, open_table

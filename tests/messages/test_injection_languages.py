@@ -17,7 +17,8 @@ import pytest
 from core.app import App
 from core.batches.runs import create_batch, run_pending, start_batch
 from core.messages.approvals import approve_passed, approved_rows
-from core.messages.guards import check_message, screen_fields
+from core.messages.guards import check_message
+from core.messages.injection import screen_fields
 from core.messages.library import add_template
 from core.messages.personalize import options_for, personalize_one
 from core.people.prospects import import_prospects
