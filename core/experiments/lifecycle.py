@@ -37,6 +37,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
 from core.app import App
+from core.dates import parse_moment
 from core.messages.library import steps, to_spec
 from core.messages.templates import TemplateSpec, select_template
 from core.people import identity as idm
@@ -440,16 +441,12 @@ def parse_flag(raw: str) -> bool | None:
 
 
 def parse_sent(raw: str, now: datetime | None = None) -> tuple[datetime | None, str]:
-    """(UTC datetime, "") or (None, why): ISO dates and date-times; naive times are taken as UTC."""
+    """(UTC datetime, "") or (None, why): a moment as `core.dates.parse_moment` reads it, not in the future."""
     value = raw.strip()
     if not value:
         return None, "sent date is empty"
     try:
-        if len(value) == 10:
-            moment = datetime.combine(date.fromisoformat(value), datetime.min.time(), UTC)
-        else:
-            moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
-            moment = moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+        moment = parse_moment(value)
     except ValueError:
         return None, f"sent date {value[:40]!r} is not a date; use YYYY-MM-DD (or an ISO date-time)"
     if moment > (now or utcnow()) + timedelta(days=1):

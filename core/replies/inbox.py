@@ -30,7 +30,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any
@@ -42,6 +42,7 @@ from sqlmodel import Session, select
 from core.app import App
 from core.config import DATA_DIR
 from core.costs.gateway import CallContext, Gateway
+from core.dates import parse_moment
 from core.llm.errors import BudgetExceededError, LLMError, ModerationError
 from core.llm.tokens import count_messages
 from core.messages import prompts
@@ -714,19 +715,12 @@ _FUTURE_SLACK = timedelta(days=1)
 
 
 def parse_received(raw: str) -> datetime:
-    """An ISO date or date-time as aware UTC (a time without an offset is taken as UTC); ValueError says how."""
-    text = raw.strip()
+    """An ISO date or date-time as aware UTC (`core.dates.parse_moment`); ValueError says how to write it."""
     try:
-        day = date.fromisoformat(text)
-        return datetime(day.year, day.month, day.day, tzinfo=UTC)
+        return parse_moment(raw)
     except ValueError:
-        pass
-    try:
-        moment = datetime.fromisoformat(text)
-    except ValueError:
-        raise ValueError(f"received {quoted(text)} is not a date like 2025-03-14 or a time like "
+        raise ValueError(f"received {quoted(raw.strip())} is not a date like 2025-03-14 or a time like "
                          "2025-03-14T09:30:00Z") from None
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
 def _identity_cell(value: str) -> str | None:
