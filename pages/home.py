@@ -5,8 +5,8 @@ from __future__ import annotations
 import streamlit as st
 
 from console import enter, get_app, sidebar, usd
-from core.config import redact_url
 from core.costs.spend import summary
+from core.logs import scrub
 from core.people.prospects import count_prospects
 
 enter()  # the shell and the access gate, whichever address Streamlit started this run at
@@ -51,7 +51,7 @@ st.subheader("This console")
 st.dataframe(
     [
         {"what": "Provider", "value": app.settings.llm_provider},
-        {"what": "Database", "value": redact_url(app.settings.database_url)},
+        {"what": "Database", "value": scrub(app.settings.database_url)},
         {"what": "Prospects stored", "value": f"{count_prospects(app):,}"},
         {"what": "Projected month-end", "value": usd(figures["projected_month_usd"])},
         {"what": "Projected year at this rate", "value": usd(figures["projected_annual_usd"])},
