@@ -59,6 +59,7 @@ from core.messages.library import specs as library_specs
 from core.messages.personalize import Pipeline, Result, options_for
 from core.people.prospects import prospect_fields
 from core.store.db import immediate, session_scope
+from core.store.lookup import get_or_raise
 from core.store.models import Batch, BatchItem, Message, Prospect, Reply, utcnow
 
 log = logging.getLogger("sam.batches")
@@ -239,10 +240,7 @@ def _set_status(app: App, batch_id: int, new: str, allowed_from: Sequence[str], 
 
 def get_batch(app: App, batch_id: int) -> Batch:
     with session_scope(app.engine) as s:
-        batch = s.get(Batch, batch_id)
-    if batch is None:
-        raise BatchError(f"no batch with id {batch_id}")
-    return batch
+        return get_or_raise(s, Batch, batch_id, BatchError)
 
 
 def start_batch(app: App, batch_id: int) -> bool:

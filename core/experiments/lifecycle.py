@@ -44,6 +44,7 @@ from core.people import identity as idm
 from core.people.columns import header_key
 from core.people.reading import read_table
 from core.store.db import session_scope
+from core.store.lookup import get_or_raise
 from core.store.models import Assignment, Experiment, ExperimentArm, Outcome, Prospect, Template, UTCDateTime, utcnow
 
 METRICS: dict[str, tuple[str, str]] = {
@@ -116,9 +117,7 @@ def _label(metric: str) -> str:
 
 
 def _get(s: Session, experiment_id: int) -> Experiment:
-    exp = s.get(Experiment, experiment_id)
-    if exp is None:
-        raise LookupError(f"no experiment with id {experiment_id}")
+    exp = get_or_raise(s, Experiment, experiment_id)
     return exp
 
 

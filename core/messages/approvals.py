@@ -26,6 +26,7 @@ from core.messages.personalize import Pipeline
 from core.people import identity
 from core.people.prospects import prospect_fields
 from core.store.db import session_scope
+from core.store.lookup import get_or_raise
 from core.store.models import Message, Prospect, utcnow
 
 EXPORT_COLUMNS = ("identity", "first_name", "last_name", "company_name", "linkedin_url", "email", "step", "message",
@@ -128,9 +129,7 @@ def queue(app: App, f: QueueFilter, limit: int = 2000) -> list[dict[str, Any]]:
 
 
 def _get(s: Any, message_id: int) -> Message:
-    message = s.get(Message, message_id)
-    if message is None:
-        raise ReviewError(f"no message with id {message_id}")
+    message = get_or_raise(s, Message, message_id, ReviewError)
     return message
 
 

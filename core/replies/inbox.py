@@ -52,6 +52,7 @@ from core.people.columns import find_column, suggest_mapping
 from core.people.reading import UnreadableFile, quoted, read_table
 from core.replies.rules import CATEGORIES, Evaluation, clean_reply, evaluate, extract_return_date, load_labelled
 from core.store.db import immediate, session_scope
+from core.store.lookup import get_or_raise
 from core.store.models import Prospect, Reply, Suppression, Template, utcnow
 
 ROUTING_FILE = "reply_routing.json"
@@ -438,9 +439,7 @@ def apply_routing(app: App, reply_id: int, *, corrected: bool = False) -> RouteR
     """
     config = routing_config(app)
     with _writing(app) as s:
-        reply = s.get(Reply, reply_id)
-        if reply is None:
-            raise LookupError(f"no reply with id {reply_id}")
+        reply = get_or_raise(s, Reply, reply_id)
         category = reply.category
         if not category:
             raise ValueError(f"reply #{reply_id} is not classified yet; classify it or override its category first")
@@ -542,9 +541,7 @@ def _record_outcome(
 
 def _store_classification(app: App, reply_id: int, verdict: Classification, batch_id: int | None) -> None:
     with _writing(app) as s:
-        reply = s.get(Reply, reply_id)
-        if reply is None:
-            raise LookupError(f"no reply with id {reply_id}")
+        reply = get_or_raise(s, Reply, reply_id)
         reply.model_category = verdict.category
         reply.confidence = verdict.confidence
         if reply.override_category is None:  # a person's decision outranks a later model run
@@ -558,9 +555,7 @@ def _store_classification(app: App, reply_id: int, verdict: Classification, batc
 
 def _load_reply(app: App, reply_id: int) -> Reply:
     with session_scope(app.engine) as s:
-        reply = s.get(Reply, reply_id)
-    if reply is None:
-        raise LookupError(f"no reply with id {reply_id}")
+        reply = get_or_raise(s, Reply, reply_id)
     return reply
 
 
@@ -935,9 +930,7 @@ def override(app: App, reply_id: int, category: str, by: str) -> RouteResult:
     if not who:
         raise ValueError("say who is overriding (a name or initials), so the decision can be traced")
     with _writing(app) as s:
-        reply = s.get(Reply, reply_id)
-        if reply is None:
-            raise LookupError(f"no reply with id {reply_id}")
+        reply = get_or_raise(s, Reply, reply_id)
         history = list((reply.details or {}).get("overrides", []))
         history.append({"from": reply.category, "to": category, "by": who, "at": utcnow().isoformat()})
         reply.override_category = category
