@@ -23,8 +23,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import functools
-import json
 import re
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -39,6 +37,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from sqlalchemy import func
 from sqlmodel import Session, select
 
+from core import datafiles
 from core.app import App
 from core.config import DATA_DIR
 from core.costs.gateway import CallContext, Gateway
@@ -110,20 +109,10 @@ class RoutingConfig:
 
 def load_routing_config(data_dir: Path = DATA_DIR) -> RoutingConfig:
     """The reply routing table; ValueError names the file and what is wrong with it."""
-    path = Path(data_dir) / ROUTING_FILE
-    try:
-        stamp = path.stat().st_mtime_ns
-    except OSError as exc:
-        raise ValueError(f"{path}: cannot read the reply routing file ({exc.strerror})") from None
-    return _load_routing_config(str(path), stamp)
+    return datafiles.load(Path(data_dir) / ROUTING_FILE, _routing_config_from)  # read again when it changes
 
 
-@functools.lru_cache(maxsize=8)
-def _load_routing_config(path: str, _stamp: int) -> RoutingConfig:
-    try:
-        raw = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise ValueError(f"{path}: not readable JSON ({exc})") from None
+def _routing_config_from(path: Path, raw: Any) -> RoutingConfig:
     if not isinstance(raw, dict):
         raise ValueError(f"{path}: expected a JSON object")
 
