@@ -75,7 +75,7 @@ if upload is not None:
         else:
             st.session_state["import"] = {"digest": digest, "report": report.as_json(),
                                           "ids": report.prospect_ids + report.existing_ids,
-                                          "rejected": report.rejected, "duplicates": report.duplicate_lines,
+                                          "rejected": report.as_json()["rejected"],
                                           "flagged": report.flagged, "name": upload.name}
 
 imported = st.session_state.get("import")

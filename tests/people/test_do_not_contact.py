@@ -24,6 +24,7 @@ from core.messages.approvals import (
     queue,
 )
 from core.people.prospects import count_prospects, import_prospects, suppress
+from core.people.reading import RowError
 from core.replies.inbox import classify_and_route, import_replies, sequence_stopped
 from core.store.db import session_scope
 from core.store.models import Assignment, BatchItem, Message, Prospect, Reply, UsageEntry
@@ -70,7 +71,7 @@ def test_opt_out_by_email_blocks_a_later_import_in_another_case_with_a_profile(d
     before = count_prospects(demo_app)
     report = import_prospects(demo_app, HEADER + JANE + MARC)
     assert (report.accepted, report.suppressed, report.duplicates) == (1, 1, 0)
-    assert report.suppressed_lines == [{"line": 2, "reason": "do not contact"}]
+    assert report.suppressed_lines == [RowError(2, "do not contact")]
     assert count_prospects(demo_app) == before + 1
     assert "Jane" not in _ids(demo_app), "a suppressed person is never written"
 
