@@ -20,6 +20,7 @@ from sqlmodel import Session, select
 
 from core.app import App
 from core.messages.exports import to_csv_bytes, to_json_bytes
+from core.messages.guards import GuardResult
 from core.messages.library import get_template
 from core.messages.library import specs as library_specs
 from core.messages.personalize import Pipeline
@@ -71,6 +72,28 @@ class QueueFilter:
     flagged_only: bool = False
 
 
+@dataclass(frozen=True)
+class QueueRow:
+    """One message of the review table, beside its template, guards, review and approval."""
+
+    id: int | None
+    prospect: str
+    company: str
+    state: str
+    approval: str
+    message: str
+    edited: bool
+    template: str
+    template_text: str
+    variant: str
+    guards_failed: str  # the failed guards' names, comma-separated
+    review_score: float | None
+    flagged: str  # the injection kinds found in the prospect's fields, comma-separated
+    reason: str
+    cost_usd: str
+    do_not_contact: bool
+
+
 def _passed(message: Message) -> bool:
     return all(g.get("passed") for g in message.guards or [])
 
@@ -79,7 +102,7 @@ def _review_ok(message: Message) -> bool:
     return message.review is None or (message.review.get("status") == "ok" and bool(message.review.get("approved")))
 
 
-def queue(app: App, f: QueueFilter, limit: int = 2000) -> list[dict[str, Any]]:
+def queue(app: App, f: QueueFilter, limit: int = 2000) -> list[QueueRow]:
     """Rows for the review table: message beside its template, guards, review, approval."""
     with session_scope(app.engine) as s:
         q = select(Message, Prospect).join(Prospect, Message.prospect_id == Prospect.id, isouter=True)
@@ -94,7 +117,7 @@ def queue(app: App, f: QueueFilter, limit: int = 2000) -> list[dict[str, Any]]:
         rows = s.exec(q.order_by(Message.id).limit(limit)).all()
         blocked = _do_not_contact(s, [m.prospect_id for m, _ in rows])
         templates = {t.name: t.text for t in library_specs(app)}
-    out = []
+    out: list[QueueRow] = []
     for message, prospect in rows:
         flags = (prospect.flags if prospect else []) or []
         failed = [g["name"] for g in message.guards or [] if not g.get("passed")]
@@ -107,24 +130,24 @@ def queue(app: App, f: QueueFilter, limit: int = 2000) -> list[dict[str, Any]]:
             continue
         if f.flagged_only and not flags:
             continue
-        out.append({
-            "id": message.id,
-            "prospect": f"{prospect.first_name} {prospect.last_name}".strip() if prospect else "",
-            "company": prospect.company_name if prospect else "",
-            "state": message.state,
-            "approval": message.approval,
-            "message": message.edited_text if message.edited_text is not None else message.text,
-            "edited": message.edited_text is not None,
-            "template": message.template_name,
-            "template_text": templates.get(message.template_name, ""),
-            "variant": message.variant,
-            "guards_failed": ", ".join(failed),
-            "review_score": score,
-            "flagged": ", ".join(sorted({fl.get("kind", "") for fl in flags})),
-            "reason": message.reason,
-            "cost_usd": str(message.cost_usd),
-            "do_not_contact": message.prospect_id in blocked,
-        })
+        out.append(QueueRow(
+            id=message.id,
+            prospect=f"{prospect.first_name} {prospect.last_name}".strip() if prospect else "",
+            company=prospect.company_name if prospect else "",
+            state=message.state,
+            approval=message.approval,
+            message=message.edited_text if message.edited_text is not None else message.text,
+            edited=message.edited_text is not None,
+            template=message.template_name,
+            template_text=templates.get(message.template_name, ""),
+            variant=message.variant,
+            guards_failed=", ".join(failed),
+            review_score=score,
+            flagged=", ".join(sorted({fl.get("kind", "") for fl in flags})),
+            reason=message.reason,
+            cost_usd=str(message.cost_usd),
+            do_not_contact=message.prospect_id in blocked,
+        ))
     return out
 
 
@@ -162,7 +185,7 @@ def reject(app: App, message_ids: Sequence[int]) -> int:
     return len(message_ids)
 
 
-def edit(app: App, message_id: int, new_text: str) -> list[dict[str, Any]]:
+def edit(app: App, message_id: int, new_text: str) -> list[GuardResult]:
     """Store an edit and re-run the guards on it; returns the guard results (approval is reset to pending)."""
     with session_scope(app.engine) as s:
         message = _get(s, message_id)
@@ -177,7 +200,7 @@ def edit(app: App, message_id: int, new_text: str) -> list[dict[str, Any]]:
         message.guards = [{"name": g.name, "passed": g.passed, "detail": g.detail} for g in results]
         message.approval = "pending"
         s.add(message)
-        return message.guards
+        return results
 
 
 def approve_passed(app: App, batch_id: int) -> int:

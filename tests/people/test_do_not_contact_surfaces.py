@@ -26,7 +26,7 @@ def _approved_then_opted_out(settings: Settings) -> int:
     assert batch.id is not None
     start_batch(app, batch.id)
     run_pending(app, "w1")
-    approve(app, [r["id"] for r in queue(app, QueueFilter(batch_id=batch.id))])
+    approve(app, [r.id for r in queue(app, QueueFilter(batch_id=batch.id))])
     suppress(app, "email:jane.doe@acme.example", "opt-out by phone")
     return batch.id
 
