@@ -11,8 +11,10 @@ which says how many it withheld and why: an opt-out that arrives after approval 
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import and_, or_
@@ -32,6 +34,25 @@ from core.store.models import Message, Prospect, utcnow
 
 EXPORT_COLUMNS = ("identity", "first_name", "last_name", "company_name", "linkedin_url", "email", "step", "message",
                   "template", "variant", "model", "cost_usd", "batch_id")
+
+
+@dataclass(frozen=True)
+class ExportRow:
+    """One approved message as exported (the CSV's columns are `EXPORT_COLUMNS`, in this order)."""
+
+    identity: str
+    first_name: str
+    last_name: str
+    company_name: str
+    linkedin_url: str
+    email: str
+    step: str
+    message: str
+    template: str
+    variant: str
+    model: str
+    cost_usd: Decimal
+    batch_id: int | None
 
 
 class ReviewError(ValueError):
@@ -226,7 +247,7 @@ def approve_passed(app: App, batch_id: int) -> int:
     return count
 
 
-def _approved(app: App, batch_id: int) -> tuple[list[dict[str, Any]], int]:
+def _approved(app: App, batch_id: int) -> tuple[list[ExportRow], int]:
     """The approved messages of a batch to export, and how many were withheld (do not contact)."""
     with session_scope(app.engine) as s:
         rows = s.exec(
@@ -237,24 +258,24 @@ def _approved(app: App, batch_id: int) -> tuple[list[dict[str, Any]], int]:
         ).all()
         blocked = _do_not_contact(s, [m.prospect_id for m, _ in rows])
     kept = [(m, p) for m, p in rows if m.prospect_id not in blocked]
-    return [{
-        "identity": p.identity if p else "",
-        "first_name": p.first_name if p else "",
-        "last_name": p.last_name if p else "",
-        "company_name": p.company_name if p else "",
-        "linkedin_url": p.linkedin_url if p else "",
-        "email": p.email if p else "",
-        "step": m.step,
-        "message": m.edited_text if m.edited_text is not None else m.text,
-        "template": m.template_name,
-        "variant": m.variant,
-        "model": m.model,
-        "cost_usd": m.cost_usd,
-        "batch_id": m.batch_id,
-    } for m, p in kept], len(rows) - len(kept)
+    return [ExportRow(
+        identity=p.identity if p else "",
+        first_name=p.first_name if p else "",
+        last_name=p.last_name if p else "",
+        company_name=p.company_name if p else "",
+        linkedin_url=p.linkedin_url if p else "",
+        email=p.email if p else "",
+        step=m.step,
+        message=m.edited_text if m.edited_text is not None else m.text,
+        template=m.template_name,
+        variant=m.variant,
+        model=m.model,
+        cost_usd=m.cost_usd,
+        batch_id=m.batch_id,
+    ) for m, p in kept], len(rows) - len(kept)
 
 
-def approved_rows(app: App, batch_id: int) -> list[dict[str, Any]]:
+def approved_rows(app: App, batch_id: int) -> list[ExportRow]:
     """Approved messages of a batch, without those of people on the do-not-contact list."""
     return _approved(app, batch_id)[0]
 
@@ -264,7 +285,8 @@ def export_file(app: App, batch_id: int, fmt: str = "csv") -> ExportResult:
     of approved messages withheld because their prospect is on the do-not-contact list."""
     if fmt not in ("csv", "json"):
         raise ReviewError(f"unknown export format {fmt!r}; use csv or json")
-    rows, withheld = _approved(app, batch_id)
+    approved, withheld = _approved(app, batch_id)
+    rows = [dataclasses.asdict(row) for row in approved]
     data = to_csv_bytes(rows, EXPORT_COLUMNS) if fmt == "csv" else to_json_bytes(rows)
     return ExportResult(data=data, fmt=fmt, rows=len(rows), withheld=withheld)
 

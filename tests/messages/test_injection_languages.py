@@ -109,5 +109,5 @@ def test_a_french_injection_never_reaches_an_approved_message(demo_app: App) -> 
     start_batch(demo_app, batch.id)  # type: ignore[arg-type]
     run_pending(demo_app, "w")
     approve_passed(demo_app, batch.id)  # type: ignore[arg-type]
-    approved = [row["message"] for row in approved_rows(demo_app, batch.id)]  # type: ignore[arg-type]
+    approved = [row.message for row in approved_rows(demo_app, batch.id)]  # type: ignore[arg-type]
     assert approved == ["Hi Bruno, glad to connect about Globex."]

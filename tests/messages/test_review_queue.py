@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import json
 
@@ -11,6 +12,8 @@ import pytest
 from core.app import App
 from core.batches.runs import create_batch, run_pending, start_batch
 from core.messages.approvals import (
+    EXPORT_COLUMNS,
+    ExportRow,
     QueueFilter,
     ReviewError,
     approve,
@@ -91,3 +94,7 @@ def test_export_neutralizes_formula_cells_and_round_trips(demo_app: App) -> None
     assert {r["first_name"] for r in as_json} == {"=HYPERLINK(\"x\")", "-1+2"}
     with pytest.raises(ReviewError):
         export(demo_app, b.id, "xlsx")  # type: ignore[arg-type]
+
+
+def test_the_export_row_is_the_export_columns() -> None:
+    assert tuple(f.name for f in dataclasses.fields(ExportRow)) == EXPORT_COLUMNS
