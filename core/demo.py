@@ -7,10 +7,20 @@ and the CLI start from :func:`open_demo_app`.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from core.app import App, open_app
 from core.config import Settings
 from core.messages.library import seed_templates
 from core.people.prospects import count_prospects, import_prospects
+
+
+@dataclass(frozen=True)
+class DemoLoad:
+    """What loading the demo data added (0 and 0 on a database that already had its data)."""
+
+    templates: int
+    prospects: int
 
 
 def open_demo_app(settings: Settings | None = None) -> App:
@@ -20,10 +30,11 @@ def open_demo_app(settings: Settings | None = None) -> App:
     return app
 
 
-def load_demo_data(app: App) -> dict[str, int]:
-    """Add the starter templates that are missing, and the demo prospects when there are no prospects."""
-    added = {"templates": seed_templates(app), "prospects": 0}
+def load_demo_data(app: App) -> DemoLoad:
+    """The starter templates into an empty library, and the demo prospects when there are no prospects."""
+    templates = seed_templates(app)
+    prospects = 0
     if count_prospects(app) == 0:
         data = (app.settings.data_dir / "demo_prospects.csv").read_bytes()
-        added["prospects"] = import_prospects(app, data, source="demo").accepted
-    return added
+        prospects = import_prospects(app, data, source="demo").accepted
+    return DemoLoad(templates=templates, prospects=prospects)

@@ -54,7 +54,7 @@ def test_refused_files_write_nothing(app: App, data: bytes) -> None:
 
 
 def test_demo_data_loads_once(demo_app: App) -> None:
-    from core.demo import load_demo_data
+    from core.demo import DemoLoad, load_demo_data
 
     assert count_prospects(demo_app) >= 200
-    assert load_demo_data(demo_app) == {"templates": 0, "prospects": 0}
+    assert load_demo_data(demo_app) == DemoLoad(templates=0, prospects=0)
