@@ -9,13 +9,12 @@ and LinkedIn URL, and finds in-file duplicates. See ``identity_for`` for the ide
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from dataclasses import field as dataclass_field
 
 from core.people.columns import CANONICAL_FIELDS, REQUIRED_FIELDS, custom_key, suggest_mapping
-from core.people.identity import email_key, linkedin_key, name_key, primary_identity
+from core.people.identity import email_key, is_email_address, linkedin_key, name_key, primary_identity
 from core.people.reading import RowError, Table, UnreadableFile, quoted
 
 __all__ = [
@@ -38,7 +37,6 @@ def identity_for(fields: Mapping[str, str]) -> str:
 
 
 
-_EMAIL_RE = re.compile(r"[^@\s<>(),;:\"\[\]]+@[^@\s<>(),;:\"\[\]]+\.[^@\s<>(),;:\"\[\].]+")
 
 
 @dataclass
@@ -148,7 +146,7 @@ class ProspectParser:
             verb = "is" if len(missing) == 1 else "are"
             problems.append(f"{' and '.join(missing)} {verb} empty (column {columns})")
         email = fields.get("email")
-        if email is not None and not _EMAIL_RE.fullmatch(email):
+        if email is not None and not is_email_address(email):
             problems.append(f"email {quoted(email)} is not a valid email address")
         url = fields.get("linkedin_url")
         linkedin = linkedin_key(url) if url is not None else None

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import re
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -694,7 +693,6 @@ _RECEIVED_SPELLINGS = ("received", "receivedat", "receivedon", "replydate", "rep
                        "datetime", "timestamp", "time")
 _IDENTITY_SPELLINGS = ("identity", "prospectidentity")
 _IDENTITY_PREFIXES = ("li:", "email:", "name:")
-_EMAIL_RE = re.compile(r"[^@\s<>(),;:\"\[\]]+@[^@\s<>(),;:\"\[\]]+\.[^@\s<>(),;:\"\[\].]+")
 _FUTURE_SLACK = timedelta(days=1)
 
 
@@ -711,9 +709,9 @@ def _identity_cell(value: str) -> str | None:
     """An identity column value: a stored identity (li:/email:/name:), a LinkedIn URL or an email."""
     text = value.strip()
     if text.lower().startswith("email:"):
-        return idm.email_key(text[6:]) if _EMAIL_RE.fullmatch(text[6:].strip()) else None
+        return idm.email_key(text[6:]) if idm.is_email_address(text[6:].strip()) else None
     if not text.lower().startswith(("li:", "name:")) and "@" in text:
-        return idm.email_key(text) if _EMAIL_RE.fullmatch(text) else None
+        return idm.email_key(text) if idm.is_email_address(text) else None
     return idm.canonical(text)
 
 
@@ -763,7 +761,7 @@ def _parse_reply_row(line: int, cells: list[str], columns: Mapping[str, int | No
     if linkedin_raw and linkedin is None:
         problems.append(f"linkedin_url {quoted(linkedin_raw)} is not a LinkedIn profile address "
                         "(expected linkedin.com/in/...)")
-    email = idm.normalize_email(email_raw) if email_raw and _EMAIL_RE.fullmatch(email_raw) else None
+    email = idm.normalize_email(email_raw) if email_raw and idm.is_email_address(email_raw) else None
     if email_raw and email is None:
         problems.append(f"email {quoted(email_raw)} is not a valid email address")
     identity = _identity_cell(identity_raw) if identity_raw else None
