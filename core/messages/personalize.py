@@ -9,6 +9,7 @@ step-by-step trace the Preview page shows and the batch runner stores.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -25,7 +26,7 @@ from core.llm.errors import BudgetExceededError, LLMError
 from core.llm.tokens import count_messages
 from core.messages import prompts
 from core.messages.guards import GuardResult, all_passed, check_message, failed_reasons, load_banned_phrases
-from core.messages.injection import screen_fields
+from core.messages.injection import InjectionFlag, screen_fields
 from core.messages.library import markers as load_marker_descriptions
 from core.messages.library import specs as library_specs
 from core.messages.library import steps as load_step_specs
@@ -81,7 +82,7 @@ class Result:
     guards: list[GuardResult] = field(default_factory=list)
     review: ReviewOutcome | None = None
     fallback: bool = False
-    flags: list[dict[str, str]] = field(default_factory=list)
+    flags: list[InjectionFlag] = field(default_factory=list)
     trace: list[TraceStep] = field(default_factory=list)
     template_text: str = ""
     variant: str = ""
@@ -116,7 +117,7 @@ class Result:
             "fallback": self.fallback,
             "reason": self.reason,
             "selection_reason": self.selection_reason,
-            "flags": self.flags,
+            "flags": [dataclasses.asdict(f) for f in self.flags],
         }
 
 
@@ -202,7 +203,7 @@ class Pipeline:
                         selection_reason=why, template_text=spec.text)
         result.note("select", f"{spec.name}: {why}")
         flags = screen_fields(fields)
-        result.flags = [{"field": f.field, "kind": f.kind, "detail": f.detail} for f in flags]
+        result.flags = flags
         if flags:
             result.note("injection screen", "; ".join(f"{f.field}: {f.detail}" for f in flags))
         max_chars = self.max_chars(options.step, options.free_account)
