@@ -187,7 +187,8 @@ def prepare(folder: Path, rows: int, url: str, *, with_requests: bool, concurren
     """A fresh database with `rows` prospects and a queued batch over them; optionally the bare loop's
     request bodies, built exactly as the pipeline builds them."""
     from core.app import open_app
-    from core.batches.lifecycle import create_batch, start_batch
+    from core.batches.creation import create_batch
+    from core.batches.lifecycle import start_batch
     from core.costs.estimate import estimate
     from core.messages.library import seed_templates
     from core.people.prospects import import_prospects
@@ -196,7 +197,7 @@ def prepare(folder: Path, rows: int, url: str, *, with_requests: bool, concurren
     folder = Path(tempfile.mkdtemp(prefix=f"rows-{rows}-", dir=folder))
     db = folder / "bench.db"
     settings = bench_settings(db, url)
-    app = open_app(settings, load_demo=False)
+    app = open_app(settings)
     seed_templates(app)
     report = import_prospects(app, synthetic_csv(rows), source="bench")
     if report.accepted != rows or report.flagged:
@@ -425,7 +426,7 @@ def child_work(db: str, url: str, batch_id: int, *, profile: str = "", phases: b
     from core.batches.runs import work_batch
     from core.llm.tokens import warm_up
 
-    app = open_app(bench_settings(Path(db), url), load_demo=False)
+    app = open_app(bench_settings(Path(db), url))
     warm_up()  # the tokenizer, loaded once per process as `core.batches.worker` does when it starts
     timer = PhaseTimer()
     if phases:

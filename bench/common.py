@@ -8,13 +8,14 @@ from pathlib import Path
 
 from core.app import App, open_app
 from core.config import DATA_DIR, Settings
+from core.demo import open_demo_app
 
 
 def temp_app(load_demo: bool = True, latency_ms: int = 0) -> App:
     folder = Path(tempfile.mkdtemp(prefix="sam-bench-"))
     settings = Settings(database_url=f"sqlite:///{folder / 'bench.db'}", llm_provider="simulator",
                         data_dir=DATA_DIR, simulator_latency_ms=latency_ms)
-    return open_app(settings, load_demo=load_demo)
+    return open_demo_app(settings) if load_demo else open_app(settings)
 
 
 def print_table(title: str, rows: Sequence[Sequence[object]], header: Sequence[str]) -> None:

@@ -11,14 +11,15 @@ import os
 import streamlit as st
 
 from console.shell import setting_secrets
-from core.app import App, open_app
+from core.app import App
 from core.batches.worker import WorkerSupervisor
 from core.config import ConfigError, Settings, load_settings
+from core.demo import open_demo_app
 
 
 @st.cache_resource(show_spinner="Starting the engine…")
 def _open(key: str, _settings: Settings) -> App:
-    app = open_app(_settings)
+    app = open_demo_app(_settings)
     if os.environ.get("SAM_INPROCESS_WORKER", "1") != "0":
         _worker(key, app).start()
     return app

@@ -49,7 +49,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         from core.config import ConfigError
         from core.llm.errors import LLMError
         from core.messages.templates import TemplateError
-        from core.people.tabular import UnreadableFile
+        from core.people.reading import UnreadableFile
 
         if isinstance(exc, ConfigError | LLMError | UnreadableFile | TemplateError | ValueError | LookupError
                       | OSError):

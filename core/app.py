@@ -1,8 +1,9 @@
 """Wiring: one `App` object holding settings, database, routing, prices and the LLM provider.
 
-The console, the CLI and workers all start from `open_app()`, which applies migrations and (for the
-embedded default) loads the demo data on first start. The LLM client is created per event loop
-(`async with app.gateway()`), because an httpx2 connection pool belongs to the loop that opened it.
+The console, the CLI and workers all start from `open_app()`, which applies migrations. It knows nothing of
+the demo data: callers that want it start from `core.demo.open_demo_app()` (so demo -> app, never back).
+The LLM client is created per event loop (`async with app.gateway()`), because an httpx2 connection pool
+belongs to the loop that opened it.
 """
 
 from __future__ import annotations
@@ -126,8 +127,8 @@ class App:
                 await writes.aclose()
 
 
-def open_app(settings: Settings | None = None, *, load_demo: bool = True) -> App:
-    """Start the engine: settings, migrations, price book, provider, and demo data on first start."""
+def open_app(settings: Settings | None = None) -> App:
+    """Start the engine: settings, migrations, price book and provider (the demo data: `core.demo`)."""
     settings = settings or load_settings()
     logs.configure()
     engine = get_engine(settings.database_url)
@@ -139,8 +140,4 @@ def open_app(settings: Settings | None = None, *, load_demo: bool = True) -> App
     if not cap.env_applies and cap.cap_usd != settings.monthly_budget_usd:
         logging.getLogger("sam.budget").warning("MONTHLY_BUDGET_USD not applied this month",
                                                 extra={"fields": {"message": cap.message}})
-    if load_demo:
-        from core.demo import load_demo_data
-
-        load_demo_data(app)
     return app

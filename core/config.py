@@ -14,6 +14,8 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any, Literal
 
+from core.logs import scrub
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DATA_DIR = PROJECT_ROOT / "data"
 DEFAULT_OPENROUTER_BASE_URL = "https://openrouter.ai/api/v1"
@@ -67,7 +69,7 @@ class Settings:
     def describe(self) -> list[dict[str, str]]:
         """Every setting as rows for display: secrets appear as 'set' / 'not set', never their value."""
         return [
-            {"variable": "DATABASE_URL", "value": redact_url(self.database_url)},
+            {"variable": "DATABASE_URL", "value": scrub(self.database_url)},
             {"variable": "LLM_PROVIDER", "value": self.llm_provider},
             {"variable": "OPENROUTER_API_KEY", "value": "set" if self.openrouter_api_key else "not set"},
             {"variable": "OPENROUTER_BASE_URL", "value": self.openrouter_base_url},
@@ -81,16 +83,6 @@ class Settings:
             {"variable": "BATCH_LEASE_SECONDS", "value": str(self.batch_lease_s)},
             {"variable": "WORKER_SILENT_SECONDS", "value": f"{self.worker_silent_s:g}"},
         ]
-
-
-def redact_url(url: str) -> str:
-    """Hide a password inside a database URL."""
-    if "://" not in url or "@" not in url:
-        return url
-    scheme, rest = url.split("://", 1)
-    creds, host = rest.rsplit("@", 1)
-    user = creds.split(":", 1)[0]
-    return f"{scheme}://{user}:***@{host}" if ":" in creds else f"{scheme}://{user}@{host}"
 
 
 def default_database_url(data_dir: Path = DATA_DIR) -> str:
@@ -139,7 +131,7 @@ def load_settings(
     database_url = source.get("DATABASE_URL") or default_database_url(data_dir)
     if not database_url.startswith(("sqlite://", "postgresql")):
         raise ConfigError(
-            f"DATABASE_URL must start with sqlite:// or postgresql+psycopg://, got {redact_url(database_url)!r}"
+            f"DATABASE_URL must start with sqlite:// or postgresql+psycopg://, got {scrub(database_url)!r}"
         )
 
     key = source.get("OPENROUTER_API_KEY")

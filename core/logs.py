@@ -30,8 +30,9 @@ _SECRET_PATTERNS = (
     re.compile(r"(sk-(?:or-v1-)?)[A-Za-z0-9_\-]+(?:(?:\.{2,}|…|\*+)[A-Za-z0-9_\-]*)?"),
     re.compile(r"()\b(?:AIza[0-9A-Za-z_\-]{20,}|(?:gsk|hf|ghp|gho|xoxb|xai)[_-][A-Za-z0-9_\-]{16,}"
                r"|eyJ[\w-]{8,}\.[\w-]{8,}\.[\w-]{8,})"),
-    # A password in a URL: scheme://user:password@host.
-    re.compile(r"(?i)(\b[a-z][a-z0-9+.\-]*://[^\s/@:]+:)[^\s/@]+(?=@)"),
+    # A password in a URL: scheme://user:password@host (up to the last "@" before the path, since an
+    # unencoded "@" in a password is common in DATABASE_URL). Also what the console shows of DATABASE_URL.
+    re.compile(r"(?i)(\b[a-z][a-z0-9+.\-]*://[^\s/@:]+:)[^\s/]+(?=@[^\s/@]*(?:[/\s]|$))"),
 )
 _KEY_VARIABLES = ("OPENROUTER_API_KEY", "LLM_API_KEY")
 _PIECE = 8  # a run of this many characters of a known key is masked, so a partly echoed key is caught too

@@ -12,11 +12,11 @@ from dataclasses import asdict, replace
 import streamlit as st
 
 from console import batch_label, enter, get_app, noun_for, plain, plural, readable, sidebar
+from core.batches.creation import create_batch
 from core.batches.heartbeat import list_workers
 from core.batches.lifecycle import (
     BatchError,
     cancel_batch,
-    create_batch,
     item_errors,
     list_batches,
     resume_batch,
@@ -28,8 +28,9 @@ from core.costs.estimate import Estimate, estimate
 from core.costs.money import md_usd, usd
 from core.messages.library import list_templates
 from core.messages.library import steps as step_specs
+from core.people.columns import CANONICAL_FIELDS, REQUIRED_FIELDS, suggest_mapping
 from core.people.prospects import import_prospects
-from core.people.tabular import CANONICAL_FIELDS, REQUIRED_FIELDS, UnreadableFile, open_table, suggest_mapping
+from core.people.reading import UnreadableFile, open_table
 from core.store.models import ItemState, WorkerState, utcnow
 
 enter()  # the shell and the access gate, whichever address Streamlit started this run at
@@ -89,7 +90,7 @@ if upload is not None:
         else:
             st.session_state["import"] = {"digest": digest, "report": report.as_json(),
                                           "ids": report.prospect_ids + report.existing_ids,
-                                          "rejected": report.rejected, "duplicates": report.duplicate_lines,
+                                          "rejected": report.as_json()["rejected"],
                                           "flagged": report.flagged, "name": upload.name}
 
 imported = st.session_state.get("import")

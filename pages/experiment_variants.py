@@ -12,8 +12,9 @@ import streamlit as st
 
 from console import enter, get_app, plural, sidebar
 from console.experiment_views import problem, show_estimate
+from core.batches.creation import create_batch
 from core.batches.kinds.variants import bulk_report
-from core.batches.lifecycle import BatchError, create_batch, start_batch
+from core.batches.lifecycle import BatchError, start_batch
 from core.batches.lifecycle import status as batch_status
 from core.costs.money import md_usd, usd
 from core.costs.prices import UnknownModelPrice

@@ -5,9 +5,9 @@ from __future__ import annotations
 import streamlit as st
 
 from console import enter, get_app, noun_for, plain, plural, provider_name, sidebar
-from core.config import redact_url
 from core.costs.money import usd
 from core.costs.spend import summary
+from core.logs import scrub
 from core.people.prospects import count_prospects
 
 enter()  # the shell and the access gate, whichever address Streamlit started this run at
@@ -55,7 +55,7 @@ st.subheader("This console")
 st.dataframe(
     [
         {"what": "Provider", "value": provider_name(app)},
-        {"what": "Database", "value": redact_url(app.settings.database_url)},
+        {"what": "Database", "value": scrub(app.settings.database_url)},
         {"what": "Prospects stored", "value": f"{count_prospects(app):,}"},
         {"what": "Projected month-end", "value": usd(figures.projection.month_end_usd)},
         {"what": "Projected year at this rate", "value": usd(figures.projection.annual_usd)},

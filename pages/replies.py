@@ -14,12 +14,13 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from console import enter, get_app, sidebar
+from core.batches.creation import create_batch
 from core.batches.kinds.evaluation import evaluation_of, labelled_rows
-from core.batches.lifecycle import BatchError, create_batch, list_batches, start_batch
+from core.batches.lifecycle import BatchError, list_batches, start_batch
 from core.batches.lifecycle import status as batch_status
 from core.costs.money import usd
 from core.llm.errors import BudgetExceededError, LLMError
-from core.people.tabular import UnreadableFile
+from core.people.reading import UnreadableFile
 from core.replies.categories import CATEGORIES, PENDING, label
 from core.replies.classify import TextResult, classify_text, pending_reply_ids, worst_case_cost
 from core.replies.evaluation import ProviderEvaluation

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import streamlit as st
 
 from console import batch_label, enter, get_app, noun_for, plain, plural, readable, sidebar
@@ -49,7 +51,7 @@ rows = queue(app, QueueFilter(batch_id=batch_id, states=tuple(states), approval=
                               guard_failed=None if guard == "(any)" else guard,
                               min_score=min_score if use_score else None, template=template or None,
                               flagged_only=flagged))
-blocked = sum(bool(r.get("do_not_contact")) for r in rows)
+blocked = sum(r.do_not_contact for r in rows)
 st.caption(plural(len(rows), "message") + (f"; {blocked:,} to {noun_for(blocked, 'a person', 'people')} on the "
                                            "do-not-contact list (never approved, never exported)" if blocked else ""))
 if not rows:
@@ -57,11 +59,11 @@ if not rows:
 else:
     columns = ["id", "prospect", "company", "do_not_contact", "state", "approval", "message", "template",
                "template_text", "variant", "guards_failed", "review_score", "flagged", "reason", "cost_usd"]
-    shown = [{**r, "state": MessageState.label_of(r["state"]), "approval": Approval.label_of(r["approval"])}
-             for r in rows]
+    shown = [{**dataclasses.asdict(r), "state": MessageState.label_of(r.state),
+              "approval": Approval.label_of(r.approval)} for r in rows]
     st.dataframe(shown, hide_index=True, width="stretch", column_order=columns,
                  column_config={c: readable(c) for c in columns})
-    ids = [r["id"] for r in rows]
+    ids = [r.id for r in rows]
     picked = st.multiselect("Messages to act on", ids, key="review_picked")
 
     def act(action: str) -> None:
@@ -89,14 +91,14 @@ else:
 
     st.subheader("Edit a message")
     target = st.selectbox("Message", ids, key="edit_target")
-    current = next(r for r in rows if r["id"] == target)
+    current = next(r for r in rows if r.id == target)
     st.caption("Template")
-    st.code(current["template_text"] or "(template not found)", language=None, wrap_lines=True)
-    new_text = st.text_area("Message text", value=current["message"], key=f"edit_{target}")
+    st.code(current.template_text or "(template not found)", language=None, wrap_lines=True)
+    new_text = st.text_area("Message text", value=current.message, key=f"edit_{target}")
     if st.button("Save edit and re-check"):
         results = edit(app, target, new_text)
-        st.dataframe(results, hide_index=True, width="stretch")
-        if all(r["passed"] for r in results):
+        st.dataframe([dataclasses.asdict(r) for r in results], hide_index=True, width="stretch")
+        if all(r.passed for r in results):
             st.success("The edit passes every guard; approve it above.")
         else:
             st.warning("The edit fails a guard; it cannot be approved until it passes.")

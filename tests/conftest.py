@@ -13,6 +13,7 @@ from sqlalchemy import create_engine, text
 
 from core.app import App, open_app
 from core.config import DATA_DIR, Settings
+from core.demo import open_demo_app
 from core.store.db import dispose_engine
 
 PG_URL = os.environ.get("TEST_DATABASE_URL", "")
@@ -51,12 +52,12 @@ def settings(db_url: str) -> Settings:
 
 @pytest.fixture
 def app(settings: Settings) -> App:
-    return open_app(settings, load_demo=False)
+    return open_app(settings)
 
 
 @pytest.fixture
 def demo_app(settings: Settings) -> App:
-    return open_app(settings, load_demo=True)
+    return open_demo_app(settings)
 
 
 @pytest.fixture

@@ -2,7 +2,7 @@ from decimal import Decimal
 
 import pytest
 
-from core.config import ConfigError, load_settings, redact_url
+from core.config import ConfigError, load_settings
 
 
 def test_defaults_use_simulator_and_sqlite() -> None:
@@ -54,7 +54,3 @@ def test_secrets_fill_gaps_but_environment_wins() -> None:
     assert s.monthly_budget_usd == Decimal("50")
     assert s.throttle_at == Decimal("0.2")
 
-
-def test_redact_url_hides_password() -> None:
-    assert redact_url("postgresql+psycopg://u:pw@h:5432/db") == "postgresql+psycopg://u:***@h:5432/db"
-    assert redact_url("sqlite:///x.db") == "sqlite:///x.db"

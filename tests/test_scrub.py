@@ -17,6 +17,7 @@ from sqlmodel import select
 
 from core import logs
 from core.app import App
+from core.config import Settings
 from core.costs import reconcile
 from core.llm import errors as e
 from core.llm.client import Attempt, ChatRequest, LLMClient, RetryPolicy
@@ -201,3 +202,17 @@ def test_the_clients_key_is_masked_in_logs_even_when_it_is_not_in_the_environmen
 def test_a_password_in_a_url_is_masked() -> None:
     cleaned = logs.scrub("connect error talking to https://bob:hunter2pass@proxy.example:8080/v1")
     assert "hunter2pass" not in cleaned and "https://bob:***@proxy.example:8080/v1" in cleaned
+
+
+@pytest.mark.parametrize(("url", "shown"), [
+    ("postgresql+psycopg://u:pw@h:5432/db", "postgresql+psycopg://u:***@h:5432/db"),
+    ("postgresql+psycopg://u:p@ss@h:5432/db", "postgresql+psycopg://u:***@h:5432/db"),
+    ("postgresql+psycopg://u@h/db", "postgresql+psycopg://u@h/db"),
+    ("sqlite:///x.db", "sqlite:///x.db"),
+])
+def test_the_one_mask_shows_a_database_url_without_its_password(url: str, shown: str) -> None:
+    """The settings table and the home page show DATABASE_URL through logs.scrub (config had its own mask)."""
+    assert logs.scrub(url) == shown
+    settings = Settings(database_url=url, llm_provider="simulator")
+    described = {row["variable"]: row["value"] for row in settings.describe()}
+    assert described["DATABASE_URL"] == shown

@@ -10,8 +10,9 @@ from collections.abc import Callable
 from decimal import Decimal
 from typing import Any, NoReturn
 
-from core.app import App, open_app
+from core.app import App
 from core.config import load_settings
+from core.demo import open_demo_app
 
 # add(name, func, help, parent=None) -> the verb's parser (with --json), under `parent` or the top level.
 AddCommand = Callable[..., argparse.ArgumentParser]
@@ -51,5 +52,5 @@ _app: App | None = None
 def app() -> App:
     global _app
     if _app is None:
-        _app = open_app(load_settings())
+        _app = open_demo_app(load_settings())
     return _app

@@ -189,8 +189,9 @@ def _check_run_inputs(args: argparse.Namespace) -> None:
 
 
 def cmd_batch_run(args: argparse.Namespace) -> None:
+    from core.batches.creation import create_batch
     from core.batches.kinds.personalize import unsent_prospects
-    from core.batches.lifecycle import create_batch, start_batch
+    from core.batches.lifecycle import start_batch
     from core.people.prospects import import_prospects
 
     app = cli.app()

@@ -415,7 +415,8 @@ def file_people(data: bytes) -> list[dict[str, str]]:
     """The prospects a CSV file would import, as template fields, without storing anything (rows the import
     would reject, and in-file duplicates, left out)."""
     from core.people.prospects import build_prospect
-    from core.people.tabular import ProspectParser, RowError, open_table
+    from core.people.reading import RowError, open_table
+    from core.people.rows import ProspectParser
 
     table = open_table(data)
     parser = ProspectParser(table.headers)

@@ -11,16 +11,16 @@ budget reservations, and for calls whose server sent no cost.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
-from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 from genai_prices import Usage, calc_price
 
+from core import datafiles
 from core.config import DATA_DIR
 from core.wording import plural
 
@@ -85,13 +85,8 @@ def _genai_cost(model: str, input_tokens: int, output_tokens: int) -> Decimal:
     raise UnknownModelPrice(model)
 
 
-@lru_cache(maxsize=8)
-def _load_json(path: Path) -> dict:
-    return json.loads(path.read_text(encoding="utf-8"))
-
-
 def file_overrides(data_dir: Path = DATA_DIR) -> dict[str, Price]:
-    raw = _load_json(data_dir / "prices.json")
+    raw = datafiles.read_json(data_dir / "prices.json")
     as_of = raw.get("as_of", "")
     return {
         model: Price(model, Decimal(p["input_per_mtok"]), Decimal(p["output_per_mtok"]), f"data/prices.json {as_of}")
@@ -102,14 +97,10 @@ def file_overrides(data_dir: Path = DATA_DIR) -> dict[str, Price]:
 def load_lifecycle(data_dir: Path = DATA_DIR) -> tuple[dict[str, Lifecycle], int]:
     """Announced retirements, parsed again only when the file changes: routing reads them on every call (the
     result is shared between callers, read-only)."""
-    path = data_dir / "model_lifecycle.json"
-    stat = path.stat()
-    return _lifecycle(path, stat.st_mtime_ns, stat.st_size)
+    return datafiles.load(data_dir / "model_lifecycle.json", _lifecycle_from)
 
 
-@lru_cache(maxsize=8)
-def _lifecycle(path: Path, _mtime_ns: int, _size: int) -> tuple[dict[str, Lifecycle], int]:
-    raw = _load_json(path)
+def _lifecycle_from(path: Path, raw: Any) -> tuple[dict[str, Lifecycle], int]:
     out = {
         model: Lifecycle(model, date.fromisoformat(v["retires_on"]), v.get("replacement"), v.get("note", ""))
         for model, v in raw["models"].items()
@@ -216,7 +207,7 @@ def current_book(data_dir: Path = DATA_DIR, refreshed: Mapping[str, Price] | Non
 
 def seed_book(data_dir: Path = DATA_DIR) -> PriceBook:
     """The seed document's own per-1K rates, converted to per-million."""
-    raw = _load_json(data_dir / "seed_prices.json")
+    raw = datafiles.read_json(data_dir / "seed_prices.json")
     thousand = Decimal(1000)
     overrides = {
         model: Price(model, Decimal(r["input"]) * thousand, Decimal(r["output"]) * thousand, "original cost plan")

@@ -7,11 +7,11 @@ retirement date without a code change.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
+from core import datafiles
 from core.config import DATA_DIR
 from core.costs.prices import is_retired
 
@@ -74,7 +74,7 @@ class RoutingTable:
 def load_routing(data_dir: Path = DATA_DIR) -> RoutingTable:
     path = data_dir / "routing.json"
     try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
+        raw = datafiles.read_json(path)
         entries = raw["routes"]
     except (OSError, ValueError, KeyError) as exc:
         raise RoutingError(f"cannot read routing table {path}: {exc}") from exc

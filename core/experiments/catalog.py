@@ -21,6 +21,7 @@ from core.app import App
 from core.experiments.planning import plan
 from core.messages.library import steps
 from core.store.db import session_scope
+from core.store.lookup import get_or_raise
 from core.store.models import Experiment, ExperimentArm, Outcome, Template
 
 METRICS: dict[str, tuple[str, str]] = {
@@ -152,9 +153,7 @@ def metric_label(metric: str) -> str:
 
 
 def experiment_in(s: Session, experiment_id: int) -> Experiment:
-    exp = s.get(Experiment, experiment_id)
-    if exp is None:
-        raise LookupError(f"no experiment with id {experiment_id}")
+    exp = get_or_raise(s, Experiment, experiment_id)
     return exp
 
 

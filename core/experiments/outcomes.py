@@ -10,15 +10,17 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlmodel import Session, col, select
 
 from core.app import App
+from core.dates import parse_moment
 from core.experiments.catalog import METRICS, ExperimentStatus, arms_of, experiment_in
 from core.people import identity as idm
-from core.people.tabular import read_table
+from core.people.columns import header_key
+from core.people.reading import read_table
 from core.store.db import session_scope
 from core.store.models import Assignment, Experiment, Outcome, Prospect, utcnow
 
@@ -28,10 +30,11 @@ CHUNK = 500
 
 _TRUE = frozenset({"1", "true", "yes", "y", "t"})
 _FALSE = frozenset({"0", "false", "no", "n", "f", ""})
-_IDENTITY_COLUMNS = {"identity": "identity", "linkedin_url": "linkedin_url", "linkedin": "linkedin_url",
-                     "linkedin_profile": "linkedin_url", "profile_url": "linkedin_url", "email": "email",
-                     "email_address": "email", "e_mail": "email"}
-_SENT_COLUMNS = ("sent_at", "sent_date", "sent", "date_sent", "sent_on")
+# Keys of core.people.columns.header_key: "Sent At", "sent_at" and "sentAt" are all "sentat".
+_IDENTITY_COLUMNS = {"identity": "identity", "linkedinurl": "linkedin_url", "linkedin": "linkedin_url",
+                     "linkedinprofile": "linkedin_url", "profileurl": "linkedin_url", "email": "email",
+                     "emailaddress": "email"}
+_SENT_COLUMNS = ("sentat", "sentdate", "sent", "datesent", "senton")
 _FLAG_COLUMNS = ("accepted", "replied", "positive")
 
 
@@ -66,10 +69,6 @@ class OutcomeImportReport:
                 "delimiter": self.delimiter}
 
 
-def _header_key(header: str) -> str:
-    return "_".join(header.strip().lower().replace("-", " ").split())
-
-
 def parse_flag(raw: str) -> bool | None:
     """1/0, true/false, yes/no, y/n (any case); an empty cell is "no". None when not understood."""
     value = raw.strip().lower()
@@ -81,16 +80,12 @@ def parse_flag(raw: str) -> bool | None:
 
 
 def parse_sent(raw: str, now: datetime | None = None) -> tuple[datetime | None, str]:
-    """(UTC datetime, "") or (None, why): ISO dates and date-times; naive times are taken as UTC."""
+    """(UTC datetime, "") or (None, why): a moment as `core.dates.parse_moment` reads it, not in the future."""
     value = raw.strip()
     if not value:
         return None, "sent date is empty"
     try:
-        if len(value) == 10:
-            moment = datetime.combine(date.fromisoformat(value), datetime.min.time(), UTC)
-        else:
-            moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
-            moment = moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+        moment = parse_moment(value)
     except ValueError:
         return None, f"sent date {value[:40]!r} is not a date; use YYYY-MM-DD (or an ISO date-time)"
     if moment > (now or utcnow()) + timedelta(days=1):
@@ -156,7 +151,7 @@ def _outcome_columns(headers: Sequence[str], metric_flag: str, metric: str) -> d
     columns: dict[str, int] = {}
     problems: list[tuple[int | None, str]] = []
     for index, header in enumerate(headers):
-        key = _header_key(header)
+        key = header_key(header)
         canonical = _IDENTITY_COLUMNS.get(key) or ("sent_at" if key in _SENT_COLUMNS else None) or (
             key if key in _FLAG_COLUMNS else None)
         if canonical is None:

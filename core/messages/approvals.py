@@ -11,8 +11,10 @@ which says how many it withheld and why: an opt-out that arrives after approval 
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import and_, or_
@@ -20,16 +22,37 @@ from sqlmodel import Session, select
 
 from core.app import App
 from core.messages.exports import to_csv_bytes, to_json_bytes
+from core.messages.guards import GuardResult
 from core.messages.library import get_template
 from core.messages.library import specs as library_specs
 from core.messages.personalize import Pipeline
 from core.people import identity
 from core.people.prospects import prospect_fields
 from core.store.db import session_scope
+from core.store.lookup import get_or_raise
 from core.store.models import Message, Prospect, utcnow
 
 EXPORT_COLUMNS = ("identity", "first_name", "last_name", "company_name", "linkedin_url", "email", "step", "message",
                   "template", "variant", "model", "cost_usd", "batch_id")
+
+
+@dataclass(frozen=True)
+class ExportRow:
+    """One approved message as exported (the CSV's columns are `EXPORT_COLUMNS`, in this order)."""
+
+    identity: str
+    first_name: str
+    last_name: str
+    company_name: str
+    linkedin_url: str
+    email: str
+    step: str
+    message: str
+    template: str
+    variant: str
+    model: str
+    cost_usd: Decimal
+    batch_id: int | None
 
 
 class ReviewError(ValueError):
@@ -70,6 +93,28 @@ class QueueFilter:
     flagged_only: bool = False
 
 
+@dataclass(frozen=True)
+class QueueRow:
+    """One message of the review table, beside its template, guards, review and approval."""
+
+    id: int | None
+    prospect: str
+    company: str
+    state: str
+    approval: str
+    message: str
+    edited: bool
+    template: str
+    template_text: str
+    variant: str
+    guards_failed: str  # the failed guards' names, comma-separated
+    review_score: float | None
+    flagged: str  # the injection kinds found in the prospect's fields, comma-separated
+    reason: str
+    cost_usd: str
+    do_not_contact: bool
+
+
 def _passed(message: Message) -> bool:
     return all(g.get("passed") for g in message.guards or [])
 
@@ -78,7 +123,7 @@ def _review_ok(message: Message) -> bool:
     return message.review is None or (message.review.get("status") == "ok" and bool(message.review.get("approved")))
 
 
-def queue(app: App, f: QueueFilter, limit: int = 2000) -> list[dict[str, Any]]:
+def queue(app: App, f: QueueFilter, limit: int = 2000) -> list[QueueRow]:
     """Rows for the review table: message beside its template, guards, review, approval."""
     with session_scope(app.engine) as s:
         q = select(Message, Prospect).join(Prospect, Message.prospect_id == Prospect.id, isouter=True)
@@ -93,7 +138,7 @@ def queue(app: App, f: QueueFilter, limit: int = 2000) -> list[dict[str, Any]]:
         rows = s.exec(q.order_by(Message.id).limit(limit)).all()
         blocked = _do_not_contact(s, [m.prospect_id for m, _ in rows])
         templates = {t.name: t.text for t in library_specs(app)}
-    out = []
+    out: list[QueueRow] = []
     for message, prospect in rows:
         flags = (prospect.flags if prospect else []) or []
         failed = [g["name"] for g in message.guards or [] if not g.get("passed")]
@@ -106,31 +151,29 @@ def queue(app: App, f: QueueFilter, limit: int = 2000) -> list[dict[str, Any]]:
             continue
         if f.flagged_only and not flags:
             continue
-        out.append({
-            "id": message.id,
-            "prospect": f"{prospect.first_name} {prospect.last_name}".strip() if prospect else "",
-            "company": prospect.company_name if prospect else "",
-            "state": message.state,
-            "approval": message.approval,
-            "message": message.edited_text if message.edited_text is not None else message.text,
-            "edited": message.edited_text is not None,
-            "template": message.template_name,
-            "template_text": templates.get(message.template_name, ""),
-            "variant": message.variant,
-            "guards_failed": ", ".join(failed),
-            "review_score": score,
-            "flagged": ", ".join(sorted({fl.get("kind", "") for fl in flags})),
-            "reason": message.reason,
-            "cost_usd": str(message.cost_usd),
-            "do_not_contact": message.prospect_id in blocked,
-        })
+        out.append(QueueRow(
+            id=message.id,
+            prospect=f"{prospect.first_name} {prospect.last_name}".strip() if prospect else "",
+            company=prospect.company_name if prospect else "",
+            state=message.state,
+            approval=message.approval,
+            message=message.edited_text if message.edited_text is not None else message.text,
+            edited=message.edited_text is not None,
+            template=message.template_name,
+            template_text=templates.get(message.template_name, ""),
+            variant=message.variant,
+            guards_failed=", ".join(failed),
+            review_score=score,
+            flagged=", ".join(sorted({fl.get("kind", "") for fl in flags})),
+            reason=message.reason,
+            cost_usd=str(message.cost_usd),
+            do_not_contact=message.prospect_id in blocked,
+        ))
     return out
 
 
 def _get(s: Any, message_id: int) -> Message:
-    message = s.get(Message, message_id)
-    if message is None:
-        raise ReviewError(f"no message with id {message_id}")
+    message = get_or_raise(s, Message, message_id, ReviewError)
     return message
 
 
@@ -163,7 +206,7 @@ def reject(app: App, message_ids: Sequence[int]) -> int:
     return len(message_ids)
 
 
-def edit(app: App, message_id: int, new_text: str) -> list[dict[str, Any]]:
+def edit(app: App, message_id: int, new_text: str) -> list[GuardResult]:
     """Store an edit and re-run the guards on it; returns the guard results (approval is reset to pending)."""
     with session_scope(app.engine) as s:
         message = _get(s, message_id)
@@ -178,7 +221,7 @@ def edit(app: App, message_id: int, new_text: str) -> list[dict[str, Any]]:
         message.guards = [{"name": g.name, "passed": g.passed, "detail": g.detail} for g in results]
         message.approval = "pending"
         s.add(message)
-        return message.guards
+        return results
 
 
 def approve_passed(app: App, batch_id: int) -> int:
@@ -204,7 +247,7 @@ def approve_passed(app: App, batch_id: int) -> int:
     return count
 
 
-def _approved(app: App, batch_id: int) -> tuple[list[dict[str, Any]], int]:
+def _approved(app: App, batch_id: int) -> tuple[list[ExportRow], int]:
     """The approved messages of a batch to export, and how many were withheld (do not contact)."""
     with session_scope(app.engine) as s:
         rows = s.exec(
@@ -215,24 +258,24 @@ def _approved(app: App, batch_id: int) -> tuple[list[dict[str, Any]], int]:
         ).all()
         blocked = _do_not_contact(s, [m.prospect_id for m, _ in rows])
     kept = [(m, p) for m, p in rows if m.prospect_id not in blocked]
-    return [{
-        "identity": p.identity if p else "",
-        "first_name": p.first_name if p else "",
-        "last_name": p.last_name if p else "",
-        "company_name": p.company_name if p else "",
-        "linkedin_url": p.linkedin_url if p else "",
-        "email": p.email if p else "",
-        "step": m.step,
-        "message": m.edited_text if m.edited_text is not None else m.text,
-        "template": m.template_name,
-        "variant": m.variant,
-        "model": m.model,
-        "cost_usd": m.cost_usd,
-        "batch_id": m.batch_id,
-    } for m, p in kept], len(rows) - len(kept)
+    return [ExportRow(
+        identity=p.identity if p else "",
+        first_name=p.first_name if p else "",
+        last_name=p.last_name if p else "",
+        company_name=p.company_name if p else "",
+        linkedin_url=p.linkedin_url if p else "",
+        email=p.email if p else "",
+        step=m.step,
+        message=m.edited_text if m.edited_text is not None else m.text,
+        template=m.template_name,
+        variant=m.variant,
+        model=m.model,
+        cost_usd=m.cost_usd,
+        batch_id=m.batch_id,
+    ) for m, p in kept], len(rows) - len(kept)
 
 
-def approved_rows(app: App, batch_id: int) -> list[dict[str, Any]]:
+def approved_rows(app: App, batch_id: int) -> list[ExportRow]:
     """Approved messages of a batch, without those of people on the do-not-contact list."""
     return _approved(app, batch_id)[0]
 
@@ -242,7 +285,8 @@ def export_file(app: App, batch_id: int, fmt: str = "csv") -> ExportResult:
     of approved messages withheld because their prospect is on the do-not-contact list."""
     if fmt not in ("csv", "json"):
         raise ReviewError(f"unknown export format {fmt!r}; use csv or json")
-    rows, withheld = _approved(app, batch_id)
+    approved, withheld = _approved(app, batch_id)
+    rows = [dataclasses.asdict(row) for row in approved]
     data = to_csv_bytes(rows, EXPORT_COLUMNS) if fmt == "csv" else to_json_bytes(rows)
     return ExportResult(data=data, fmt=fmt, rows=len(rows), withheld=withheld)
 

@@ -6,7 +6,6 @@ Syntax and names are checked by `core.messages.templates`; this module stores wh
 
 from __future__ import annotations
 
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -23,18 +22,18 @@ from core.messages.templates import (
     load_steps,
     validate,
 )
-from core.people.tabular import CANONICAL_FIELDS
+from core.people.columns import CANONICAL_FIELDS
 from core.store.db import immediate, session_scope
 from core.store.models import Template
 
 
-@lru_cache(maxsize=4)
 def markers(data_dir: Path) -> dict[str, str]:
+    """The writing markers of `data/markers.json` (read again when the file changes)."""
     return load_markers(data_dir / "markers.json")
 
 
-@lru_cache(maxsize=4)
 def steps(data_dir: Path) -> dict[str, StepSpec]:
+    """The sequence steps of `data/steps.json` (read again when the file changes)."""
     return load_steps(data_dir / "steps.json")
 
 

@@ -9,6 +9,7 @@ step-by-step trace the Preview page shows and the batch runner stores.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -24,15 +25,8 @@ from core.llm.client import ChatResult
 from core.llm.errors import BudgetExceededError, LLMError
 from core.llm.tokens import count_messages
 from core.messages import prompts
-from core.messages.guards import (
-    GuardResult,
-    all_passed,
-    check_message,
-    failed_reasons,
-    load_banned_phrases,
-    screen_fields,
-    strip_invisible,
-)
+from core.messages.guards import GuardResult, all_passed, check_message, failed_reasons, load_banned_phrases
+from core.messages.injection import InjectionFlag, screen_fields
 from core.messages.library import markers as load_marker_descriptions
 from core.messages.library import specs as library_specs
 from core.messages.library import steps as load_step_specs
@@ -40,6 +34,8 @@ from core.messages.review import ReviewOutcome, review_message
 from core.messages.structured import VerdictError, ask_json, extract_json_object
 from core.messages.summaries import SummaryCache
 from core.messages.templates import Rendered, TemplateSpec, fill_markers, preview_text, render, select_template
+from core.messages.textfold import strip_invisible
+from core.people.columns import parse_company_size
 
 RUNG_TEMPLATE = "template_only"
 RUNG_WRITE = "model_writing"
@@ -86,7 +82,7 @@ class Result:
     guards: list[GuardResult] = field(default_factory=list)
     review: ReviewOutcome | None = None
     fallback: bool = False
-    flags: list[dict[str, str]] = field(default_factory=list)
+    flags: list[InjectionFlag] = field(default_factory=list)
     trace: list[TraceStep] = field(default_factory=list)
     template_text: str = ""
     variant: str = ""
@@ -121,7 +117,7 @@ class Result:
             "fallback": self.fallback,
             "reason": self.reason,
             "selection_reason": self.selection_reason,
-            "flags": self.flags,
+            "flags": [dataclasses.asdict(f) for f in self.flags],
         }
 
 
@@ -192,7 +188,7 @@ class Pipeline:
             if spec is None:
                 raise LookupError(f"no template named {options.template_name!r}")
             return spec, f"chosen by hand: {spec.name}"
-        size = company_size_of(fields.get("company_size"))
+        size = parse_company_size(fields.get("company_size"))
         return select_template(options.step, fields.get("industry"), size, self.library, options.assigned)
 
     def check(self, text: str, fields: Mapping[str, str], template_text: str, max_chars: int) -> list[GuardResult]:
@@ -207,7 +203,7 @@ class Pipeline:
                         selection_reason=why, template_text=spec.text)
         result.note("select", f"{spec.name}: {why}")
         flags = screen_fields(fields)
-        result.flags = [{"field": f.field, "kind": f.kind, "detail": f.detail} for f in flags]
+        result.flags = flags
         if flags:
             result.note("injection screen", "; ".join(f"{f.field}: {f.detail}" for f in flags))
         max_chars = self.max_chars(options.step, options.free_account)
@@ -220,7 +216,7 @@ class Pipeline:
             result.note("hold", result.reason)
             return result
 
-        size = company_size_of(fields.get("company_size"))
+        size = parse_company_size(fields.get("company_size"))
         rung, rung_why = choose_rung(rendered.needs_writing, size, options, bool(flags))
         result.rung = rung
         result.note("ladder", f"{rung}: {rung_why}")
@@ -354,13 +350,6 @@ def _snippets(content: str, markers: Sequence[str]) -> dict[str, str]:
             raise ValueError(f"{marker} is {len(text)} characters; at most {SNIPPET_CAP} were asked for")
         out[marker] = text
     return out
-
-
-def company_size_of(value: Any) -> int | None:
-    try:
-        return int(str(value).replace(",", "").strip()) if value not in (None, "") else None
-    except ValueError:
-        return None
 
 
 def _guard_summary(results: Sequence[GuardResult]) -> str:

@@ -39,13 +39,13 @@ rendered without the Liquid interpreter; everything else goes through Liquid wit
 from __future__ import annotations
 
 import difflib
-import json
 import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 from liquid import BoundTemplate, Environment, RenderContext, Undefined
 from liquid.ast import Node
@@ -56,6 +56,8 @@ from liquid.builtin.output import OutputNode
 from liquid.exceptions import LiquidError
 from liquid.expression import Expression
 from liquid.token import Token
+
+from core import datafiles
 
 __all__ = [
     "SIZE_BANDS",
@@ -140,11 +142,12 @@ class TemplateInfo:
 
 
 def load_markers(path: Path) -> dict[str, str]:
-    """Read marker name -> description of what the model writes (the description goes in prompts)."""
-    try:
-        raw = json.loads(Path(path).read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"{path}: not valid JSON (line {exc.lineno}, column {exc.colno}): {exc.msg}") from exc
+    """Read marker name -> description of what the model writes (the description goes in prompts).
+    Cached until the file changes (`core.datafiles`); do not change the result."""
+    return datafiles.load(path, _markers_from)
+
+
+def _markers_from(path: Path, raw: Any) -> dict[str, str]:
     if not isinstance(raw, dict) or not raw:
         raise ValueError(f"{path}: expected a non-empty JSON object of marker name -> description")
     markers: dict[str, str] = {}
@@ -580,11 +583,12 @@ def select_template(
 
 
 def load_library(path: Path) -> list[TemplateSpec]:
-    """Read starter templates (a JSON list of {name, step, text, industry, size_band, is_default})."""
-    try:
-        raw = json.loads(Path(path).read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"{path}: not valid JSON (line {exc.lineno}, column {exc.colno}): {exc.msg}") from exc
+    """Read starter templates (a JSON list of {name, step, text, industry, size_band, is_default}).
+    Cached until the file changes (`core.datafiles`); do not change the result."""
+    return datafiles.load(path, _library_from)
+
+
+def _library_from(path: Path, raw: Any) -> list[TemplateSpec]:
     if not isinstance(raw, list):
         raise ValueError(f"{path}: expected a JSON list of templates")
     library: list[TemplateSpec] = []
@@ -612,11 +616,12 @@ def load_library(path: Path) -> list[TemplateSpec]:
 
 
 def load_steps(path: Path) -> dict[str, StepSpec]:
-    """Read the sequence steps, in their configured order."""
-    try:
-        raw = json.loads(Path(path).read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"{path}: not valid JSON (line {exc.lineno}, column {exc.colno}): {exc.msg}") from exc
+    """Read the sequence steps, in their configured order.
+    Cached until the file changes (`core.datafiles`); do not change the result."""
+    return datafiles.load(path, _steps_from)
+
+
+def _steps_from(path: Path, raw: Any) -> dict[str, StepSpec]:
     if not isinstance(raw, dict) or not raw:
         raise ValueError(f"{path}: expected a JSON object of step name -> settings")
     steps: list[StepSpec] = []

@@ -104,6 +104,15 @@ def normalize_linkedin_url(url: str | None) -> str | None:
     return PROFILE_PREFIX + slug if slug else None
 
 
+_EMAIL_RE = re.compile(r"[^@\s<>(),;:\"\[\]]+@[^@\s<>(),;:\"\[\]]+\.[^@\s<>(),;:\"\[\].]+")
+
+
+def is_email_address(value: str) -> bool:
+    """Whether an imported cell is one e-mail address (name@host.tld, no spaces, brackets or separators):
+    the one check behind the prospects and the replies imports."""
+    return _EMAIL_RE.fullmatch(value) is not None
+
+
 def normalize_email(email: str | None) -> str | None:
     """The address stripped and case-folded ("Jane@X.COM " -> "jane@x.com"); None when empty."""
     text = unicodedata.normalize("NFC", (email or "").strip()).casefold()

@@ -1,10 +1,10 @@
 """Prospects into the database: CSV import with duplicates, suppression and injection screening.
 
-`core.people.tabular` reads and validates the file; this module decides what is new, what is a duplicate of a
-stored prospect, who is on the do-not-contact list (asked of `core.people.identity`, under every identity the row
-or the stored person is known by), and flags fields that carry prompt-injection text. The counts it reports
-always add up to the records in the file, and a file refused whole writes nothing. People on the do-not-contact
-list are counted and never written.
+`core.people.reading` and `core.people.rows` read and validate the file; this module decides what is new,
+what is a duplicate of a stored prospect, who is on the do-not-contact list (asked of `core.people.identity`,
+under every identity the row or the stored person is known by), and flags fields that carry prompt-injection text.
+The counts it reports always add up to the records in the file, and a file refused whole writes nothing.
+People on the do-not-contact list are counted and never written.
 
 The import streams: records are parsed one at a time and stored in chunks of `CHUNK_ROWS` (one transaction,
 a few set look-ups and two bulk inserts per chunk), so memory stays flat however long the file is.
@@ -12,6 +12,7 @@ a few set look-ups and two bulk inserts per chunk), so memory stays flat however
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -23,15 +24,12 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
 from core.app import App
-from core.messages.guards import screen_fields, strip_invisible
+from core.messages.injection import InjectionFlag, screen_fields
+from core.messages.textfold import strip_invisible
 from core.people import identity
-from core.people.tabular import (
-    ProspectParser,
-    ProspectRow,
-    RowError,
-    open_table,
-    parse_company_size,
-)
+from core.people.columns import parse_company_size
+from core.people.reading import RowError, open_table
+from core.people.rows import ProspectParser, ProspectRow
 from core.store.db import immediate, session_scope
 from core.store.models import Prospect, ProspectIdentity, utcnow
 
@@ -42,17 +40,27 @@ CHUNK = 500
 CHUNK_ROWS = 10_000
 
 
+@dataclass(frozen=True)
+class FlaggedRow:
+    """A row stored with prompt-injection findings in its fields (it gets plain templates only)."""
+
+    line: int
+    flags: tuple[InjectionFlag, ...]
+
+
 @dataclass
 class ImportReport:
+    """What an import did, line by line; `rows` = accepted + duplicates + suppressed + rejected."""
+
     rows: int = 0
     accepted: int = 0
     duplicates: int = 0
     suppressed: int = 0
-    rejected: list[dict[str, Any]] = field(default_factory=list)
-    duplicate_lines: list[dict[str, Any]] = field(default_factory=list)
-    suppressed_lines: list[dict[str, Any]] = field(default_factory=list)
-    flagged: list[dict[str, Any]] = field(default_factory=list)
-    warnings: list[dict[str, Any]] = field(default_factory=list)
+    rejected: list[RowError] = field(default_factory=list)
+    duplicate_lines: list[RowError] = field(default_factory=list)
+    suppressed_lines: list[RowError] = field(default_factory=list)
+    flagged: list[FlaggedRow] = field(default_factory=list)
+    warnings: list[RowError] = field(default_factory=list)
     prospect_ids: list[int] = field(default_factory=list)
     existing_ids: list[int] = field(default_factory=list)  # rows that matched a prospect already stored
     encoding: str = ""
@@ -65,9 +73,9 @@ class ImportReport:
             "accepted": self.accepted,
             "duplicates": self.duplicates,
             "suppressed": self.suppressed,
-            "rejected": self.rejected,
+            "rejected": [dataclasses.asdict(e) for e in self.rejected],
             "flagged": len(self.flagged),
-            "warnings": self.warnings,
+            "warnings": [dataclasses.asdict(w) for w in self.warnings],
         }
 
 
@@ -193,22 +201,22 @@ def _store_chunk(conn: Connection, rows: Sequence[ProspectRow], source: str, rep
         stored = next((found[k] for k in row.keys if k in found), None) if found else None
         if (blocked and any(k in blocked for k in row.keys)) or (stored is not None and stored in blocked_people):
             report.suppressed += 1
-            report.suppressed_lines.append({"line": row.line, "reason": identity.DO_NOT_CONTACT})
+            report.suppressed_lines.append(RowError(row.line, identity.DO_NOT_CONTACT))
             continue
         if stored is not None:
             report.duplicates += 1
             report.existing_ids.append(stored)
-            report.duplicate_lines.append({"line": row.line, "reason": "already stored"})
+            report.duplicate_lines.append(RowError(row.line, "already stored"))
             # The stored person is now also known by this row's profile or address (when nobody else is).
             learned.update((stored, k) for k in row.keys if k not in found and not k.startswith("name:"))
             continue
         values = _values(row.fields, row.custom, row.identity, source)
         values["created_at"] = now
         if values["company_size"] is None and row.fields.get("company_size"):
-            report.warnings.append({"line": row.line, "reason": f"company size {row.fields['company_size'][:40]!r} "
-                                                                "not understood; stored as unknown"})
+            report.warnings.append(RowError(row.line, f"company size {row.fields['company_size'][:40]!r} "
+                                                      "not understood; stored as unknown"))
         if values["flags"]:
-            report.flagged.append({"line": row.line, "flags": values["flags"]})
+            report.flagged.append(FlaggedRow(row.line, tuple(InjectionFlag(**flag) for flag in values["flags"])))
         new.append((row, values))
     if new:
         _bulk_insert(conn, Prospect.__table__, [values for _, values in new])  # type: ignore[attr-defined]
@@ -259,15 +267,15 @@ def import_prospects(
     for record in stream.records():
         report.rows += 1
         if isinstance(record, RowError):
-            report.rejected.append(_err(record))
+            report.rejected.append(record)
             continue
         kind, parsed = parser.parse(*record)
         if isinstance(parsed, RowError):
             if kind == "duplicate":
                 report.duplicates += 1
-                report.duplicate_lines.append(_err(parsed))
+                report.duplicate_lines.append(parsed)
             else:
-                report.rejected.append(_err(parsed))
+                report.rejected.append(parsed)
             continue
         pending.append(parsed)
         if len(pending) >= chunk_rows:
@@ -275,14 +283,10 @@ def import_prospects(
             pending = []
     if pending:
         _flush(app, pending, source, report)
-    report.rejected.sort(key=lambda e: e["line"])
-    report.duplicate_lines.sort(key=lambda e: e["line"])
+    report.rejected.sort(key=lambda e: e.line)
+    report.duplicate_lines.sort(key=lambda e: e.line)
     assert report.accepted + report.duplicates + report.suppressed + len(report.rejected) == report.rows
     return report
-
-
-def _err(e: RowError) -> dict[str, Any]:
-    return {"line": e.line, "reason": e.reason}
 
 
 def suppress(app: App, key: str, reason: str) -> list[str]:

@@ -44,6 +44,7 @@ from core.replies.routing import (
     writing,
 )
 from core.store.db import session_scope
+from core.store.lookup import get_or_raise
 from core.store.models import Reply, utcnow
 
 TASK = "classify_reply"
@@ -217,9 +218,7 @@ async def classify(
 
 def _store_classification(app: App, reply_id: int, verdict: Classification, batch_id: int | None) -> None:
     with writing(app) as s:
-        reply = s.get(Reply, reply_id)
-        if reply is None:
-            raise LookupError(f"no reply with id {reply_id}")
+        reply = get_or_raise(s, Reply, reply_id)
         reply.model_category = verdict.category
         reply.confidence = verdict.confidence
         if reply.override_category is None:  # a person's decision outranks a later model run
@@ -233,9 +232,7 @@ def _store_classification(app: App, reply_id: int, verdict: Classification, batc
 
 def _load_reply(app: App, reply_id: int) -> Reply:
     with session_scope(app.engine) as s:
-        reply = s.get(Reply, reply_id)
-    if reply is None:
-        raise LookupError(f"no reply with id {reply_id}")
+        reply = get_or_raise(s, Reply, reply_id)
     return reply
 
 

@@ -1,23 +1,24 @@
 """Import prospects' replies from a CSV: who replied, what they wrote, when; stored pending classification.
 
-Same reading rules as the prospect import (`core.people.tabular`); replies are matched to stored prospects
+Same reading rules as the prospect import (`core.people.reading`); replies are matched to stored prospects
 by any identity the row names (`core.people.identity`). A stored reply from a known prospect stops that
 prospect's sequence at once (`core.replies.holds`), before it is classified.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlmodel import select
 
 from core.app import App
+from core.dates import parse_moment
 from core.people import identity as idm
-from core.people.tabular import RowError, UnreadableFile, read_table, suggest_mapping
+from core.people.columns import find_column, suggest_mapping
+from core.people.reading import RowError, UnreadableFile, quoted, read_table
 from core.replies.holds import hold_new_replies
 from core.store.db import session_scope
 from core.store.models import Reply, utcnow
@@ -32,51 +33,25 @@ _RECEIVED_SPELLINGS = ("received", "receivedat", "receivedon", "replydate", "rep
                        "datetime", "timestamp", "time")
 _IDENTITY_SPELLINGS = ("identity", "prospectidentity")
 _IDENTITY_PREFIXES = ("li:", "email:", "name:")
-_EMAIL_RE = re.compile(r"[^@\s<>(),;:\"\[\]]+@[^@\s<>(),;:\"\[\]]+\.[^@\s<>(),;:\"\[\].]+")
 _FUTURE_SLACK = timedelta(days=1)
 
 
-def _spelling(header: str) -> str:
-    return "".join(ch for ch in header.casefold() if ch.isalnum())
-
-
-def _find_column(headers: Sequence[str], spellings: Sequence[str]) -> int | None:
-    best: tuple[int, int] | None = None
-    for position, header in enumerate(headers):
-        key = _spelling(header)
-        if key in spellings:
-            rank = (spellings.index(key), position)
-            best = rank if best is None or rank < best else best
-    return None if best is None else best[1]
-
-
-def _snippet(value: str, limit: int = 40) -> str:
-    return repr(value if len(value) <= limit else value[: limit - 1] + "…")
-
-
 def parse_received(raw: str) -> datetime:
-    """An ISO date or date-time as aware UTC (a time without an offset is taken as UTC); ValueError says how."""
-    text = raw.strip()
+    """An ISO date or date-time as aware UTC (`core.dates.parse_moment`); ValueError says how to write it."""
     try:
-        day = date.fromisoformat(text)
-        return datetime(day.year, day.month, day.day, tzinfo=UTC)
+        return parse_moment(raw)
     except ValueError:
-        pass
-    try:
-        moment = datetime.fromisoformat(text)
-    except ValueError:
-        raise ValueError(f"received {_snippet(text)} is not a date like 2025-03-14 or a time like "
+        raise ValueError(f"received {quoted(raw.strip())} is not a date like 2025-03-14 or a time like "
                          "2025-03-14T09:30:00Z") from None
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
 def _identity_cell(value: str) -> str | None:
     """An identity column value: a stored identity (li:/email:/name:), a LinkedIn URL or an email."""
     text = value.strip()
     if text.lower().startswith("email:"):
-        return idm.email_key(text[6:]) if _EMAIL_RE.fullmatch(text[6:].strip()) else None
+        return idm.email_key(text[6:]) if idm.is_email_address(text[6:].strip()) else None
     if not text.lower().startswith(("li:", "name:")) and "@" in text:
-        return idm.email_key(text) if _EMAIL_RE.fullmatch(text) else None
+        return idm.email_key(text) if idm.is_email_address(text) else None
     return idm.canonical(text)
 
 
@@ -135,14 +110,14 @@ def _parse_reply_row(line: int, cells: list[str], columns: Mapping[str, int | No
     linkedin_raw, email_raw, identity_raw = cell("linkedin_url"), cell("email"), cell("identity")
     linkedin = idm.normalize_linkedin_url(linkedin_raw) if linkedin_raw else None
     if linkedin_raw and linkedin is None:
-        problems.append(f"linkedin_url {_snippet(linkedin_raw)} is not a LinkedIn profile address "
+        problems.append(f"linkedin_url {quoted(linkedin_raw)} is not a LinkedIn profile address "
                         "(expected linkedin.com/in/...)")
-    email = idm.normalize_email(email_raw) if email_raw and _EMAIL_RE.fullmatch(email_raw) else None
+    email = idm.normalize_email(email_raw) if email_raw and idm.is_email_address(email_raw) else None
     if email_raw and email is None:
-        problems.append(f"email {_snippet(email_raw)} is not a valid email address")
+        problems.append(f"email {quoted(email_raw)} is not a valid email address")
     identity = _identity_cell(identity_raw) if identity_raw else None
     if identity_raw and identity is None:
-        problems.append(f"identity {_snippet(identity_raw)} is not li:<profile URL>, email:<address>, "
+        problems.append(f"identity {quoted(identity_raw)} is not li:<profile URL>, email:<address>, "
                         "name:<name>|<company>, a LinkedIn URL or an email")
     if not (linkedin_raw or email_raw or identity_raw):
         problems.append("no prospect identity: linkedin_url, email and identity are all empty")
@@ -155,7 +130,7 @@ def _parse_reply_row(line: int, cells: list[str], columns: Mapping[str, int | No
             problems.append(str(exc))
         else:
             if received > now + _FUTURE_SLACK:
-                problems.append(f"received {_snippet(raw_received)} is in the future")
+                problems.append(f"received {quoted(raw_received)} is in the future")
     if problems:
         return None, "; ".join(problems)
     candidates = [c for c in (f"li:{linkedin}" if linkedin else None, f"email:{email}" if email else None, identity)
@@ -209,9 +184,9 @@ def import_replies(app: App, data: bytes) -> ReplyImportReport:
     mapping = suggest_mapping(table.headers)
     index = {h: i for i, h in enumerate(table.headers)}
     columns: dict[str, int | None] = {
-        "text": _find_column(table.headers, _TEXT_SPELLINGS),
-        "received": _find_column(table.headers, _RECEIVED_SPELLINGS),
-        "identity": _find_column(table.headers, _IDENTITY_SPELLINGS),
+        "text": find_column(table.headers, _TEXT_SPELLINGS),
+        "received": find_column(table.headers, _RECEIVED_SPELLINGS),
+        "identity": find_column(table.headers, _IDENTITY_SPELLINGS),
         "linkedin_url": index[mapping["linkedin_url"]] if "linkedin_url" in mapping else None,
         "email": index[mapping["email"]] if "email" in mapping else None,
     }

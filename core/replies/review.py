@@ -16,6 +16,7 @@ from core.replies.categories import CATEGORIES, PENDING
 from core.replies.holds import reply_holds
 from core.replies.routing import RouteResult, apply_routing, writing
 from core.store.db import session_scope
+from core.store.lookup import get_or_raise
 from core.store.models import Prospect, Reply, utcnow
 
 _SHOWN_CHARS = 300
@@ -29,9 +30,7 @@ def override(app: App, reply_id: int, category: str, by: str) -> RouteResult:
     if not who:
         raise ValueError("say who is overriding (a name or initials), so the decision can be traced")
     with writing(app) as s:
-        reply = s.get(Reply, reply_id)
-        if reply is None:
-            raise LookupError(f"no reply with id {reply_id}")
+        reply = get_or_raise(s, Reply, reply_id)
         history = list((reply.details or {}).get("overrides", []))
         history.append({"from": reply.category, "to": category, "by": who, "at": utcnow().isoformat()})
         reply.override_category = category

@@ -11,8 +11,6 @@ a suppression this reply made when the new category is not an opt-out. After rou
 
 from __future__ import annotations
 
-import functools
-import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -22,6 +20,7 @@ from typing import Any
 
 from sqlmodel import Session, select
 
+from core import datafiles
 from core.app import App
 from core.config import DATA_DIR
 from core.experiments import outcomes as experiment_outcomes
@@ -30,6 +29,7 @@ from core.replies.categories import CATEGORIES
 from core.replies.dates import extract_return_date
 from core.replies.holds import hold_reply
 from core.store.db import immediate, session_scope
+from core.store.lookup import get_or_raise
 from core.store.models import HoldKind, Prospect, Reply, Suppression, Template, utcnow
 
 ROUTING_FILE = "reply_routing.json"
@@ -93,20 +93,10 @@ class RoutingConfig:
 
 def load_routing_config(data_dir: Path = DATA_DIR) -> RoutingConfig:
     """The reply routing table; ValueError names the file and what is wrong with it."""
-    path = Path(data_dir) / ROUTING_FILE
-    try:
-        stamp = path.stat().st_mtime_ns
-    except OSError as exc:
-        raise ValueError(f"{path}: cannot read the reply routing file ({exc.strerror})") from None
-    return _load_routing_config(str(path), stamp)
+    return datafiles.load(Path(data_dir) / ROUTING_FILE, _routing_config_from)  # read again when it changes
 
 
-@functools.lru_cache(maxsize=8)
-def _load_routing_config(path: str, _stamp: int) -> RoutingConfig:
-    try:
-        raw = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise ValueError(f"{path}: not readable JSON ({exc})") from None
+def _routing_config_from(path: Path, raw: Any) -> RoutingConfig:
     if not isinstance(raw, dict):
         raise ValueError(f"{path}: expected a JSON object")
 
@@ -248,9 +238,7 @@ def apply_routing(app: App, reply_id: int, *, corrected: bool = False) -> RouteR
     """
     config = routing_config(app)
     with writing(app) as s:
-        reply = s.get(Reply, reply_id)
-        if reply is None:
-            raise LookupError(f"no reply with id {reply_id}")
+        reply = get_or_raise(s, Reply, reply_id)
         category = reply.category
         if not category:
             raise ValueError(f"reply #{reply_id} is not classified yet; classify it or override its category first")

@@ -8,11 +8,13 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import text
 
-from core.app import App, open_app
+from core.app import App
 from core.batches.claims import claim
-from core.batches.lifecycle import create_batch, start_batch, status
+from core.batches.creation import create_batch
+from core.batches.lifecycle import start_batch, status
 from core.batches.runs import run_pending
 from core.config import Settings
+from core.demo import open_demo_app
 from core.messages.library import add_template
 from core.people.prospects import list_prospects
 from core.store.models import utcnow
@@ -81,7 +83,7 @@ def test_skipped_prospects_are_not_errors(demo_app: App) -> None:
 def test_batches_page_shows_workers_their_items_and_item_errors(console_env: Settings) -> None:
     from core.batches import heartbeat
 
-    app = open_app(console_env, load_demo=True)
+    app = open_demo_app(console_env)
     batch_id = _batch_whose_template_disappears(app, 3)
     run_pending(app, "console:1:aaaaaa")  # now stopped: it gave everything back
     other = create_batch(app, [p.id for p in list_prospects(app)][10:14])  # type: ignore[misc]

@@ -10,10 +10,11 @@ import pytest
 from sqlmodel import select
 
 from core.app import App
+from core.batches.creation import create_batch
 from core.batches.kinds import KINDS, kind_of
 from core.batches.kinds.evaluation import evaluation_of, labelled_rows
 from core.batches.kinds.variants import bulk_report
-from core.batches.lifecycle import BatchError, cancel_batch, create_batch, resume_batch, start_batch, status
+from core.batches.lifecycle import BatchError, cancel_batch, resume_batch, start_batch, status
 from core.batches.runs import run_pending
 from core.experiments.variants import bulk_templates
 from core.messages.library import get_template

@@ -14,8 +14,9 @@ from sqlmodel import select
 
 from core.app import App
 from core.batches.claims import claim, finish
+from core.batches.creation import create_batch
 from core.batches.kinds.personalize import unsent_prospects
-from core.batches.lifecycle import BatchError, cancel_batch, create_batch, resume_batch, start_batch, status
+from core.batches.lifecycle import BatchError, cancel_batch, resume_batch, start_batch, status
 from core.batches.runs import run_pending, work_batch
 from core.people.prospects import list_prospects
 from core.store.db import session_scope

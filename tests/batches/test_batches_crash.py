@@ -16,9 +16,11 @@ import time
 import pytest
 from sqlalchemy import text
 
-from core.app import App, open_app
-from core.batches.lifecycle import create_batch, start_batch, status
+from core.app import App
+from core.batches.creation import create_batch
+from core.batches.lifecycle import start_batch, status
 from core.config import PROJECT_ROOT, Settings
+from core.demo import open_demo_app
 from core.people.prospects import import_prospects
 from core.store.models import FINAL_ITEM_STATES as FINAL_STATES
 
@@ -45,7 +47,7 @@ def _worker(db_url: str, *extra: str, lease_s: int = 2) -> subprocess.Popen[byte
 
 
 def _setup(settings: Settings, n: int) -> tuple[App, int]:
-    app = open_app(settings, load_demo=True)
+    app = open_demo_app(settings)
     report = import_prospects(app, _prospects_csv(n))
     assert report.accepted == n
     batch = create_batch(app, report.prospect_ids, concurrency=16)

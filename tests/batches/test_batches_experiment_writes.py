@@ -10,7 +10,8 @@ import pytest
 from sqlalchemy import text
 
 from core.app import App
-from core.batches.lifecycle import create_batch, status
+from core.batches.creation import create_batch
+from core.batches.lifecycle import status
 from core.batches.runs import run_pending
 from core.experiments.catalog import create_experiment
 from core.messages.library import add_template

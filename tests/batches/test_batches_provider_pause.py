@@ -10,7 +10,8 @@ import pytest
 from sqlalchemy import text
 
 from core.app import App
-from core.batches.lifecycle import create_batch, resume_batch, start_batch, status
+from core.batches.creation import create_batch
+from core.batches.lifecycle import resume_batch, start_batch, status
 from core.batches.runs import run_pending
 from core.people.prospects import import_prospects
 from core.sim.simulator import Scripted

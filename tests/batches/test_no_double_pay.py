@@ -17,10 +17,12 @@ from sqlalchemy import create_engine, text
 
 from core.app import App, open_app
 from core.batches.claims import finish
-from core.batches.lifecycle import BatchError, create_batch, start_batch, status
+from core.batches.creation import create_batch
+from core.batches.lifecycle import BatchError, start_batch, status
 from core.batches.runs import run_pending
 from core.config import PROJECT_ROOT, Settings
 from core.costs.prices import current_book
+from core.demo import open_demo_app
 from core.people.prospects import import_prospects, list_prospects
 from core.sim.simulator import Faults, Simulator, SimulatorServer
 from tests.batches.test_batches_crash import _prospects_csv
@@ -109,12 +111,12 @@ def test_two_batch_runs_of_one_file_at_once_make_one_batch_of_calls(
 
     # The database exists and holds the file's prospects already (as it does for two people at one console);
     # two first starts, or two imports, racing on one SQLite file is not what this test is about.
-    ready = open_app(Settings(database_url=db_url, llm_provider="simulator"), load_demo=True)
+    ready = open_demo_app(Settings(database_url=db_url, llm_provider="simulator"))
     assert import_prospects(ready, path.read_bytes()).accepted == 60
     runs = [_cli(db_url, "batch", "run", str(path), "--json") for _ in range(2)]
     outs = [run.communicate(timeout=300) for run in runs]
     codes = sorted(run.returncode for run in runs)
-    app = open_app(Settings(database_url=db_url, llm_provider="simulator"), load_demo=False)
+    app = open_app(Settings(database_url=db_url, llm_provider="simulator"))
     calls = _calls(app)
     print(f"\ncalls for two concurrent runs: {calls} (one run alone: {one_batch})")
     assert calls == one_batch, f"two runs made {calls} calls; one run makes {one_batch}"
@@ -136,7 +138,7 @@ def slow_server() -> Iterator[tuple[Simulator, SimulatorServer]]:
 def test_a_call_longer_than_the_lease_is_never_taken_over_and_paid_twice(
         settings: Settings, slow_server: tuple[Simulator, SimulatorServer]) -> None:
     sim, srv = slow_server
-    app = open_app(settings, load_demo=True)
+    app = open_demo_app(settings)
     report = import_prospects(app, _prospects_csv(8))
     batch = create_batch(app, report.prospect_ids, concurrency=4)
     start_batch(app, batch.id)  # type: ignore[arg-type]

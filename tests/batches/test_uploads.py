@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from core.app import App
 from core.batches.claims import claim, finish
-from core.batches.lifecycle import cancel_batch, create_batch, start_batch
+from core.batches.creation import create_batch
+from core.batches.lifecycle import cancel_batch, start_batch
 from core.batches.runs import run_pending
 from core.batches.uploads import plan_run
 from core.people.prospects import list_prospects

@@ -18,12 +18,14 @@ from typing import Any
 import pytest
 from sqlalchemy import text
 
-from core.app import App, open_app
+from core.app import App
 from core.batches import heartbeat
 from core.batches.claims import claim
-from core.batches.lifecycle import create_batch, start_batch, status
+from core.batches.creation import create_batch
+from core.batches.lifecycle import start_batch, status
 from core.config import PROJECT_ROOT, Settings
 from core.costs.prices import current_book
+from core.demo import open_demo_app
 from core.people.prospects import import_prospects
 from core.sim.simulator import Faults, Simulator, SimulatorServer
 from core.store.models import utcnow
@@ -31,7 +33,7 @@ from tests.batches.test_batches_crash import _prospects_csv
 
 
 def _setup(settings: Settings, n: int, concurrency: int = 4) -> tuple[App, int]:
-    app = open_app(settings, load_demo=True)
+    app = open_demo_app(settings)
     report = import_prospects(app, _prospects_csv(n))
     assert report.accepted == n
     batch = create_batch(app, report.prospect_ids, concurrency=concurrency)

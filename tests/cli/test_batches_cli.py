@@ -66,12 +66,13 @@ def test_errors_are_one_line_without_traceback(db_url: str, tmp_path: Path) -> N
 
 
 def test_cancel_and_worker_once(db_url: str, tmp_path: Path) -> None:
-    from core.app import open_app
-    from core.batches.lifecycle import create_batch, start_batch
+    from core.batches.creation import create_batch
+    from core.batches.lifecycle import start_batch
     from core.config import Settings
+    from core.demo import open_demo_app
     from core.people.prospects import list_prospects
 
-    app = open_app(Settings(database_url=db_url, llm_provider="simulator"))
+    app = open_demo_app(Settings(database_url=db_url, llm_provider="simulator"))
     ids = [p.id for p in list_prospects(app)][:5]
     b1 = create_batch(app, ids)  # type: ignore[arg-type]
     b2 = create_batch(app, ids, step="follow_up_1")  # type: ignore[arg-type]

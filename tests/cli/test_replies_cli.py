@@ -19,8 +19,8 @@ from core.__main__ import main
 from core.app import App
 from core.cli import base as cli
 from core.config import PROJECT_ROOT
+from core.people.identity import normalize_linkedin_url
 from core.people.prospects import import_prospects
-from core.people.tabular import normalize_linkedin_url
 from core.replies.categories import CATEGORIES
 
 

@@ -30,7 +30,7 @@ def test_upload_estimate_run_review_export(console_env: Settings) -> None:
     assert not at.exception
     assert at.session_state["follow"]
     batch_id = at.session_state["follow"]
-    app = open_app(console_env, load_demo=False)
+    app = open_app(console_env)
     run_pending(app, "test-worker")  # the background worker's job (the console's thread is off in tests)
     at.run()
     assert not at.exception

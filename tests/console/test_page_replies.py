@@ -10,6 +10,7 @@ from sqlmodel import select
 from core.app import open_app
 from core.batches.runs import run_pending
 from core.config import Settings
+from core.demo import open_demo_app
 from core.store.db import session_scope
 from core.store.models import Reply, Suppression
 from tests.conftest import page_test
@@ -53,7 +54,7 @@ def test_pasted_reply_shows_category_confidence_and_next_action(console_env: Set
     texts = " ".join(t.value for t in at.text)
     assert "Next action: Record who they point to" in texts and "Lars Eriksen" in texts
     assert "<b>" not in markdown_text(at) and "Lars" not in markdown_text(at)
-    with session_scope(open_app(console_env, load_demo=False).engine) as s:
+    with session_scope(open_demo_app(console_env).engine) as s:
         assert s.exec(select(Reply)).all() == [], "a pasted reply is not stored"
 
 
@@ -79,7 +80,7 @@ def test_upload_import_classify_override(console_env: Settings) -> None:
     at.button(key="replies_classify_pending").click().run()
     assert not at.exception
     assert "0 of 3 classified — queued," in _progress_text(at), "classification is a batch for the worker"
-    run_pending(open_app(console_env, load_demo=False), "test-worker")  # the console's background worker
+    run_pending(open_app(console_env), "test-worker")  # the console's background worker
     at.run()
     assert "3 of 3 classified — done" in _progress_text(at)
     assert "No reply is waiting" in " ".join(i.value for i in at.info)
@@ -87,7 +88,7 @@ def test_upload_import_classify_override(console_env: Settings) -> None:
     assert set(review["category"]) == {"Do not contact", "Wants a call", "Out of office"}, "labels, not codes"
     assert len(at.get("plotly_chart")) == 1
     assert "<script>" not in markdown_text(at) and "**Sounds" not in markdown_text(at)
-    engine = open_app(console_env, load_demo=False).engine
+    engine = open_demo_app(console_env).engine
     with session_scope(engine) as s:
         assert s.get(Suppression, f"li:{IVO}") is not None
 
@@ -118,7 +119,7 @@ def test_unreadable_upload_is_refused_with_the_reason(console_env: Settings) -> 
 
 
 def test_budget_stops_classification_with_a_clear_message(console_env: Settings) -> None:
-    app = open_app(console_env)
+    app = open_demo_app(console_env)
     app.set_budget_cap(Decimal(0))
     at = page_test("pages/replies.py")
     at.run()
@@ -139,7 +140,7 @@ def test_evaluation_shows_accuracy_table_and_confusion_matrix(console_env: Setti
     at.button(key="replies_evaluate").click().run()
     assert not at.exception
     assert "0 of 170 labelled replies classified" in _progress_text(at), "the evaluation is a batch for the worker"
-    run_pending(open_app(console_env, load_demo=False), "test-worker")  # the console's background worker
+    run_pending(open_app(console_env), "test-worker")  # the console's background worker
     at.run()
     assert not at.exception
     accuracy = next(m.value for m in at.metric if m.label == "Accuracy")

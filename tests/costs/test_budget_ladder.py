@@ -13,7 +13,8 @@ import pytest
 from sqlalchemy import text
 
 from core.app import App
-from core.batches.lifecycle import create_batch, start_batch
+from core.batches.creation import create_batch
+from core.batches.lifecycle import start_batch
 from core.batches.runs import run_pending
 from core.costs import budget
 from core.llm.errors import BudgetExceededError

@@ -24,7 +24,7 @@ from core.store.models import month_of, utcnow
 
 def _start(settings: Settings, env_cap: str) -> App:
     """A (re)start of the console or a worker with MONTHLY_BUDGET_USD=env_cap."""
-    return open_app(dataclasses.replace(settings, monthly_budget_usd=Decimal(env_cap)), load_demo=False)
+    return open_app(dataclasses.replace(settings, monthly_budget_usd=Decimal(env_cap)))
 
 
 def _next_month() -> str:

@@ -9,7 +9,8 @@ import random
 from decimal import Decimal
 
 from core.app import App
-from core.batches.lifecycle import create_batch, start_batch, status
+from core.batches.creation import create_batch
+from core.batches.lifecycle import start_batch, status
 from core.batches.runs import run_pending
 from core.costs.estimate import SAMPLE, Estimate, Tile, TileKind, estimate
 from core.messages.library import list_templates

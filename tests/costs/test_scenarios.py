@@ -111,7 +111,7 @@ def test_page_saves_and_compares(console_env: Settings) -> None:
     assert not at.exception
     assert "Saved as: Ten percent *review*" in [t.value for t in at.text]
 
-    check = open_app(console_env, load_demo=False)
+    check = open_app(console_env)
     saved = load_scenario(check, "Ten percent *review*")
     assert saved.review_rate == Decimal("0.1")
 
@@ -128,7 +128,7 @@ def test_page_saves_and_compares(console_env: Settings) -> None:
 
 
 def test_page_loads_and_deletes_a_saved_scenario(console_env: Settings) -> None:
-    check = open_app(console_env, load_demo=False)
+    check = open_app(console_env)
     save_scenario(check, "Small", replace(default_scenario(), messages_per_month=100, review_rate=Decimal("0.5")))
     at = _page()
     annual = next(m for m in at.metric if m.label == "Annual total")

@@ -10,8 +10,9 @@ import pytest
 from sqlmodel import select
 
 from core.app import App
+from core.batches.creation import create_batch
 from core.batches.kinds.variants import bulk_report
-from core.batches.lifecycle import create_batch, start_batch
+from core.batches.lifecycle import start_batch
 from core.batches.runs import run_pending
 from core.experiments import variants as v
 from core.llm.tokens import count_messages

@@ -1,4 +1,4 @@
-"""Tests for core.messages.guards: each message guard failing and passing, and the prompt-injection screen."""
+"""Tests for the message guards (core.messages.guards, contacts) and the prompt-injection screen (injection)."""
 
 from __future__ import annotations
 
@@ -14,18 +14,17 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from core.config import PROJECT_ROOT
-from core.messages import guards
+from core.messages import contacts, guards, injection, textfold
 from core.messages.guards import (
     GUARD_NAMES,
-    INJECTION_KINDS,
     GuardResult,
     all_passed,
     check_message,
     failed_reasons,
     load_banned_phrases,
-    screen_fields,
-    strip_invisible,
 )
+from core.messages.injection import INJECTION_KINDS, screen_fields
+from core.messages.textfold import strip_invisible
 from tests.messages import guards_reference as reference
 
 SHIPPED_PHRASES = PROJECT_ROOT / "data" / "banned_phrases.txt"
@@ -591,7 +590,7 @@ def test_guards_never_crash_on_arbitrary_text(text: str, fields: dict[str, str])
 
 # --- fast paths give the same results as the reference implementation --------------------------------
 # check_message and screen_fields skip patterns that cannot match and normalise ASCII cheaply. The slow,
-# straightforward versions are kept in core.messages.guards as *_reference; these tests compare the two on
+# straightforward versions are kept in tests/messages/guards_reference.py as *_reference; these tests compare the two on
 # thousands of mutated and generated texts, and check each prefilter against strings built from its pattern.
 
 SEED_MESSAGES = [
@@ -745,10 +744,10 @@ TRICKY_CHARS = "ab AZ\n\t\r\x00\x1b\x7f{}.-'’\u200b\u200d\u202e\u00ad\u3164\u0
 @given(st.text(st.sampled_from(TRICKY_CHARS), max_size=40) | st.text(max_size=40))
 def test_normalisation_fast_paths_equal_reference(value: str) -> None:
     assert strip_invisible(value) == reference._strip_invisible_reference(value)
-    assert guards._invisible_chars(value) == reference._invisible_chars_reference(value)
-    assert guards._fold(value) == reference._fold_reference(value)
-    assert guards._variants(value) == reference._variants_reference(value)
-    assert guards._collapse_spaced(value) == reference._collapse_spaced_reference(value)
+    assert textfold._invisible_chars(value) == reference._invisible_chars_reference(value)
+    assert textfold._fold(value) == reference._fold_reference(value)
+    assert injection._variants(value) == reference._variants_reference(value)
+    assert injection._collapse_spaced(value) == reference._collapse_spaced_reference(value)
 
 
 PrefilterCase = tuple[str, re.Pattern[str], Callable[[str], bool]]
@@ -758,11 +757,11 @@ def _prefilter_cases() -> list[PrefilterCase]:
     """(name, pattern, prefilter): the prefilter must be True for every text the pattern finds a match in."""
 
     def needles(groups: tuple[tuple[str, ...], ...]) -> Callable[[str], bool]:
-        return lambda text: guards._may_match(text, groups)
+        return lambda text: textfold._may_match(text, groups)
 
     cases = [(label, pattern, needles(groups)) for label, pattern, groups in
              guards._PLACEHOLDER_PATTERNS + guards._MARKUP_PATTERNS + guards._ECHO_PATTERNS]  # fmt: skip
-    cases += [(label, pattern, needles(groups)) for _, label, pattern, groups in guards._INJECTION_PATTERNS]
+    cases += [(label, pattern, needles(groups)) for _, label, pattern, groups in injection._INJECTION_PATTERNS]
     cases += [
         ("bullet", guards._BULLET_RE, needles(guards._BULLET_NEEDLES)),
         ("angle", guards._ANGLE_PLACEHOLDER_RE, lambda t: "<" in t and ">" in t),
@@ -770,26 +769,27 @@ def _prefilter_cases() -> list[PrefilterCase]:
             "greeting",
             guards._GREETING_RE,
             lambda t: (
-                guards._may_match(t, guards._GREETING_GAPS)
-                or guards._may_match(guards._ignorecase_key(t), guards._GREETING_EMPTIES)
+                textfold._may_match(t, guards._GREETING_GAPS)
+                or textfold._may_match(textfold._ignorecase_key(t), guards._GREETING_EMPTIES)
             ),
         ),
         (
             "scheme",
-            guards._SCHEME_URL_RE,
-            lambda t: guards._may_match(guards._ignorecase_key(t), guards._SCHEME_NEEDLES),
+            contacts._SCHEME_URL_RE,
+            lambda t: textfold._may_match(textfold._ignorecase_key(t), contacts._SCHEME_NEEDLES),
         ),
-        ("colon scheme", guards._COLON_SCHEME_RE, lambda t: ":" in t),
-        ("e-mail", guards._EMAIL_RE, lambda t: "@" in t),
-        ("domain", guards._BARE_DOMAIN_RE, lambda t: guards._DOT_WORD_RE.search(t) is not None),
-        ("phone", guards._PHONE_CANDIDATE_RE, lambda t: guards._PHONE_DIGITS_RE.search(t) is not None),
+        ("colon scheme", contacts._COLON_SCHEME_RE, lambda t: ":" in t),
+        ("e-mail", contacts._EMAIL_RE, lambda t: "@" in t),
+        ("domain", contacts._BARE_DOMAIN_RE, lambda t: contacts._DOT_WORD_RE.search(t) is not None),
+        ("phone", contacts._PHONE_CANDIDATE_RE, lambda t: contacts._PHONE_DIGITS_RE.search(t) is not None),
     ]
-    for pattern in (guards._OVERRIDE_ML_RE, guards._OVERRIDE_ML_ECHO_RE, guards._EVERYTHING_ML_RE):
-        stems = guards._SECOND_GATES[id(pattern)]
+    for pattern in (injection._OVERRIDE_ML_RE, injection._OVERRIDE_ML_ECHO_RE, injection._EVERYTHING_ML_RE):
+        stems = injection._SECOND_GATES[id(pattern)]
         cases.append(("second gate", pattern, lambda t, stems=stems: any(stem in t for stem in stems)))
-    for name, pattern in [("disguised scheme", guards._DISGUISED_SCHEME_RE), ("spelled dot", guards._SPELLED_DOT_RE),
-                          ("bracketed dot", guards._BRACKETED_DOT_RE), ("bracketed at", guards._BRACKETED_AT_RE)]:
-        cases.append((name, pattern, guards._may_be_disguised))
+    for name, pattern in [("disguised scheme", contacts._DISGUISED_SCHEME_RE),
+                          ("spelled dot", contacts._SPELLED_DOT_RE), ("bracketed dot", contacts._BRACKETED_DOT_RE),
+                          ("bracketed at", contacts._BRACKETED_AT_RE)]:
+        cases.append((name, pattern, contacts._may_be_disguised))
     for reported, needle, pattern in guards._banned_plan(ALL_PHRASES):
         cases.append((reported, pattern, lambda t, needle=needle: needle in t))
     return cases
@@ -809,7 +809,7 @@ def test_prefilters_never_rule_out_a_real_match(case_and_text: tuple[PrefilterCa
 def test_prefilters_pass_the_hostile_corpus_through() -> None:
     # Every pattern that matches a seed must also be let through by its prefilter (a regression net for
     # needle typos that generated strings might miss).
-    for text in SEED_MESSAGES + [guards._fold(t) for t in SEED_MESSAGES]:
+    for text in SEED_MESSAGES + [textfold._fold(t) for t in SEED_MESSAGES]:
         for name, pattern, prefilter in PREFILTER_CASES:
             if pattern.search(text):
                 assert prefilter(text), (name, text)
@@ -829,7 +829,7 @@ def test_ignorecase_key_maps_every_character_that_ignorecase_matches_to_ascii() 
     everything = "".join(chr(code) for code in range(sys.maxunicode + 1) if not 0xD800 <= code <= 0xDFFF)
     for letter in "abcdefghijklmnopqrstuvwxyz":
         for char in re.findall(letter, everything, re.IGNORECASE):
-            assert guards._ignorecase_key(char) == letter, (letter, char)
+            assert textfold._ignorecase_key(char) == letter, (letter, char)
 
 
 def test_banned_phrase_list_edits_between_calls_are_seen() -> None:

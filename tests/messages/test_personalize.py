@@ -151,7 +151,7 @@ def test_selection_reason_is_recorded(lib_app: App) -> None:
 def test_injection_corpus_never_reaches_the_output_unflagged(lib_app: App, value: str, kind: str) -> None:
     fields = {**ANA, "recent_news": value, "notes": value}
     result = run(lib_app, fields, template_name="achievement")
-    assert kind in {f["kind"] for f in result.flags}, f"not flagged: {value!r}"
+    assert kind in {f.kind for f in result.flags}, f"not flagged: {value!r}"
     assert not result.used_ai
     assert value not in result.message
 

@@ -13,8 +13,9 @@ import pytest
 from sqlmodel import func, select
 
 from core.app import App
+from core.batches.creation import create_batch
 from core.batches.kinds.personalize import unsent_prospects
-from core.batches.lifecycle import create_batch, start_batch
+from core.batches.lifecycle import start_batch
 from core.batches.runs import run_pending
 from core.messages.approvals import (
     QueueFilter,
@@ -26,6 +27,7 @@ from core.messages.approvals import (
     queue,
 )
 from core.people.prospects import count_prospects, import_prospects, suppress
+from core.people.reading import RowError
 from core.replies.classify import classify_and_route
 from core.replies.holds import sequence_stopped
 from core.replies.importing import import_replies
@@ -74,7 +76,7 @@ def test_opt_out_by_email_blocks_a_later_import_in_another_case_with_a_profile(d
     before = count_prospects(demo_app)
     report = import_prospects(demo_app, HEADER + JANE + MARC)
     assert (report.accepted, report.suppressed, report.duplicates) == (1, 1, 0)
-    assert report.suppressed_lines == [{"line": 2, "reason": "do not contact"}]
+    assert report.suppressed_lines == [RowError(2, "do not contact")]
     assert count_prospects(demo_app) == before + 1
     assert "Jane" not in _ids(demo_app), "a suppressed person is never written"
 
@@ -103,7 +105,7 @@ def test_export_after_an_opt_out_withholds_the_approved_message_and_says_so(demo
     report = import_prospects(demo_app, HEADER + JANE + MARC)
     batch_id = _run(demo_app, report.prospect_ids, template="connection_request_safe")
     rows = queue(demo_app, QueueFilter(batch_id=batch_id))
-    assert approve(demo_app, [r["id"] for r in rows]) == 2
+    assert approve(demo_app, [r.id for r in rows]) == 2
     _opt_out_by_email(demo_app, "jane.doe@ACME.example")  # after approval, before the export
 
     result = export_file(demo_app, batch_id, "csv")
@@ -120,10 +122,10 @@ def test_suppressed_people_cannot_be_approved_and_are_marked_in_the_queue(demo_a
     report = import_prospects(demo_app, HEADER + JANE + MARC)
     batch_id = _run(demo_app, report.prospect_ids, template="connection_request_safe")
     suppress(demo_app, "https://www.linkedin.com/in/jane-doe", "manual list")  # a bare URL is normalised too
-    rows = {r["prospect"]: r for r in queue(demo_app, QueueFilter(batch_id=batch_id))}
-    assert rows["Jane Doe"]["do_not_contact"] is True and rows["Marc Roux"]["do_not_contact"] is False
+    rows = {r.prospect: r for r in queue(demo_app, QueueFilter(batch_id=batch_id))}
+    assert rows["Jane Doe"].do_not_contact is True and rows["Marc Roux"].do_not_contact is False
     with pytest.raises(ReviewError, match="do-not-contact"):
-        approve(demo_app, [rows["Jane Doe"]["id"]])
+        approve(demo_app, [rows["Jane Doe"].id])
     assert approve_passed(demo_app, batch_id) == 1  # Marc only
 
 
@@ -154,7 +156,7 @@ def test_exports_keep_urls_as_the_user_gave_them(demo_app: App) -> None:
     report = import_prospects(demo_app, data)
     assert report.accepted == 1
     batch_id = _run(demo_app, report.prospect_ids, template="connection_request_safe")
-    approve(demo_app, [r["id"] for r in queue(demo_app, QueueFilter(batch_id=batch_id))])
+    approve(demo_app, [r.id for r in queue(demo_app, QueueFilter(batch_id=batch_id))])
     rows: list[dict[str, Any]] = json.loads(export_file(demo_app, batch_id, "json").data)
     assert rows[0]["linkedin_url"] == "https://fr.linkedin.com/in/josé/"
     # ... and the same person under the percent-encoded spelling is a duplicate, not a new prospect

@@ -6,10 +6,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from core.app import open_app
-from core.batches.lifecycle import create_batch, start_batch
+from core.batches.creation import create_batch
+from core.batches.lifecycle import start_batch
 from core.batches.runs import run_pending
 from core.config import Settings
+from core.demo import open_demo_app
 from core.messages.approvals import QueueFilter, approve, queue
 from core.people.prospects import import_prospects, suppress
 from tests.cli.test_cli import run_cli
@@ -21,13 +22,13 @@ CSV = (b"first_name,last_name,company_name,linkedin_url,email\n"
 
 
 def _approved_then_opted_out(settings: Settings) -> int:
-    app = open_app(settings, load_demo=True)
+    app = open_demo_app(settings)
     report = import_prospects(app, CSV)
     batch = create_batch(app, report.prospect_ids, template_name="connection_request_safe")
     assert batch.id is not None
     start_batch(app, batch.id)
     run_pending(app, "w1")
-    approve(app, [r["id"] for r in queue(app, QueueFilter(batch_id=batch.id))])
+    approve(app, [r.id for r in queue(app, QueueFilter(batch_id=batch.id))])
     suppress(app, "email:jane.doe@acme.example", "opt-out by phone")
     return batch.id
 

@@ -96,3 +96,19 @@ def test_migration_brings_old_keys_to_the_normal_form(app: App) -> None:
         pid = int(s.exec(select(Prospect.id)).one() or 0)
         assert stored == {"email:jane@acme.example", "li:https://www.linkedin.com/in/jos%C3%A9"}
         assert identity.suppressed_prospects(s, [pid]) == {pid: "old"}
+
+
+@pytest.mark.parametrize(("value", "ok"), [
+    ("jane@acme.io", True), ("Jane.Doe+x@ACME.co.uk", True), ("jane@acme", False), ("jane acme.io", False),
+    ("jane@@acme.io", False), ("<jane@acme.io>", False), ("jane@acme.io, bob@acme.io", False), ("", False),
+])
+def test_one_email_check_for_the_prospect_and_reply_imports(value: str, ok: bool) -> None:
+    from core.people.identity import is_email_address
+    from core.people.rows import ProspectParser
+    from core.replies.importing import _identity_cell
+
+    assert is_email_address(value) is ok
+    kind, _ = ProspectParser(["first_name", "company_name", "email"]).parse(2, ["Jane", "Acme", value])
+    assert (kind == "row") is (ok or value == "")
+    if value:
+        assert (_identity_cell(value) is not None) is ok

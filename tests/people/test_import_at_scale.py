@@ -8,6 +8,7 @@ from sqlmodel import select
 
 from core.app import App
 from core.people.prospects import import_prospects, suppress
+from core.people.reading import RowError
 from core.store.db import session_scope
 from core.store.models import Prospect
 
@@ -30,7 +31,7 @@ def test_a_20k_row_import_is_chunked_and_every_row_lands(app: App) -> None:
     assert report.chunks == 7  # 20,000 rows less one duplicate, in chunks of 3,000
     assert (report.rows, report.accepted, report.suppressed, report.duplicates, len(report.rejected)) == (
         N + 1, N - 2, 2, 1, 0)
-    assert report.duplicate_lines == [{"line": N + 2, "reason": "duplicate of line 7: the same email address"}]
+    assert report.duplicate_lines == [RowError(N + 2, "duplicate of line 7: the same email address")]
     with session_scope(app.engine) as s:
         assert s.exec(select(func.count()).select_from(Prospect)).one() == N - 2
         stored = s.exec(select(Prospect).where(Prospect.first_name == "P12345")).one()

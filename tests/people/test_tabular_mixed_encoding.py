@@ -7,7 +7,7 @@ import pytest
 
 from core.app import App
 from core.people.prospects import count_prospects, import_prospects, list_prospects
-from core.people.tabular import UnreadableFile, read_table
+from core.people.reading import UnreadableFile, read_table
 
 HEADER = b"first_name,company_name,notes\n"
 UTF8_LINE = "José,Société Générale,café crème\n".encode()

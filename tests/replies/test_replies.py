@@ -22,7 +22,7 @@ from core.llm.errors import BudgetExceededError
 from core.messages import prompts
 from core.messages.review import VerdictError
 from core.people.prospects import import_prospects
-from core.people.tabular import RowError, UnreadableFile
+from core.people.reading import RowError, UnreadableFile
 from core.replies.categories import CATEGORIES
 from core.replies.classify import (
     Classification,

@@ -4,9 +4,7 @@ Operators upload spreadsheets exported from CRMs, Excel, Google Sheets and Linke
 arrive in several encodings and dialects and are often a little broken, so this module is the single,
 database-free place that turns them into text cells and says precisely what it could not read.
 
-Two layers:
-
-``read_table`` (any CSV) decides, in order:
+``read_table`` / ``open_table`` (any CSV) decide, in order:
 
 1. *Refuse the whole file* (``UnreadableFile``, nothing partial) when it is larger than ``max_bytes``,
    empty or whitespace only, a known binary format (Excel ``.xlsx``/``.xls``, zip, PNG/JPEG/GIF, PDF,
@@ -48,44 +46,28 @@ Broken quoting never swallows the rest of the file:
   delimiter or a line end is indistinguishable from a legitimate multi-line cell; as in every CSV
   reader, those lines become one cell.)
 
-``parse_prospects`` (the prospects import) maps headers to the canonical prospect fields with
-``suggest_mapping`` (editable by the operator), keeps unmapped columns as custom variables (keys from
-``custom_key``: ASCII snake_case usable as template variable names), validates required fields, email
-and LinkedIn URL, and finds in-file duplicates. See ``identity_for`` for the identity the database uses.
+What the columns mean is `core.people.columns`; turning rows into prospects is `core.people.rows`.
 """
 
 from __future__ import annotations
 
 import codecs
 import re
-import unicodedata
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from dataclasses import field as dataclass_field
-from decimal import Decimal, InvalidOperation
 from typing import NamedTuple
 
-from core.people.identity import email_key, linkedin_key, name_key, normalize_linkedin_url, primary_identity
+from core.people.columns import custom_key
 
 __all__ = [
-    "CANONICAL_FIELDS",
     "DELIMITERS",
-    "REQUIRED_FIELDS",
-    "ProspectParse",
-    "ProspectParser",
-    "ProspectRow",
     "RowError",
     "Table",
     "TableStream",
     "UnreadableFile",
-    "custom_key",
-    "identity_for",
-    "normalize_linkedin_url",
     "open_table",
-    "parse_company_size",
-    "parse_prospects",
+    "quoted",
     "read_table",
-    "suggest_mapping",
 ]
 
 DELIMITERS: tuple[str, ...] = (",", ";", "\t", "|")
@@ -93,6 +75,7 @@ _MAX_HEADER_NAME_CHARS = 200
 _SNIFF_RECORDS = 50
 _CONTROL_SAMPLE_CHARS = 65_536
 _CONTROL_SHARE_LIMIT = 0.05
+
 
 
 class UnreadableFile(ValueError):
@@ -316,7 +299,7 @@ def _column_number(index: int) -> str:
     return f"column {index + 1}"
 
 
-def _snippet(value: str, limit: int = 40) -> str:
+def quoted(value: str, limit: int = 40) -> str:
     flat = _NEWLINE_RE.sub(" ⏎ ", value)
     return '"' + (flat if len(flat) <= limit else flat[: limit - 1] + "…") + '"'
 
@@ -369,8 +352,8 @@ def _parse_quoted_record(text: str, pos: int, line: int, delimiter: str, label: 
             tail = unquoted.match(text, body.end() + 1)
             assert tail is not None
             if tail.group().strip():
-                quoted = _snippet(value.replace('""', '"'))
-                extra = _snippet(tail.group().strip())
+                shown = quoted(value.replace('""', '"'))
+                extra = quoted(tail.group().strip())
                 if line > open_line:
                     # A quote closed several lines later and followed by text: most likely a stray
                     # quote that paired with the next quote in the file. Lose only its line.
@@ -383,7 +366,7 @@ def _parse_quoted_record(text: str, pos: int, line: int, delimiter: str, label: 
                     return _Record(start_line, [], reason, resume, open_line + 1)
                 resume = _after_line_break(text, tail.end())
                 reason = (
-                    f"text after the closing quote in {label(len(cells))}: {quoted} is followed by {extra}; "
+                    f"text after the closing quote in {label(len(cells))}: {shown} is followed by {extra}; "
                     "put the whole cell in quotes and double any quote inside it "
                     f"({_skipped(start_line, line, resume, line + 1, n)})"
                 )
@@ -482,21 +465,6 @@ def _sniff_delimiter(text: str, pos: int, line: int) -> str:
 # --------------------------------------------------------------------------------------------------
 
 _NUMBER_RE = re.compile(r"[+-]?(?:\d[\d,. ]*|\.\d+)%?")
-
-
-def custom_key(header: str) -> str:
-    """The snake_case ASCII identifier for a column name ("Recent Funding (USD)" -> "recent_funding_usd").
-
-    Used both to detect duplicate headers and as the key of custom variables, so it must be usable as
-    a template variable name. Returns "" when nothing usable is left (for example "名前" or "#").
-    """
-    text = unicodedata.normalize("NFKD", header.strip())
-    text = "".join(ch for ch in text if not unicodedata.combining(ch))
-    text = re.sub(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])", "_", text)
-    key = re.sub(r"[^a-z0-9]+", "_", text.lower()).strip("_")
-    if key[:1].isdigit():
-        key = "col_" + key
-    return key
 
 
 def _read_header(record: _Record | None, max_name_chars: int) -> list[str]:
@@ -629,366 +597,6 @@ def _delimiter_name(delimiter: str) -> str:
     return {",": "a comma", ";": "a semicolon", "\t": "a tab", "|": "a pipe (|)"}[delimiter]
 
 
-# --------------------------------------------------------------------------------------------------
-# Prospects: mapping, normalisation, identity
-# --------------------------------------------------------------------------------------------------
-
-CANONICAL_FIELDS: tuple[str, ...] = (
-    "first_name",
-    "last_name",
-    "company_name",
-    "job_title",
-    "industry",
-    "company_size",
-    "linkedin_url",
-    "email",
-    "recent_news",
-    "notes",
-    "sender_account",
-)
-REQUIRED_FIELDS: tuple[str, ...] = ("first_name", "company_name")
-
-# Spellings compared after casefolding and dropping everything but letters and digits, so "First Name",
-# "first_name", "firstName" and "FIRST-NAME" are all "firstname". Earlier spellings win when several
-# columns match one field. A spelling belongs to one field only (the tests check it).
-_SYNONYMS: dict[str, tuple[str, ...]] = {
-    "first_name": (
-        "firstname",
-        "fname",
-        "givenname",
-        "first",
-        "forename",
-        "personfirstname",
-        "contactfirstname",
-    ),
-    "last_name": (
-        "lastname",
-        "lname",
-        "surname",
-        "familyname",
-        "last",
-        "personlastname",
-        "contactlastname",
-    ),
-    "company_name": (
-        "companyname",
-        "company",
-        "organization",
-        "organisation",
-        "organizationname",
-        "organisationname",
-        "employer",
-        "currentcompany",
-        "accountname",
-        "companyorganization",
-        "org",
-        "business",
-        "firm",
-    ),
-    "job_title": (
-        "jobtitle",
-        "title",
-        "position",
-        "role",
-        "jobrole",
-        "currenttitle",
-        "currentposition",
-        "jobposition",
-        "designation",
-    ),
-    "industry": ("industry", "sector", "vertical", "companyindustry"),
-    "company_size": (
-        "companysize",
-        "employees",
-        "headcount",
-        "numberofemployees",
-        "employeecount",
-        "noofemployees",
-        "numemployees",
-        "nbemployees",
-        "companyheadcount",
-        "companyemployees",
-        "employeesize",
-        "staffcount",
-        "size",
-    ),
-    "linkedin_url": (
-        "linkedinurl",
-        "linkedin",
-        "linkedinprofile",
-        "linkedinprofileurl",
-        "profileurl",
-        "personlinkedinurl",
-        "linkedinlink",
-        "linkedinprofilelink",
-        "profilelink",
-        "liurl",
-    ),
-    "email": (
-        "email",
-        "emailaddress",
-        "workemail",
-        "businessemail",
-        "primaryemail",
-        "mail",
-        "emailid",
-        "email1",
-    ),
-    "recent_news": ("recentnews", "news", "latestnews", "companynews", "triggerevent", "trigger"),
-    "notes": ("notes", "note", "comments", "comment", "remarks"),
-    "sender_account": (
-        "senderaccount",
-        "account",
-        "sender",
-        "sendingaccount",
-        "linkedinaccount",
-        "fromaccount",
-        "sendername",
-    ),
-}
-
-
-def _spelling(header: str) -> str:
-    return "".join(ch for ch in header.casefold() if ch.isalnum())
-
-
-def suggest_mapping(headers: Sequence[str]) -> dict[str, str]:
-    """Canonical field -> source header, from common spellings; unmatched headers stay unmapped."""
-    mapping: dict[str, str] = {}
-    for canonical, spellings in _SYNONYMS.items():
-        best: tuple[int, int] | None = None
-        for position, header in enumerate(headers):
-            key = _spelling(header)
-            if key in spellings:
-                rank = (spellings.index(key), position)
-                if best is None or rank < best:
-                    best = rank
-        if best is not None:
-            mapping[canonical] = headers[best[1]]
-    return mapping
-
 
 def _collapse(value: str) -> str:
     return " ".join(value.split()).casefold()
-
-
-def identity_for(fields: Mapping[str, str]) -> str:
-    """The key that says "same person": LinkedIn profile, else email, else name and company.
-
-    ``li:<normalized url>``, else ``email:<case-folded email>``, else
-    ``name:<casefolded first last>|<casefolded company>`` (whitespace collapsed). A LinkedIn URL that is
-    not a profile URL is ignored here. The rules live in `core.people.identity`.
-    """
-    return primary_identity(fields)
-
-
-_SIZE_NUMBER = r"(\d{1,3}(?:,\d{3})+|\d+(?:\.\d+)?)\s*([km])?"
-_SIZE_RANGE_RE = re.compile(rf"{_SIZE_NUMBER}\s*-\s*{_SIZE_NUMBER}")
-_SIZE_SINGLE_RE = re.compile(rf"(?:>=?\s*|over\s+|more\s+than\s+|at\s+least\s+)?{_SIZE_NUMBER}\s*(?:\+|or\s+more)?")
-_SIZE_WORDS_RE = re.compile(r"\b(?:employees?|people|persons?|staff|emp)\b\.?")
-
-
-def _size_number(digits: str, suffix: str | None) -> int | None:
-    try:
-        value = Decimal(digits.replace(",", ""))
-    except InvalidOperation:
-        return None
-    value *= {"k": 1_000, "m": 1_000_000}.get(suffix or "", 1)
-    if value != value.to_integral_value() or value < 1:
-        return None
-    return int(value)
-
-
-def parse_company_size(value: str) -> int | None:
-    """Headcount as an int: "1,200", "1200", "1k", "1.5k", "10000+", "51-200 employees".
-
-    A range gives its *lower* bound ("501-1000" -> 501): it is the figure the source vouches for, and
-    it keeps LinkedIn's size buckets exact when a routing threshold sits on a bucket boundary.
-    Open-ended sizes ("10000+", "over 500") give the stated bound. None when unparseable, when the
-    range is reversed, or below 1. Never uses floats.
-    """
-    text = value.strip().casefold()
-    if not text:
-        return None
-    text = text.replace("\u2013", "-").replace("\u2014", "-").replace("\u2212", "-")
-    text = _SIZE_WORDS_RE.sub(" ", text)
-    text = re.sub(r"\s+to\s+", "-", text).strip()
-    ranged = _SIZE_RANGE_RE.fullmatch(text)
-    if ranged:
-        low = _size_number(ranged.group(1), ranged.group(2))
-        high = _size_number(ranged.group(3), ranged.group(4))
-        if low is None or high is None or high < low:
-            return None
-        return low
-    single = _SIZE_SINGLE_RE.fullmatch(text)
-    if single:
-        return _size_number(single.group(1), single.group(2))
-    return None
-
-
-# --------------------------------------------------------------------------------------------------
-# Prospects import
-# --------------------------------------------------------------------------------------------------
-
-_EMAIL_RE = re.compile(r"[^@\s<>(),;:\"\[\]]+@[^@\s<>(),;:\"\[\]]+\.[^@\s<>(),;:\"\[\].]+")
-
-
-@dataclass
-class ProspectRow:
-    line: int
-    fields: dict[str, str]  # canonical fields with a value, as written (the LinkedIn URL as the user gave it)
-    custom: dict[str, str]  # unmapped columns with a value, keyed by custom_key(header)
-    identity: str  # the primary identity key (core.people.identity)
-    keys: list[str] = dataclass_field(default_factory=list)  # every identity key the row gives
-
-
-@dataclass
-class ProspectParse:
-    rows: list[ProspectRow]
-    errors: list[RowError]
-    duplicates_in_file: list[RowError]
-    total_records: int
-
-
-class _SeenPeople:
-    """Earlier rows of this file, to spot a person listed twice.
-
-    The same LinkedIn profile, or the same email (case-insensitive), is the same person even when the
-    other identifiers differ or are missing. Name and company are only compared between rows that have
-    neither a LinkedIn profile nor an email (their identities are both ``name:...``), so a richer row is
-    never dropped because an earlier, poorer row shares a common name.
-    """
-
-    def __init__(self) -> None:
-        self.by_linkedin: dict[str, int] = {}
-        self.by_email: dict[str, int] = {}
-        self.by_name: dict[str, int] = {}
-
-    def check(self, line: int, linkedin: str | None, email: str | None, name: str | None) -> str | None:
-        """The reason this row repeats an earlier one, or None after remembering it."""
-        if linkedin and linkedin in self.by_linkedin:
-            return f"duplicate of line {self.by_linkedin[linkedin]}: the same LinkedIn profile"
-        if email and email in self.by_email:
-            return f"duplicate of line {self.by_email[email]}: the same email address"
-        if name and name in self.by_name:
-            return f"duplicate of line {self.by_name[name]}: the same name and company"
-        for key, index in ((linkedin, self.by_linkedin), (email, self.by_email), (name, self.by_name)):
-            if key:
-                index.setdefault(key, line)
-        return None
-
-
-def _columns_found(headers: Sequence[str], limit: int = 20) -> str:
-    shown = ", ".join(headers[:limit])
-    if len(headers) > limit:
-        shown += f" … and {len(headers) - limit} more"
-    return shown
-
-
-def _resolve_mapping(headers: Sequence[str], mapping: Mapping[str, str] | None) -> dict[str, str]:
-    chosen = suggest_mapping(headers) if mapping is None else dict(mapping)
-    unknown = sorted(k for k in chosen if k not in CANONICAL_FIELDS)
-    if unknown:
-        raise ValueError(f"unknown prospect field(s) in mapping: {', '.join(unknown)}")
-    resolved = {k: v for k, v in chosen.items() if v}
-    for canonical, header in resolved.items():
-        if header not in headers:
-            raise UnreadableFile(
-                f'the mapping uses column "{header}" for {canonical}, but the file has no such column; '
-                f"columns found: {_columns_found(headers)}"
-            )
-    missing = [f for f in REQUIRED_FIELDS if f not in resolved]
-    if missing:
-        raise UnreadableFile(
-            f"the file has no column for {' or '.join(missing)}; columns found: "
-            f"{_columns_found(headers)}; map one in the mapping step"
-        )
-    return resolved
-
-
-class ProspectParser:
-    """Turns one table record at a time into a prospect row, a row error or an in-file duplicate.
-
-    It remembers the people of earlier rows (a few strings each), so a file can be read as a stream.
-    """
-
-    def __init__(self, headers: Sequence[str], mapping: Mapping[str, str] | None = None) -> None:
-        self.resolved = _resolve_mapping(headers, mapping)
-        index = {header: i for i, header in enumerate(headers)}
-        self.mapped = [(f, index[h]) for f, h in self.resolved.items()]
-        mapped_columns = {i for _, i in self.mapped}
-        self.custom_columns: list[tuple[str, int]] = []
-        used_keys: set[str] = set()
-        for i, header in enumerate(headers):
-            if i in mapped_columns:
-                continue
-            key = base = custom_key(header) or f"column_{i + 1}"
-            suffix = 2
-            while key in used_keys:  # only for names custom_key cannot tell apart ("名前" next to "column_1")
-                key, suffix = f"{base}_{suffix}", suffix + 1
-            used_keys.add(key)
-            self.custom_columns.append((key, i))
-        self.seen = _SeenPeople()
-
-    def parse(self, line: int, cells: Sequence[str]) -> tuple[str, ProspectRow | RowError]:
-        """("row", ProspectRow), ("error", RowError) or ("duplicate", RowError)."""
-        fields = {f: cells[i] for f, i in self.mapped if cells[i]}
-        problems: list[str] = []
-        missing = [f for f in REQUIRED_FIELDS if f not in fields]
-        if missing:
-            columns = ", ".join(f'"{self.resolved[f]}"' for f in missing)
-            verb = "is" if len(missing) == 1 else "are"
-            problems.append(f"{' and '.join(missing)} {verb} empty (column {columns})")
-        email = fields.get("email")
-        if email is not None and not _EMAIL_RE.fullmatch(email):
-            problems.append(f"email {_snippet(email)} is not a valid email address")
-        url = fields.get("linkedin_url")
-        linkedin = linkedin_key(url) if url is not None else None
-        if url is not None and linkedin is None:
-            problems.append(
-                f"linkedin_url {_snippet(url)} is not a LinkedIn profile address (expected linkedin.com/in/...)"
-            )
-        if problems:
-            return "error", RowError(line, "; ".join(problems))
-        mail = email_key(email) if email else None
-        name = name_key(fields.get("first_name"), fields.get("last_name"), fields.get("company_name"))
-        duplicate = self.seen.check(line, linkedin, mail, None if linkedin or mail else name)
-        if duplicate is not None:
-            return "duplicate", RowError(line, duplicate)
-        custom = {key: cells[i] for key, i in self.custom_columns if cells[i]}
-        keys = [k for k in (linkedin, mail, name) if k]
-        return "row", ProspectRow(line=line, fields=fields, custom=custom, identity=keys[0], keys=keys)
-
-
-def parse_prospects(table: Table, mapping: Mapping[str, str] | None = None) -> ProspectParse:
-    """Turn table rows into prospects: canonical fields, custom variables, identity, in-file duplicates.
-
-    ``mapping`` (canonical field -> header) defaults to ``suggest_mapping(table.headers)``; an empty
-    header value means "not mapped". Raises ``UnreadableFile`` when a required field has no column,
-    ``ValueError`` for a mapping key that is not a canonical field. A row is an error when a required
-    field is empty, the email is not an address, or the LinkedIn URL is not a profile URL (both feed
-    the identity, so a wrong one would defeat duplicate detection). ``company_size`` is kept as written;
-    ``parse_company_size`` reads it. Values are kept as written; identity keys are normalised.
-    """
-    parser = ProspectParser(table.headers, mapping)
-    rows: list[ProspectRow] = []
-    errors: list[RowError] = list(table.errors)
-    duplicates: list[RowError] = []
-    for line, cells in table.rows:
-        kind, parsed = parser.parse(line, cells)
-        if kind == "row":
-            assert isinstance(parsed, ProspectRow)
-            rows.append(parsed)
-        elif kind == "error":
-            assert isinstance(parsed, RowError)
-            errors.append(parsed)
-        else:
-            assert isinstance(parsed, RowError)
-            duplicates.append(parsed)
-    errors.sort(key=lambda e: e.line)
-    return ProspectParse(
-        rows=rows,
-        errors=errors,
-        duplicates_in_file=duplicates,
-        total_records=len(rows) + len(errors) + len(duplicates),
-    )

@@ -1,4 +1,4 @@
-"""Tests for core.people.tabular: the awkward-file corpus, parser details, header mapping, identity, sizes."""
+"""Tests for reading uploaded CSVs (core.people.reading), their columns (columns) and prospect rows (rows)."""
 
 from __future__ import annotations
 
@@ -11,20 +11,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from core.people import tabular
-from core.people.tabular import (
-    CANONICAL_FIELDS,
-    REQUIRED_FIELDS,
-    Table,
-    UnreadableFile,
-    custom_key,
-    identity_for,
-    normalize_linkedin_url,
-    parse_company_size,
-    parse_prospects,
-    read_table,
-    suggest_mapping,
-)
+from core.people import reading
+from core.people.columns import CANONICAL_FIELDS, REQUIRED_FIELDS, custom_key, parse_company_size, suggest_mapping
+from core.people.identity import normalize_linkedin_url
+from core.people.reading import Table, UnreadableFile, read_table
+from core.people.rows import identity_for, parse_prospects
 
 CORPUS_DIR = Path(__file__).parent / "csv_corpus"
 
@@ -391,7 +382,7 @@ def test_bulk_line_splitting_agrees_with_line_by_line_reading(monkeypatch: pytes
     expected_extra = read_table(extra)
     assert [line for line, _ in expected_extra.rows] == [2, 4, 6]
     for size in (1, 2, 3, 4, 5, 8, 13):
-        monkeypatch.setattr(tabular, "_BULK_CHARS", size)
+        monkeypatch.setattr(reading, "_BULK_CHARS", size)
         for name in names:
             assert load(name) == expected[name], (name, size)
         assert read_table(extra) == expected_extra, size
@@ -531,7 +522,7 @@ def test_suggest_mapping_prefers_the_closest_spelling_and_leaves_unknowns() -> N
 
 
 def test_every_spelling_belongs_to_one_field_and_fields_are_canonical() -> None:
-    from core.people.tabular import _SYNONYMS
+    from core.people.columns import _SYNONYMS
 
     assert set(_SYNONYMS) == set(CANONICAL_FIELDS)
     spellings = [s for values in _SYNONYMS.values() for s in values]
