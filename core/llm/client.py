@@ -30,6 +30,7 @@ import httpx2
 
 from core.llm import errors as e
 from core.llm.secrets import remember_secret, scrub
+from core.llm.transport import AsyncioTransport
 
 RETRYABLE_STATUS = {408, 409, 425, 429, 500, 502, 503, 504, 520, 522, 524, 529}
 
@@ -194,11 +195,12 @@ class LLMClient:
             headers["Authorization"] = f"Bearer {api_key}"
             remember_secret(api_key)  # so log lines mask it too, wherever the key came from
         self._owns_http = http is None
+        limits = httpx2.Limits(max_connections=max_in_flight or 256, max_keepalive_connections=max_in_flight or 64)
         self._http = http or httpx2.AsyncClient(
-            transport=transport,
+            transport=transport or AsyncioTransport(limits=limits),  # httpx2's pool on asyncio's own streams
             headers=headers,
             timeout=httpx2.Timeout(self.policy.request_timeout_s, connect=10.0),
-            limits=httpx2.Limits(max_connections=max_in_flight or 256, max_keepalive_connections=max_in_flight or 64),
+            limits=limits,
         )
         if not self._owns_http:
             self._http.headers.update(headers)
