@@ -8,6 +8,8 @@ wire (an `httpx2` transport or a loopback server), never the code. What it promi
 - never a retry of 400/401/403; 402 halts, except OpenRouter's transient in-flight-budget 402;
 - every attempt reported to an optional hook (the ledger and the budget live there, not here);
 - the cost of a call from `usage.cost`, or from the price book when the server sends none (marked estimated).
+
+It imports nothing else of the product: the price book comes in as anything with a `cost` method (`Pricing`).
 """
 
 from __future__ import annotations
@@ -26,9 +28,9 @@ from typing import Any, Protocol
 
 import httpx2
 
-from core.costs.prices import PriceBook, UnknownModelPrice
 from core.llm import errors as e
-from core.logs import remember_secret, scrub
+from core.llm.secrets import remember_secret, scrub
+from core.llm.transport import AsyncioTransport
 
 RETRYABLE_STATUS = {408, 409, 425, 429, 500, 502, 503, 504, 520, 522, 524, 529}
 
@@ -87,6 +89,13 @@ class Attempt:
     # ledger must not book it at $0 (see core.costs.settlement).
     maybe_billed: bool = False
     request_id: str = ""  # the generation id when known without a parsed answer (a broken 200's body)
+
+
+class Pricing(Protocol):
+    """What the client needs of a price book (`core.costs.prices.PriceBook` is one)."""
+
+    def cost(self, model: str, input_tokens: int, output_tokens: int) -> Decimal:
+        """USD for one call; raises `LookupError` for a model it has no price for."""
 
 
 class AttemptHooks(Protocol):
@@ -166,7 +175,7 @@ class LLMClient:
         http: httpx2.AsyncClient | None = None,
         transport: httpx2.AsyncBaseTransport | None = None,
         policy: RetryPolicy | None = None,
-        price_book: PriceBook | None = None,
+        price_book: Pricing | None = None,
         provider_name: str = "openrouter",
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         rng: random.Random | None = None,
@@ -186,11 +195,12 @@ class LLMClient:
             headers["Authorization"] = f"Bearer {api_key}"
             remember_secret(api_key)  # so log lines mask it too, wherever the key came from
         self._owns_http = http is None
+        limits = httpx2.Limits(max_connections=max_in_flight or 256, max_keepalive_connections=max_in_flight or 64)
         self._http = http or httpx2.AsyncClient(
-            transport=transport,
+            transport=transport or AsyncioTransport(limits=limits),  # httpx2's pool on asyncio's own streams
             headers=headers,
             timeout=httpx2.Timeout(self.policy.request_timeout_s, connect=10.0),
-            limits=httpx2.Limits(max_connections=max_in_flight or 256, max_keepalive_connections=max_in_flight or 64),
+            limits=limits,
         )
         if not self._owns_http:
             self._http.headers.update(headers)
@@ -418,7 +428,7 @@ class LLMClient:
         if self.price_book is not None:
             try:
                 return self.price_book.cost(model, prompt, completion), "estimated"
-            except UnknownModelPrice:
+            except LookupError:  # the book has no price for this model (UnknownModelPrice)
                 pass
         return Decimal(0), "none"
 

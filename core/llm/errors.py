@@ -15,7 +15,7 @@
 
 from __future__ import annotations
 
-from core.logs import scrub
+from core.llm.secrets import scrub
 
 
 class LLMError(Exception):

@@ -193,6 +193,24 @@ def test_cost_is_estimated_when_server_sends_none() -> None:
     assert result.cost_usd == Decimal("0.028") * 1000 / 10**6 + Decimal("0.054") * 100 / 10**6
 
 
+def test_a_model_the_price_book_does_not_know_costs_nothing_marked_none() -> None:
+    """The client takes any `cost` function (it imports no price book); one raising LookupError means unknown."""
+    def handler(request: httpx2.Request) -> httpx2.Response:
+        return httpx2.Response(200, json={
+            "id": "x2", "model": "someone/unpriced-model",
+            "choices": [{"finish_reason": "stop", "message": {"role": "assistant", "content": "hello"}}],
+            "usage": {"prompt_tokens": 1000, "completion_tokens": 100},
+        })
+
+    async def go():  # type: ignore[no-untyped-def]
+        async with LLMClient("http://x/api/v1", transport=httpx2.MockTransport(handler),
+                             price_book=current_book()) as client:
+            return await client.chat(REQ)
+
+    result = run(go())
+    assert (result.model, result.cost_source, result.cost_usd) == ("someone/unpriced-model", "none", Decimal(0))
+
+
 @pytest.mark.parametrize(
     "body", [b"not json", b"[]", b'{"choices": []}', b'{"choices": [{"message": {"content": 5}}]}']
 )
