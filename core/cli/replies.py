@@ -70,7 +70,7 @@ def cmd_replies_classify(args: argparse.Namespace) -> None:
 
 
 def cmd_replies_eval(args: argparse.Namespace) -> None:
-    from core.replies.evaluation import evaluate_provider
+    from core.batches.foreground import evaluate_provider
 
     result = evaluate_provider(cli.app(), Path(args.file) if args.file else None)
     emit(result.as_json(), args.json)

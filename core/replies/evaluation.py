@@ -1,27 +1,21 @@
 """How good is a reply classifier: precision, recall and the confusion matrix on labelled replies.
 
 `evaluate` scores any (true, predicted) pairs, from the rules or a model; `load_labelled` reads the labelled
-set shipped in `data/replies_labelled.csv`; `evaluate_provider` runs that set through the active provider
-(real calls: reserved, logged and billed) and scores its routed categories.
+set shipped in `data/replies_labelled.csv`; `ProviderEvaluation` is what running that set through the active
+provider measured (an evaluation batch: `core.batches.kinds.evaluation`).
 """
 
 from __future__ import annotations
 
-import asyncio
 import csv
-from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from datetime import date
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from core.app import App
-from core.llm.errors import BudgetExceededError, LLMError
 from core.replies.categories import CATEGORIES
-from core.replies.classify import CHUNK, Classification, VerdictStatus, classify
-from core.replies.routing import routing_config
 
 LABELLED_FILE = "replies_labelled.csv"
 
@@ -137,7 +131,7 @@ class ProviderEvaluation(Evaluation):
     """`Evaluation` of the active provider on the labelled replies, with what it cost.
 
     Predictions are the routed categories (low confidence counts as unclear). Replies the provider failed
-    on are left out (`errors`); `stopped` says why a run ended early (the budget)."""
+    on are left out (`errors`); `stopped` says why a run ended early (the budget, a cancel)."""
 
     provider: str = ""
     labelled: int = 0
@@ -156,58 +150,4 @@ class ProviderEvaluation(Evaluation):
                 "models": self.models, "cost_usd": str(self.cost_usd), "input_tokens": self.input_tokens,
                 "output_tokens": self.output_tokens, "unclear_fallbacks": self.fallbacks, "errors": self.errors,
                 "stopped": self.stopped}
-
-
-def evaluate_provider(
-    app: App,
-    path: Path | None = None,
-    *,
-    progress: Callable[[int, int], None] | None = None,
-    chunk: int = CHUNK,
-) -> ProviderEvaluation:
-    """Run the labelled replies (default `data/replies_labelled.csv`) through the active provider and score
-    them with `evaluate`. Calls are real calls: they are reserved, logged and billed."""
-    labelled = load_labelled(path or app.settings.data_dir / LABELLED_FILE)
-    return asyncio.run(_evaluate(app, labelled, progress, max(1, chunk)))
-
-
-async def _evaluate(
-    app: App,
-    labelled: list[tuple[str, str, date | None]],
-    progress: Callable[[int, int], None] | None,
-    chunk: int,
-) -> ProviderEvaluation:
-    config = routing_config(app)
-    pairs: list[tuple[str, str]] = []
-    verdicts: list[Classification] = []
-    errors: list[str] = []
-    stopped = ""
-    async with app.gateway() as gw:
-        for start in range(0, len(labelled), chunk):
-            part = labelled[start:start + chunk]
-            outcomes = await asyncio.gather(*(classify(gw, text, received, config=config)
-                                              for text, _, received in part), return_exceptions=True)
-            for offset, ((_, truth, _), outcome) in enumerate(zip(part, outcomes, strict=True)):
-                if isinstance(outcome, Classification):
-                    verdicts.append(outcome)
-                    pairs.append((truth, outcome.category))
-                elif isinstance(outcome, BudgetExceededError):
-                    stopped = f"budget reached: {len(pairs)} of {len(labelled)} classified; the rest were not"
-                elif isinstance(outcome, LLMError):
-                    errors.append(f"labelled row {start + offset + 1}: {outcome}"[:300])
-                else:
-                    raise outcome
-            if progress is not None:
-                progress(min(start + chunk, len(labelled)), len(labelled))
-            if stopped:
-                break
-    scored = evaluate(pairs)
-    return ProviderEvaluation(
-        n=scored.n, accuracy=scored.accuracy, per_category=scored.per_category, confusion=scored.confusion,
-        provider=app.settings.llm_provider, labelled=len(labelled),
-        models=dict(Counter(v.model for v in verdicts if v.model)),
-        cost_usd=sum((v.cost_usd for v in verdicts), Decimal(0)),
-        input_tokens=sum(v.input_tokens for v in verdicts), output_tokens=sum(v.output_tokens for v in verdicts),
-        fallbacks=sum(1 for v in verdicts if v.status == VerdictStatus.UNCLEAR), errors=errors, stopped=stopped,
-    )
 

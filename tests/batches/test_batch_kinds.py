@@ -11,6 +11,7 @@ from sqlmodel import select
 
 from core.app import App
 from core.batches.creation import create_batch
+from core.batches.foreground import evaluate_provider
 from core.batches.kinds import KINDS, kind_of
 from core.batches.kinds.evaluation import evaluation_of, labelled_rows
 from core.batches.kinds.variants import bulk_report
@@ -18,7 +19,6 @@ from core.batches.lifecycle import BatchError, cancel_batch, resume_batch, start
 from core.batches.runs import run_pending
 from core.experiments.variants import bulk_templates
 from core.messages.library import get_template
-from core.replies.evaluation import evaluate_provider
 from core.store.db import session_scope
 from core.store.models import BatchKind, BatchStatus, ItemState, UsageEntry
 
@@ -31,8 +31,8 @@ def test_every_kind_is_registered_and_an_unknown_one_is_refused(app: App) -> Non
         create_batch(app, [1], kind="translate")
 
 
-def test_the_evaluation_batch_scores_like_the_inline_evaluation(app: App) -> None:
-    inline = evaluate_provider(app)
+def test_the_workers_evaluation_batch_scores_like_the_command_lines(app: App) -> None:
+    inline = evaluate_provider(app)  # `replies eval`: the same kind, worked through in the foreground
     batch = create_batch(app, [], kind=BatchKind.EVALUATION, subjects=labelled_rows(app))
     assert batch.items_total == inline.labelled
     start_batch(app, batch.id)  # type: ignore[arg-type]

@@ -16,6 +16,7 @@ from sqlmodel import select
 
 import core
 from core.app import App
+from core.batches.foreground import evaluate_provider
 from core.costs.gateway import CallContext
 from core.experiments import outcomes as experiments
 from core.llm.errors import BudgetExceededError
@@ -36,7 +37,7 @@ from core.replies.classify import (
     worst_case_cost,
 )
 from core.replies.cleaning import MAX_REPLY_CHARS, clean_reply
-from core.replies.evaluation import evaluate, evaluate_provider, load_labelled
+from core.replies.evaluation import evaluate, load_labelled
 from core.replies.holds import paused_until, sequence_stopped
 from core.replies.importing import UnknownProspect, import_replies
 from core.replies.review import category_counts, override, review_rows
@@ -668,5 +669,5 @@ def test_evaluate_provider_stops_at_the_budget(app: App, tmp_path: Path) -> None
     path = tmp_path / "labelled.csv"
     path.write_text("text,category,received\n" + "".join(f"No thanks {i},not_interested,\n" for i in range(8)))
     app.set_budget_cap(Decimal("0.00002"))
-    result = evaluate_provider(app, path, chunk=1)
-    assert result.stopped.startswith("budget reached: ") and result.n < 8
+    result = evaluate_provider(app, path)
+    assert result.stopped.startswith("paused: the budget ran out: ") and result.n < 8, result.stopped
