@@ -11,6 +11,7 @@ between callers, so callers must not change it.
 from __future__ import annotations
 
 import json
+import os
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -28,9 +29,9 @@ class DataFileError(ValueError):
     """A data file is missing, unreadable or not valid JSON; ``str(e)`` names the file and the problem."""
 
 
-def _stamp(path: Path) -> tuple[int, int]:
+def _stamp(path: str) -> tuple[int, int]:
     try:
-        stat = path.stat()
+        stat = os.stat(path)  # not Path.stat: routing asks for the lifecycle file on every call
     except OSError as exc:
         raise DataFileError(f"{path}: cannot read the file ({exc.strerror})") from None
     return stat.st_mtime_ns, stat.st_size
@@ -52,13 +53,14 @@ def _parse_json(path: Path) -> Any:
 def load(path: Path | str, parse: Callable[[Path, Any], T] | None = None) -> T | Any:
     """The JSON in ``path``, passed through ``parse(path, raw)`` when given (which validates and builds the
     typed value, raising ValueError that names the file); cached until the file changes."""
-    path = Path(path)
-    stamp = _stamp(path)
-    key = (str(path), parse)
+    name = os.fspath(path)
+    stamp = _stamp(name)
+    key = (name, parse)
     with _LOCK:
         hit = _CACHE.get(key)
     if hit is not None and hit[0] == stamp:
         return hit[1]
+    path = Path(name)
     raw = _parse_json(path)
     value = raw if parse is None else parse(path, raw)
     with _LOCK:

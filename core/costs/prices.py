@@ -247,5 +247,10 @@ def retirement_warnings(
 
 
 def is_retired(model: str, today: date, data_dir: Path = DATA_DIR) -> bool:
-    info = load_lifecycle(data_dir)[0].get(model)
-    return info is not None and info.retires_on <= today
+    return bool(retired((model,), today, data_dir))
+
+
+def retired(models: Iterable[str], today: date, data_dir: Path = DATA_DIR) -> set[str]:
+    """Those of ``models`` retired by ``today`` (the lifecycle file read once for all of them)."""
+    lifecycle = load_lifecycle(data_dir)[0]
+    return {m for m in models if (info := lifecycle.get(m)) is not None and info.retires_on <= today}

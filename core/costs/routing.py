@@ -13,7 +13,7 @@ from pathlib import Path
 
 from core import datafiles
 from core.config import DATA_DIR
-from core.costs.prices import is_retired
+from core.costs.prices import retired
 
 TASKS = ("personalize", "optimize_template", "context", "review", "classify_reply")
 
@@ -46,7 +46,8 @@ class RoutingTable:
         if entry is None:
             raise RoutingError(f"no route for task {task!r}; known tasks: {', '.join(sorted(self.entries))}")
         chain = [entry["model"], *entry.get("fallbacks", [])]
-        live = [m for m in chain if not is_retired(m, today, self.data_dir)]
+        gone = retired(chain, today, self.data_dir)
+        live = [m for m in chain if m not in gone]
         if not live:
             raise RoutingError(f"every model routed for {task!r} has retired: {', '.join(chain)}")
         return Route(
